@@ -1,0 +1,48 @@
+# ReID Workbench. Two commands set everything up on a fresh machine:
+#   make demo   create .venv if missing, install, execute the notebooks headless on synthetic data
+#   make test   create .venv if missing, install, run the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+OUT ?= outputs
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test test-fast lab lint strip bench clean-outputs
+
+venv: $(STAMP)
+
+# Re-install when the dependency list changes. torch and torchvision come from the package registry
+# (the standard build runs on CPU too); a local CPU-only torch wheel cannot be paired with torchvision.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -c "import torch, torchvision, timm, pytorch_grad_cam; print('torch', torch.__version__, '| torchvision', torchvision.__version__, '| timm', timm.__version__)"
+	$(PY) -m ipykernel install --user --name workbench --display-name "ReID Workbench" > /dev/null
+	@touch $(STAMP)
+
+demo: venv
+	$(PY) -m workbench.notebooks run --out $(OUT)
+
+test: venv
+	$(PY) -m pytest -q
+
+test-fast: venv
+	$(PY) -m pytest -q -m "not slow and not notebooks"
+
+lab: venv
+	$(VENV)/bin/jupyter lab --notebook-dir=.
+
+lint: venv
+	$(VENV)/bin/ruff check workbench tests benchmarks
+
+strip: venv
+	$(VENV)/bin/nbstripout notebooks/*.ipynb
+
+bench: venv
+	$(PY) benchmarks/bench_synthetic.py
+	$(PY) benchmarks/bench_metrics.py
+
+clean-outputs:
+	rm -rf $(OUT)

@@ -19,7 +19,6 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
 	$(PY) -c "import torch, torchvision, timm, pytorch_grad_cam; print('torch', torch.__version__, '| torchvision', torchvision.__version__, '| timm', timm.__version__)"
-	$(PY) -m ipykernel install --user --name workbench --display-name "ReID Workbench" > /dev/null
 	@touch $(STAMP)
 
 demo: venv

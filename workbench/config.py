@@ -1,0 +1,257 @@
+"""Run configuration: frozen dataclasses, saved as JSON beside every run, and three profiles.
+
+    cfg = config.get_config("baseline", "synthetic-vi", profile="cpu-demo")
+    cfg = cfg.override(**{"optim.epochs": 5, "data.p": 4})      # plain keyword changes, dotted section names
+    cfg.save("runs/x/config.json"); config.Config.load("runs/x/config.json")
+
+Profiles:
+    smoke     seconds on a CPU; the test suite and `SMOKE = True` notebooks use it.
+    cpu-demo  the notebook default without a GPU: a few minutes on a 2-core laptop, small images, tiny backbones.
+    paper     the published recipe (image size, PxK, optimiser, schedule, epochs; METHODS.md sections 1.1, 1.3, 2.7),
+              meant for a GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROFILES = ("smoke", "cpu-demo", "paper")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "synthetic-vi"      # a name of workbench.data.list_datasets()
+    root: str | None = None            # dataset root for real data; None for synthetic presets
+    options: dict = field(default_factory=dict)  # extra load_dataset options (ids, seed, difficulty, trial, ...)
+    height: int = 288
+    width: int = 144
+    p: int = 8                         # identities per batch
+    k: int = 4                         # instances per identity (per modality for visible-infrared batches)
+    val_ids: int = 0                   # training identities held out for checkpoint selection (0: no validation)
+    cutswap: str = "off"               # "off" | "code_faithful" | "intended" (METHODS.md 2.6)
+    sync_geometry: bool = False        # one crop/flip for the three aligned modalities (baselines: False)
+    cache_images: bool = True          # keep decoded images in RAM (small datasets; PIL decoding dominates on CPU)
+    num_workers: int = 0
+    batches_per_epoch: int | None = None  # None: the AGW rule floor(N / (P K)) + 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "agw_r50"              # a name of workbench.models.list_models()
+    pretrained: Any = None             # None | True (timm weights, online) | path to a local weights file
+    kwargs: dict = field(default_factory=dict)  # extra constructor arguments (e.g. shared_depth for the ViT)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    id_weight: float = 1.0
+    label_smoothing: float = 0.0       # 0.1 in the TOP-ReID defaults, 0 in AGW
+    triplet: str = "wrt"               # "wrt" (AGW) | "hard" (batch-hard, margin) | "soft" (soft margin) | "none"
+    triplet_weight: float = 1.0
+    margin: float = 0.3
+    center_weight: float = 0.0
+    hetero_center_weight: float = 0.0
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    optimizer: str = "sgd"             # "sgd" | "adam" | "adamw"
+    lr: float = 0.1                    # learning rate of new layers (BN-neck, classifier)
+    backbone_lr_mult: float = 0.1      # AGW: 0.01 for the pre-trained backbone = 0.1 x head lr
+    bias_lr_mult: float = 1.0          # TOP-ReID doubles the bias lr
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "step"             # "step" | "cosine" | "constant"
+    warmup_epochs: int = 10
+    warmup_start: float = 0.1          # lr factor at epoch 0 (AGW: linear (e+1)/10 -> 0.1 at e=0)
+    milestones: tuple = (20, 50)       # step schedule: x gamma at each milestone
+    gamma: float = 0.1
+    min_lr_factor: float = 0.01        # cosine schedule floor, as a fraction of lr
+    epochs: int = 81
+    grad_clip: float | None = None     # max gradient norm; None disables
+    amp: bool = True                   # mixed precision on CUDA only (ignored on CPU)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    method: str = "baseline"
+    profile: str = "paper"
+    name: str | None = None            # run folder name under out_dir; None: <method>-<dataset>-<profile>-<time>
+    out_dir: str = "runs"
+    seed: int = 0
+    device: str = "auto"               # "auto": CUDA, then Apple MPS, then CPU
+    eval_every: int = 1                # validation every N epochs (when data.val_ids > 0)
+    test_batch_size: int = 128
+    max_steps: int | None = None       # stop after this many optimiser steps in total (smoke runs)
+    tensorboard: bool = False
+    live_plot: bool = True             # live training curves when running inside a notebook
+    deterministic: bool = False        # torch.use_deterministic_algorithms (slower; bit-exact resume on GPU)
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    method_options: dict = field(default_factory=dict)  # framework-specific switches (DAKD masks, ...)
+
+    def override(self, **changes: Any) -> Config:
+        """Return a copy with dotted keys changed: `cfg.override(**{"optim.lr": 0.01, "data.p": 4})`.
+
+        Undotted keys name a whole section (`data=DataConfig(...)`) or `method_options`.
+        """
+        sections = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for key, value in changes.items():
+            section, _, attr = key.partition(".")
+            if section not in sections:
+                raise ValueError(f"unknown config section {section!r} in {key!r}; sections are {list(sections)}")
+            if not attr:
+                sections[section] = value
+                continue
+            target = sections[section]
+            if isinstance(target, dict):
+                sections[section] = {**target, attr: value}
+                continue
+            names = {f.name: f for f in dataclasses.fields(target)}
+            if attr not in names:
+                raise ValueError(f"unknown option {key!r}; {section} has {sorted(names)}")
+            sections[section] = dataclasses.replace(target, **{attr: _coerce(value, getattr(target, attr))})
+        return Config(**sections)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, default=str))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Config:
+        def build(klass, values):
+            names = {f.name for f in dataclasses.fields(klass)}
+            unknown = set(values) - names
+            if unknown:
+                raise ValueError(f"unknown {klass.__name__} options {sorted(unknown)} in saved config")
+            values = {k: tuple(v) if isinstance(getattr(klass, k, None), tuple) else v for k, v in values.items()}
+            return klass(**values)
+
+        return cls(
+            data=build(DataConfig, d.get("data", {})),
+            model=build(ModelConfig, d.get("model", {})),
+            loss=build(LossConfig, d.get("loss", {})),
+            optim=build(OptimConfig, d.get("optim", {})),
+            run=build(RunConfig, d.get("run", {})),
+            method_options=dict(d.get("method_options", {})),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> Config:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def _coerce(value: Any, current: Any) -> Any:
+    """Parse command-line strings into the type of the current value ("0.1" -> 0.1, "true" -> True, "20,50" -> (20, 50))."""
+    if not isinstance(value, str) or isinstance(current, str):
+        return value
+    text = value.strip()
+    if text.lower() in ("none", "null"):
+        return None
+    if isinstance(current, bool) or text.lower() in ("true", "false"):
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"expected true/false, got {value!r}")
+        return text.lower() in ("true", "1")
+    if isinstance(current, tuple):
+        return tuple(_coerce(v, 0) for v in text.split(",") if v)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Profiles. Each entry: the method's paper recipe, and how cpu-demo and smoke shrink it.
+
+def _vi_paper() -> Config:
+    """AGW recipe on SYSU-MM01 (METHODS.md 1.1): 288x144, P=8 x K=4+4, SGD 0.1 head / 0.01 backbone, nesterov,
+    wd 5e-4, 10 warm-up epochs, x0.1 at 20, x0.01 at 50, 81 epochs, CE + WRT."""
+    return Config(
+        data=DataConfig(dataset="sysu-mm01", height=288, width=144, p=8, k=4, val_ids=40),
+        model=ModelConfig(name="agw_r50", pretrained=True),
+        loss=LossConfig(triplet="wrt", label_smoothing=0.0),
+        optim=OptimConfig(optimizer="sgd", lr=0.1, backbone_lr_mult=0.1, weight_decay=5e-4, schedule="step",
+                          warmup_epochs=10, warmup_start=0.1, milestones=(20, 50), gamma=0.1, epochs=81),
+        run=RunConfig(method="baseline", profile="paper"),
+    )
+
+
+def _mm_paper() -> Config:
+    """TOP-ReID recipe on RGBNT201 (METHODS.md 1.3): 256x128, 8 ids x 16 instances, SGD lr 0.009, wd 1e-4, bias lr
+    x2, cosine with 10 warm-up epochs from 0.01 lr to 0.001 lr, 120 epochs, CE (eps 0.1) + soft-margin triplet."""
+    return Config(
+        data=DataConfig(dataset="rgbnt201", height=256, width=128, p=8, k=16, val_ids=20),
+        model=ModelConfig(name="mm_vit_b16", pretrained=True),
+        loss=LossConfig(triplet="soft", label_smoothing=0.1),
+        optim=OptimConfig(optimizer="sgd", lr=0.009, backbone_lr_mult=1.0, bias_lr_mult=2.0, weight_decay=1e-4,
+                          nesterov=False, schedule="cosine", warmup_epochs=10, warmup_start=0.01,
+                          min_lr_factor=0.001, epochs=120),
+        run=RunConfig(method="baseline", profile="paper"),
+    )
+
+
+VI_DATASETS = ("sysu-mm01", "regdb", "llcm")
+MM_DATASETS = ("rgbnt201", "rgbnt100", "msvr310")
+
+
+def dataset_kind(dataset: str) -> str:
+    """"vi" (visible-infrared, single images) or "mm" (aligned RGB/NIR/TIR triplets) for a dataset name."""
+    name = {"synthetic-vi": "sysu-mm01", "synthetic-rgbnt": "rgbnt201"}.get(dataset, dataset)
+    name = name.removeprefix("synthetic-")
+    if name in VI_DATASETS:
+        return "vi"
+    if name in MM_DATASETS:
+        return "mm"
+    raise ValueError(f"unknown dataset {dataset!r}; expected one of {VI_DATASETS + MM_DATASETS} or a synthetic preset "
+                     "('synthetic-vi', 'synthetic-rgbnt', 'synthetic-<layout>')")
+
+
+# Synthetic difficulty used by the demo profiles; calibrated so baselines land well above chance and far from
+# saturation (see README "Calibration").
+SYNTHETIC_DEMO = {"ids": 120, "seed": 0, "difficulty": "default"}
+
+
+def get_config(method: str = "baseline", dataset: str = "synthetic-vi", profile: str = "cpu-demo") -> Config:
+    """The configuration of `method` on `dataset` for a profile ("smoke", "cpu-demo" or "paper")."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    kind = dataset_kind(dataset)
+    base = _vi_paper() if kind == "vi" else _mm_paper()
+    cfg = base.override(**{"data.dataset": dataset, "run.method": method, "run.profile": profile})
+    if dataset.startswith("synthetic"):
+        cfg = cfg.override(**{"data.options": dict(SYNTHETIC_DEMO), "model.pretrained": None, "data.val_ids": 20})
+    if profile == "paper":
+        return cfg
+    tiny = "test_vi_resnet" if kind == "vi" else "test_mm_vit"
+    if profile == "cpu-demo":
+        return cfg.override(**{
+            "data.height": 128, "data.width": 64, "data.p": 8, "data.k": 4,
+            "model.name": tiny, "model.pretrained": None,
+            "optim.optimizer": "adam", "optim.lr": 1e-3, "optim.backbone_lr_mult": 1.0, "optim.bias_lr_mult": 1.0,
+            "optim.weight_decay": 5e-4, "optim.schedule": "step", "optim.warmup_epochs": 2, "optim.milestones": (12,),
+            "optim.epochs": 16, "optim.amp": False, "run.eval_every": 2,
+        })
+    # smoke: seconds on a CPU
+    return cfg.override(**{
+        "data.options": {**cfg.data.options, "ids": 16} if dataset.startswith("synthetic") else cfg.data.options,
+        "data.height": 64, "data.width": 32, "data.p": 4, "data.k": 2, "data.val_ids": 4 if cfg.data.val_ids else 0,
+        "data.batches_per_epoch": 3,
+        "model.name": tiny, "model.pretrained": None,
+        "optim.optimizer": "adam", "optim.lr": 1e-3, "optim.backbone_lr_mult": 1.0, "optim.bias_lr_mult": 1.0,
+        "optim.schedule": "constant", "optim.warmup_epochs": 0, "optim.epochs": 2, "optim.amp": False,
+        "run.eval_every": 1, "run.test_batch_size": 32, "run.live_plot": False,
+    })

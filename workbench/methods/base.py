@@ -1,0 +1,78 @@
+"""The Method interface and its registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from workbench.config import Config, dataset_kind
+from workbench.models.output import ReIDOutput
+
+_METHODS: dict[str, type[Method]] = {}
+
+
+def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
+    def wrap(cls: type[Method]) -> type[Method]:
+        _METHODS[name] = cls
+        cls.name = name
+        return cls
+
+    return wrap
+
+
+def get_method(name: str) -> Method:
+    if name not in _METHODS:
+        raise ValueError(f"unknown method {name!r}; available: {sorted(_METHODS)}")
+    return _METHODS[name]()
+
+
+def list_methods() -> list[str]:
+    return sorted(_METHODS)
+
+
+class Method:
+    """Base class. A method is stateless between runs; per-run state (teachers, memories) lives in `setup`."""
+
+    name = "method"
+
+    def build_model(self, cfg: Config, num_classes: int) -> nn.Module:
+        from workbench.models import create_model
+
+        return create_model(cfg.model.name, num_classes=num_classes, pretrained=cfg.model.pretrained,
+                            **self.model_kwargs(cfg))
+
+    def model_kwargs(self, cfg: Config) -> dict[str, Any]:
+        kwargs = dict(cfg.model.kwargs)
+        if dataset_kind(cfg.data.dataset) == "mm":
+            kwargs.setdefault("img_size", (cfg.data.height, cfg.data.width))
+        return kwargs
+
+    def setup(self, model: nn.Module, cfg: Config, train_samples: list, device: torch.device) -> None:
+        """Called once before training (after a resume too): build teachers, memories, prototypes."""
+
+    def on_epoch_start(self, model: nn.Module, epoch: int) -> None:
+        """Called at the start of every epoch (per-epoch memories, schedules of loss weights)."""
+
+    def training_losses(self, model: nn.Module, batch: dict[str, Any], cfg: Config) -> dict[str, Tensor]:
+        """Weighted loss terms of one batch; the engine back-propagates their sum and logs each."""
+        raise NotImplementedError
+
+    def forward_eval(self, model: nn.Module, images: dict[str, Tensor], modality: str | None,
+                     camids: Tensor | None = None) -> ReIDOutput:
+        """Eval-mode forward of one batch of samples of one kind (VI: one modality; MM: the aligned triplet)."""
+        if modality is not None:  # visible-infrared: modality index per sample
+            x = images[modality]
+            index = 0 if modality == "rgb" else 1
+            return model(x, torch.full((x.shape[0],), index, dtype=torch.long, device=x.device))
+        return model(images, camids=camids)
+
+    def retrieval_branches(self, out: ReIDOutput) -> dict[str, Tensor]:
+        """Named retrieval features of a batch: "feats" always, plus per-modality branches of multi-modal models."""
+        branches = {"feats": out.feats}
+        for key, value in out.parts.items():
+            if key.startswith("cls_"):
+                branches[key.removeprefix("cls_")] = value
+        return branches

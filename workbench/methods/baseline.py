@@ -1,0 +1,74 @@
+"""The baselines every framework is compared against.
+
+Visible-infrared (AGW, Ye et al. TPAMI 2021; METHODS.md 1.1): two modality-specific stems, shared ResNet stages,
+GeM, BN-neck; loss = CE on the BN feature + weighted-regularisation triplet on the pooled feature.
+Multi-modal (TOP-ReID baseline, Wang et al. AAAI 2024; METHODS.md 1.3): one ViT per modality (or shared blocks),
+per-modality CE (label smoothing 0.1) + soft-margin triplet on each CLS feature, plus the same on their
+concatenation (TOP-ReID's "direct" head).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from workbench.config import Config, LossConfig
+from workbench.losses import (
+    batch_hard_triplet_loss,
+    cross_entropy_loss,
+    weighted_regularized_triplet_loss,
+)
+from workbench.methods.base import Method, register_method
+
+
+def metric_loss(feats: Tensor, labels: Tensor, cfg: LossConfig) -> Tensor | None:
+    """The configured triplet variant on `feats (B, D)`, or None when disabled."""
+    if cfg.triplet == "none" or cfg.triplet_weight == 0:
+        return None
+    if cfg.triplet == "wrt":
+        return weighted_regularized_triplet_loss(feats, labels)
+    if cfg.triplet == "hard":
+        return batch_hard_triplet_loss(feats, labels, margin=cfg.margin)
+    if cfg.triplet == "soft":
+        return batch_hard_triplet_loss(feats, labels, margin=None)
+    raise ValueError(f"loss.triplet must be 'wrt', 'hard', 'soft' or 'none', got {cfg.triplet!r}")
+
+
+def vi_batch(batch: dict[str, Any], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """Stack a visible-infrared pair batch as [rgb; ir]: images (2B, 3, H, W), modality (2B,), labels (2B,)."""
+    rgb, ir = batch["rgb"].to(device, non_blocking=True), batch["ir"].to(device, non_blocking=True)
+    labels = batch["label"].to(device)
+    modality = torch.cat([torch.zeros(len(rgb), dtype=torch.long), torch.ones(len(ir), dtype=torch.long)]).to(device)
+    return torch.cat([rgb, ir]), modality, torch.cat([labels, labels])
+
+
+@register_method("baseline")
+class Baseline(Method):
+    def training_losses(self, model: nn.Module, batch: dict[str, Any], cfg: Config) -> dict[str, Tensor]:
+        device = next(model.parameters()).device
+        lc = cfg.loss
+        terms: dict[str, Tensor] = {}
+        if "ir" in batch:
+            images, modality, labels = vi_batch(batch, device)
+            out = model(images, modality)
+            terms["id"] = lc.id_weight * cross_entropy_loss(out.logits, labels, label_smoothing=lc.label_smoothing)
+            tri = metric_loss(out.pooled, labels, lc)
+            if tri is not None:
+                terms["triplet"] = lc.triplet_weight * tri
+            return terms
+        labels = batch["label"].to(device)
+        mods = [m for m in ("rgb", "nir", "tir") if m in batch]
+        camids = batch.get("camid")
+        out = model({m: batch[m].to(device, non_blocking=True) for m in mods},
+                    camids=camids.to(device) if camids is not None else None)
+        id_terms = [cross_entropy_loss(out.logits, labels, label_smoothing=lc.label_smoothing)]
+        tri_terms = [metric_loss(out.pooled, labels, lc)]
+        for m in mods:
+            id_terms.append(cross_entropy_loss(out.parts[f"logits_{m}"], labels, label_smoothing=lc.label_smoothing))
+            tri_terms.append(metric_loss(out.parts[f"cls_{m}"], labels, lc))
+        terms["id"] = lc.id_weight * torch.stack(id_terms).sum()
+        if tri_terms[0] is not None:
+            terms["triplet"] = lc.triplet_weight * torch.stack(tri_terms).sum()
+        return terms

@@ -1,0 +1,613 @@
+"""The training engine: `fit(config)`, `evaluate(...)`, `extract_features(...)`.
+
+No dataset-name or framework branches live here: datasets come from `workbench.data`, frameworks from
+`workbench.methods` (each turns a batch into named loss terms), metrics from `workbench.metrics`.
+
+Model selection is honest: `data.val_ids` training identities are held out, checkpoints are picked on them, and
+the test protocol is run once at the end on the selected weights and reported separately.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from workbench.config import Config, OptimConfig, dataset_kind
+from workbench.methods import Method, get_method
+from workbench.runs import Run, atomic_torch_save, load_weights, save_weights
+from workbench.utils import cache_dir, get_device, seed_everything
+
+
+class TrainingDiverged(FloatingPointError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Schedules and optimisers
+
+def lr_factor(epoch: int, cfg: OptimConfig) -> float:
+    """Learning-rate multiplier of `epoch` (0-based).
+
+    Warm-up (all schedules): linear from `warmup_start` at epoch 0 to 1 at epoch `warmup_epochs` (AGW: factor
+    (e+1)/10 for e < 10, i.e. warmup_start=0.1). Then "step": x gamma at each milestone (AGW 20, 50);
+    "cosine": from 1 down to `min_lr_factor` at the last epoch (TOP-ReID); "constant": 1.
+    """
+    w = cfg.warmup_epochs
+    if epoch < w:
+        return cfg.warmup_start + (1.0 - cfg.warmup_start) * epoch / w
+    if cfg.schedule == "constant":
+        return 1.0
+    if cfg.schedule == "step":
+        return cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+    if cfg.schedule == "cosine":
+        span = max(cfg.epochs - w - 1, 1)
+        progress = min((epoch - w) / span, 1.0)
+        return cfg.min_lr_factor + (1 - cfg.min_lr_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+    raise ValueError(f"optim.schedule must be 'step', 'cosine' or 'constant', got {cfg.schedule!r}")
+
+
+def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict[str, Any]]:
+    """Parameter groups: the backbone at lr x backbone_lr_mult, new layers (neck, heads) at lr; biases x bias_lr_mult.
+
+    A model marks its pre-trainable trunk with a `backbone_prefixes` attribute (parameter-name prefixes); without it
+    every parameter is a new layer.
+    """
+    prefixes = tuple(getattr(model, "backbone_prefixes", ()))
+    groups: dict[tuple[float, float], list[Tensor]] = defaultdict(list)
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        lr = cfg.lr * (cfg.backbone_lr_mult if prefixes and name.startswith(prefixes) else 1.0)
+        wd = cfg.weight_decay
+        if name.endswith("bias"):
+            lr *= cfg.bias_lr_mult
+        groups[(lr, wd)].append(param)
+    return [{"params": ps, "lr": lr, "initial_lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    groups = param_groups(model, cfg)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    raise ValueError(f"optim.optimizer must be 'sgd', 'adam' or 'adamw', got {cfg.optimizer!r}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data
+
+def build_train_loader(cfg: Config, samples: list, *, rank: int = 0, world: int = 1):
+    """The PK loader of a training split: (DataLoader, sampler). VI data: (rgb, ir) pairs; triplets: PxK triplets."""
+    from workbench.data import samplers, torch_datasets, transforms
+
+    d = cfg.data
+    if dataset_kind(d.dataset) == "vi":
+        rgb = [s for s in samples if s.modality == "rgb"]
+        ir = [s for s in samples if s.modality == "ir"]
+        dataset = torch_datasets.VIPairDataset(
+            rgb, ir,
+            transforms.build_train_transform("vi_rgb", d.height, d.width, cutswap=d.cutswap),
+            transforms.build_train_transform("vi_ir", d.height, d.width),
+            cache=d.cache_images)
+        sampler = samplers.VIIdentitySampler([s.label for s in rgb], [s.label for s in ir], d.p, d.k,
+                                             seed=cfg.run.seed, num_replicas=world, rank=rank,
+                                             num_batches=d.batches_per_epoch)
+    else:
+        dataset = torch_datasets.TripletDataset(samples, transforms.build_train_transform("reid", d.height, d.width),
+                                                sync_geometry=d.sync_geometry, cache=d.cache_images)
+        sampler = samplers.TripletIdentitySampler([s.label for s in samples], d.p, d.k, seed=cfg.run.seed,
+                                                  num_replicas=world, rank=rank, num_batches=d.batches_per_epoch)
+    # A private generator: creating the loader's iterator then draws its worker seed from it, not from the global RNG
+    # that the augmentations use, so a run resumed mid-epoch sees the same random stream as an uninterrupted one.
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=d.num_workers, collate_fn=torch_datasets.collate,
+                        generator=torch.Generator().manual_seed(cfg.run.seed + 1000 * rank))
+    return loader, sampler
+
+
+def test_transform(cfg: Config):
+    from workbench.data import transforms
+
+    kind = dataset_kind(cfg.data.dataset)
+    mean, std = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)) if kind == "vi" else ((0.5,) * 3, (0.5,) * 3)
+    return transforms.build_test_transform(cfg.data.height, cfg.data.width, mean, std)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Features
+
+@dataclass
+class Features:
+    """Retrieval features of a list of samples, row i for samples[i].
+
+    Attributes:
+        branches: name -> (N, D) float32 array; "feats" is the model's retrieval embedding, multi-modal models add
+            one branch per modality ("rgb", "nir", "tir").
+        pids, camids: (N,) int arrays; scenes: (N,) int array or None.
+    """
+
+    branches: dict[str, np.ndarray]
+    pids: np.ndarray
+    camids: np.ndarray
+    scenes: np.ndarray | None = None
+
+    def subset(self, rows: np.ndarray):
+        from workbench.metrics import EvalSet
+
+        feats = {k: v[rows] for k, v in self.branches.items()}
+        return EvalSet(feats=feats, pids=self.pids[rows], camids=self.camids[rows],
+                       scenes=None if self.scenes is None else self.scenes[rows])
+
+
+def _state_fingerprint(model: nn.Module) -> str:
+    h = hashlib.sha1()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _samples_fingerprint(samples: Sequence) -> str:
+    h = hashlib.sha1()
+    for s in samples:
+        h.update(repr((sorted(s.paths.items()), s.pid, s.camid, s.modality)).encode())
+    return h.hexdigest()
+
+
+@torch.no_grad()
+def extract_features(model: nn.Module, samples: Sequence, cfg: Config, *, method: Method | None = None,
+                     batch_size: int | None = None, device: torch.device | str | None = None,
+                     cache: bool = False, progress: bool = True) -> Features:
+    """Eval-mode features of `samples` (test transform), one row per sample, in order.
+
+    With `cache=True` the result is stored under `cache_dir()/features/` keyed by the model's weights, the samples
+    and the transform settings, so analysis notebooks re-use it.
+    """
+    from tqdm.auto import tqdm
+
+    from workbench.data import torch_datasets
+
+    method = method or get_method(cfg.run.method)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    key = None
+    if cache:
+        key = hashlib.sha1("|".join([_state_fingerprint(model), _samples_fingerprint(samples),
+                                     str((cfg.data.height, cfg.data.width, cfg.data.dataset))]).encode()).hexdigest()
+        path = cache_dir() / "features" / f"{key}.npz"
+        if path.exists():
+            z = np.load(path)
+            branches = {k.removeprefix("b_"): z[k] for k in z.files if k.startswith("b_")}
+            return Features(branches, z["pids"], z["camids"], z["scenes"] if "scenes" in z.files else None)
+    was_training = model.training
+    model.eval()
+    transform = test_transform(cfg)
+    batch_size = batch_size or cfg.run.test_batch_size
+    out_rows: dict[str, list[np.ndarray]] = defaultdict(list)
+    order: list[int] = []
+    # A VI batch holds one modality; a triplet batch all three. Group rows by modality to keep batches uniform.
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, s in enumerate(samples):
+        groups[s.modality].append(i)
+    bar = tqdm(total=len(samples), desc="features", disable=not progress, leave=False)
+    for modality, rows in groups.items():
+        ds = torch_datasets.ImageDataset([samples[i] for i in rows], transform)
+        loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=cfg.data.num_workers,
+                            collate_fn=torch_datasets.collate, generator=torch.Generator())  # global RNG untouched
+        for batch in loader:
+            images = {m: x.to(device) for m, x in batch["images"].items()}
+            camids = batch["camid"].to(device) if "camid" in batch else None
+            vi_modality = modality if modality in ("rgb", "ir") else None
+            out = method.forward_eval(model, images, vi_modality, camids)
+            for name, value in method.retrieval_branches(out).items():
+                out_rows[name].append(value.float().cpu().numpy())
+            bar.update(len(next(iter(images.values()))))
+        order.extend(rows)
+    bar.close()
+    model.train(was_training)
+    inverse = np.argsort(np.asarray(order))
+    branches = {k: np.concatenate(v)[inverse] for k, v in out_rows.items()}
+    pids = np.asarray([s.pid for s in samples])
+    camids = np.asarray([s.camid for s in samples])
+    scenes = np.asarray([s.scene for s in samples]) if samples and samples[0].scene is not None else None
+    feats = Features(branches, pids, camids, scenes)
+    if key is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {f"b_{k}": v for k, v in branches.items()} | {"pids": pids, "camids": camids}
+        if scenes is not None:
+            arrays["scenes"] = scenes
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    return feats
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Evaluation
+
+def protocol_name(dataset: str) -> str:
+    """The protocol family of a dataset name (synthetic presets follow the layout they export)."""
+    name = {"synthetic-vi": "sysu-mm01", "synthetic-rgbnt": "rgbnt201"}.get(dataset, dataset)
+    return name.removeprefix("synthetic-")
+
+
+def evaluate_splits(model: nn.Module, splits: Sequence, cfg: Config, *, spec=None, branches=None,
+                    method: Method | None = None, cache: bool = False, progress: bool = True):
+    """Run a protocol over evaluation splits (`EvalSplit(trial, name, query, gallery)`), extracting each distinct
+    sample's features once. Returns a `workbench.metrics.ProtocolResult`."""
+    from workbench.metrics import PROTOCOLS, evaluate_trials
+
+    spec = spec or PROTOCOLS[protocol_name(cfg.data.dataset)]
+    index: dict[Any, int] = {}
+    unique = []
+    for split in splits:
+        for s in list(split.query) + list(split.gallery):
+            key = (tuple(sorted(s.paths.items())), s.modality)
+            if key not in index:
+                index[key] = len(unique)
+                unique.append(s)
+    feats = extract_features(model, unique, cfg, method=method, cache=cache, progress=progress)
+
+    def rows(samples):
+        return np.asarray([index[(tuple(sorted(s.paths.items())), s.modality)] for s in samples])
+
+    trials = [(feats.subset(rows(sp.query)), feats.subset(rows(sp.gallery))) for sp in splits]
+    return evaluate_trials(trials, spec, branches=branches)
+
+
+def evaluate(model_or_run: nn.Module | Run | str | Path, dataset=None, *, cfg: Config | None = None,
+             split_options: dict | None = None, branches=None, rerank: bool = False, cache: bool = True,
+             device: str = "auto", progress: bool = True):
+    """Evaluate a model (or a run folder) with its dataset's test protocol; returns a `ProtocolResult`.
+
+    Args:
+        model_or_run: a model (then pass `cfg`), a `Run`, or a run folder path.
+        dataset: a loaded `ReIDDataset`; default: the run's dataset.
+        split_options: passed to `dataset.eval_splits` (e.g. `mode="indoor", shot=10` for SYSU-MM01).
+        branches: feature branches to evaluate (e.g. ["nir"] or ["rgb", "tir"]); default the retrieval embedding.
+        rerank: k-reciprocal re-ranking (k1=20, k2=6, lambda=0.3).
+    """
+    from workbench.data import load_dataset
+    from workbench.metrics import PROTOCOLS
+
+    if isinstance(model_or_run, (str, Path, Run)):
+        run = model_or_run if isinstance(model_or_run, Run) else Run(Path(model_or_run))
+        cfg = run.config
+        model = run.load_model(get_device(device))
+    else:
+        model = model_or_run
+        if cfg is None:
+            raise ValueError("evaluate(model, ...) needs cfg= (the Config the model was trained with)")
+    if dataset is None:
+        dataset = load_dataset(cfg.data.dataset, cfg.data.root, **cfg.data.options)
+    spec = PROTOCOLS[protocol_name(cfg.data.dataset)]
+    if rerank:
+        import dataclasses
+
+        spec = dataclasses.replace(spec, rerank=True)
+    splits = dataset.eval_splits(**(split_options or {}))
+    return evaluate_splits(model, splits, cfg, spec=spec, branches=branches, cache=cache, progress=progress)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Distributed helpers
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_pref: str) -> tuple[DistInfo, torch.device]:
+    """Initialise torch.distributed when launched by torchrun (WORLD_SIZE > 1): NCCL on CUDA, gloo on CPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo(), get_device(device_pref)
+    import torch.distributed as dist
+
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    device = get_device(device_pref)
+    if device.type == "cuda":
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return DistInfo(rank, world, local_rank), device
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Checkpoints
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]) + [random.getstate()[2] or 0],
+             "python_version": random.getstate()[0], "numpy": np.random.get_state()[1].tolist(),
+             "numpy_pos": int(np.random.get_state()[2])}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    py = state["python"]
+    random.setstate((state["python_version"], tuple(int(x) for x in py[:-1]), None))
+    np.random.set_state(("MT19937", np.asarray(state["numpy"], dtype=np.uint32), state["numpy_pos"], 0, 0.0))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# fit
+
+def fit(cfg: Config, *, resume: bool | str | Path = False, overwrite: bool = False,
+        callbacks: Sequence[Callable[[dict], None]] = (), progress: bool = True) -> Run:
+    """Train `cfg.run.method` on `cfg.data.dataset`, select on validation identities, test once; return the Run.
+
+    Args:
+        resume: False, True (resume the run folder named by cfg.run.name) or a run folder path. A resumed run
+            continues from `checkpoints/last.pt` (mid-epoch too) and, on CPU, logs the same losses as an
+            uninterrupted run.
+        overwrite: replace an existing run folder of the same name (otherwise that is an error).
+        callbacks: called with every logged record (dicts as written to metrics.jsonl).
+    """
+    from tqdm.auto import tqdm
+
+    from workbench.data import load_dataset
+    from workbench.data.validation import holdout_identities
+
+    dist_info, device = init_distributed(cfg.run.device)
+    if resume:
+        run = Run(Path(resume)) if isinstance(resume, (str, Path)) else Run(Path(cfg.run.out_dir) / str(cfg.run.name))
+        if not run.last_checkpoint.exists():
+            raise FileNotFoundError(f"cannot resume: {run.last_checkpoint} does not exist")
+        cfg = _check_resume_config(run.config, cfg)
+    elif dist_info.main:
+        run = Run.create(cfg, overwrite=overwrite)
+    if dist_info.enabled:  # every rank needs the run folder name chosen by rank 0
+        import torch.distributed as dist
+
+        holder = [str(run.path) if dist_info.main else None]
+        dist.broadcast_object_list(holder, src=0)
+        run = Run(Path(holder[0]))
+    if cfg.run.deterministic:
+        torch.use_deterministic_algorithms(True)
+    seed_everything(cfg.run.seed)
+
+    method = get_method(cfg.run.method)
+    dataset = load_dataset(cfg.data.dataset, cfg.data.root, **cfg.data.options)
+    if cfg.data.val_ids > 0:
+        train_samples, val_query, val_gallery = holdout_identities(dataset.train, cfg.data.val_ids, seed=cfg.run.seed)
+    else:
+        train_samples, val_query, val_gallery = list(dataset.train), None, None
+    num_classes = len({s.label for s in train_samples})
+    model = method.build_model(cfg, num_classes).to(device)
+    method.setup(model, cfg, train_samples, device)
+    loader, sampler = build_train_loader(cfg, train_samples, rank=dist_info.rank, world=dist_info.world)
+    optimizer = build_optimizer(model, cfg.optim)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(e, cfg.optim))
+    use_amp = cfg.optim.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+
+    start_epoch, step, consumed, best = 0, 0, 0, {"score": -1.0, "epoch": None, "metrics": {}}
+    train_time = 0.0
+    if resume:
+        state = torch.load(run.last_checkpoint, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch, step, consumed = state["epoch"], state["step"], state["consumed"]
+        best, train_time = state["best"], state["train_time"]
+        _set_rng_state(state["rng"])
+        run.truncate_metrics(step)
+    elif dist_info.main:
+        run.save_results({"status": "running", "num_classes": num_classes})
+
+    train_model: nn.Module = model
+    if dist_info.enabled:
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    tb = _tensorboard(run) if cfg.run.tensorboard and dist_info.main else None
+    live = _live_plot() if cfg.run.live_plot and dist_info.main else None
+
+    def log(record: dict) -> None:
+        if dist_info.main:
+            run.log(**record)
+            if tb is not None:
+                for k, v in record.items():
+                    if isinstance(v, (int, float)) and k not in ("step", "epoch"):
+                        tb.add_scalar(k, v, record.get("step", 0))
+            if live is not None:
+                live(run)
+        for cb in callbacks:
+            cb(record)
+
+    def save_last(epoch: int, consumed_batches: int) -> None:
+        if not dist_info.main:
+            return
+        atomic_torch_save({
+            "model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+            "epoch": epoch, "step": step, "consumed": consumed_batches, "best": best,
+            "train_time": train_time, "rng": _rng_state(),
+        }, run.last_checkpoint)
+
+    stop = interrupted = False
+    epoch = start_epoch
+    try:
+        for epoch in range(start_epoch, cfg.optim.epochs):
+            sampler.set_epoch(epoch)
+            n_batches = len(sampler)  # the whole epoch's share for this rank
+            if consumed:
+                sampler.load_state_dict({"epoch": epoch, "consumed": consumed})
+            method.on_epoch_start(model, epoch)
+            train_model.train()
+            tick = time.perf_counter()
+            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", disable=not (progress and dist_info.main),
+                       leave=False, initial=consumed, total=n_batches)
+            for batch in bar:
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    terms = method.training_losses(train_model, batch, cfg)
+                total = torch.stack([t.float() for t in terms.values()]).sum()
+                if not torch.isfinite(total):
+                    bad = {k: float(v) for k, v in terms.items()}
+                    raise TrainingDiverged(
+                        f"loss is not finite at epoch {epoch + 1}, step {step + 1}: {bad}. Training stopped; the last "
+                        f"good checkpoint is {run.last_checkpoint}. Lower optim.lr, set optim.grad_clip, or check "
+                        "the data.")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(total).backward()
+                if cfg.optim.grad_clip:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                step += 1
+                consumed += 1
+                values = {f"loss/{k}": float(v) for k, v in terms.items()} | {"loss/total": float(total)}
+                log({"step": step, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], **values})
+                bar.set_postfix(loss=f"{float(total):.3f}")
+                if cfg.run.max_steps is not None and step >= cfg.run.max_steps:
+                    stop = True
+                    break
+            bar.close()
+            train_time += time.perf_counter() - tick
+            if consumed < n_batches:  # stopped mid-epoch by run.max_steps: a resume continues this epoch
+                save_last(epoch, consumed)
+                break
+            consumed = 0
+            scheduler.step()
+            if dist_info.main and val_query is not None and (
+                    (epoch + 1) % cfg.run.eval_every == 0 or epoch + 1 == cfg.optim.epochs or stop):
+                best = _validate(model, method, cfg, val_query, val_gallery, epoch, step, best, run, log)
+            save_last(epoch + 1, 0)
+            if dist_info.enabled:
+                torch.distributed.barrier()
+            if stop:
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+        save_last(epoch, consumed)
+        print(f"interrupted: state saved to {run.last_checkpoint}; continue with fit(cfg, resume='{run.path}')")
+
+    finished = not interrupted and not stop
+    results = {"status": "interrupted" if interrupted else ("finished" if finished else "stopped at run.max_steps"),
+               "num_classes": num_classes, "best_epoch": best["epoch"], "val": best["metrics"],
+               "train_time_s": train_time, "steps": step, "world_size": dist_info.world}
+    if dist_info.enabled:
+        results["replica_checksums"] = _replica_checksums(model)
+    if dist_info.main and not interrupted:
+        if not run.best_weights.exists():  # no validation, or stopped before the first one: the last weights
+            save_weights(_unwrap(model).state_dict(), run.best_weights, {"epoch": str(epoch + 1)})
+            results["selected"] = "last"
+        else:
+            results["selected"] = "best validation mAP"
+        model.load_state_dict(load_weights(run.best_weights))
+        test = evaluate(model, dataset, cfg=cfg, cache=False, progress=progress)
+        results["test"] = {"mean": test.mean, "std": test.std, "per_trial": test.per_trial.to_dict("records")}
+        log({"step": step, "epoch": epoch + 1, **{f"test/{k}": v for k, v in test.mean.items()}})
+    if dist_info.main:
+        run.save_results(results)
+    if tb is not None:
+        tb.close()
+    if dist_info.enabled:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return run
+
+
+def _validate(model, method, cfg, val_query, val_gallery, epoch, step, best, run, log) -> dict:
+    """Score the held-out identities; save the weights when the validation mAP improves."""
+    from workbench.data.registry import EvalSplit
+
+    result = evaluate_splits(model, [EvalSplit(0, "validation", val_query, val_gallery)], cfg, method=method,
+                             progress=False)
+    metrics = {k: float(v) for k, v in result.mean.items()}
+    log({"step": step, "epoch": epoch + 1, **{f"val/{k}": v for k, v in metrics.items()}})
+    score = metrics.get("mAP", 0.0)
+    if score > best["score"]:
+        best = {"score": score, "epoch": epoch + 1, "metrics": metrics}
+        save_weights(_unwrap(model).state_dict(), run.best_weights, {"epoch": str(epoch + 1)})
+    return best
+
+
+def _replica_checksums(model: nn.Module) -> list[float]:
+    """Sum of all parameters on every rank (gathered): equal values mean the replicas agree."""
+    import torch.distributed as dist
+
+    local = torch.tensor([sum(float(p.detach().double().sum()) for p in _unwrap(model).parameters())])
+    gathered = [torch.zeros_like(local) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, local)
+    return [float(g) for g in gathered]
+
+
+def _check_resume_config(saved: Config, given: Config) -> Config:
+    """A resumed run keeps its saved config; only the stopping point and display options may change."""
+    mutable = {("run", "max_steps"), ("optim", "epochs"), ("run", "live_plot"), ("run", "tensorboard")}
+    a, b = saved.to_dict(), given.to_dict()
+    changes = {}
+    for section, values in b.items():
+        if not isinstance(values, dict) or section == "method_options":
+            if values != a.get(section):
+                raise ValueError(f"cannot resume with a different {section}: saved {a.get(section)}, given {values}")
+            continue
+        for key, value in values.items():
+            if key == "name" or a[section].get(key) == value:
+                continue
+            if (section, key) not in mutable:
+                raise ValueError(f"cannot resume with a different {section}.{key}: saved {a[section].get(key)!r}, "
+                                 f"given {value!r}. Start a new run instead.")
+            changes[f"{section}.{key}"] = value
+    return saved.override(**changes)
+
+
+def _tensorboard(run: Run):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as exc:
+        raise ImportError("run.tensorboard=True needs tensorboard: pip install -e '.[tensorboard]'") from exc
+    return SummaryWriter(log_dir=str(run.path / "tensorboard"))
+
+
+def _live_plot():
+    """A callback redrawing the training curves in a notebook (None outside IPython kernels)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    if shell is None or "IPKernelApp" not in shell.config:
+        return None
+    from workbench.viz.curves import LiveCurves
+
+    return LiveCurves()
+
+

@@ -1,0 +1,20 @@
+"""Plotting helpers. Plot functions take `ax=None`, return the Axes and never call `plt.show()`."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+
+def savefig(fig, name: str, directory: str | Path | None = None) -> Path:
+    """Save a figure as PNG under `directory`, `$WORKBENCH_FIGURES`, or outputs/figures; return the path.
+
+    `make demo` and the notebook tests set `WORKBENCH_FIGURES` so every executed notebook leaves its figures behind.
+    """
+    directory = Path(directory or os.environ.get("WORKBENCH_FIGURES") or "outputs/figures")
+    directory.mkdir(parents=True, exist_ok=True)
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "figure"
+    path = directory / f"{safe}.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path

@@ -1,0 +1,61 @@
+"""Training curves from a run's metrics log: a static plot and a live, in-notebook version."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+
+def plot_curves(metrics: pd.DataFrame, *, axes=None, smooth: int = 5):
+    """Loss terms per step (left) and validation metrics per epoch (right). Returns the two Axes.
+
+    Args:
+        metrics: a run's metrics table (`Run.metrics`): columns "step", "loss/<term>", "val/<metric>".
+        smooth: rolling-mean window over steps for the loss curves.
+    """
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    ax_loss, ax_val = axes
+    loss_cols = [c for c in metrics.columns if c.startswith("loss/")]
+    steps = metrics.dropna(subset=loss_cols, how="all") if loss_cols else metrics.iloc[0:0]
+    for col in loss_cols:
+        series = steps[col].rolling(smooth, min_periods=1).mean()
+        ax_loss.plot(steps["step"], series, label=col.removeprefix("loss/"), lw=1.5 if col == "loss/total" else 1)
+    ax_loss.set(xlabel="step", ylabel="loss", title="training losses")
+    if loss_cols:
+        ax_loss.legend(fontsize=8)
+    val_cols = [c for c in metrics.columns if c.startswith("val/") and c.split("/")[1] in ("mAP", "rank1", "mINP")]
+    evals = metrics.dropna(subset=val_cols, how="all") if val_cols else metrics.iloc[0:0]
+    for col in val_cols:
+        ax_val.plot(evals["epoch"], evals[col], marker="o", label=col.removeprefix("val/"))
+    ax_val.set(xlabel="epoch", ylabel="score", title="validation (held-out training identities)", ylim=(0, 1))
+    if val_cols:
+        ax_val.legend(fontsize=8)
+    return axes
+
+
+class LiveCurves:
+    """Redraw `plot_curves` in one notebook output area, at most every `every` seconds."""
+
+    def __init__(self, every: float = 5.0):
+        import time
+
+        from IPython.display import display
+
+        self._time = time
+        self._every = every
+        self._last = 0.0
+        self._fig, self._axes = plt.subplots(1, 2, figsize=(10, 3.2))
+        plt.close(self._fig)  # shown through the display handle only
+        self._handle = display(self._fig, display_id=True)
+
+    def __call__(self, run) -> None:
+        now = self._time.monotonic()
+        if now - self._last < self._every:
+            return
+        self._last = now
+        for ax in self._axes:
+            ax.clear()
+        plot_curves(run.metrics, axes=self._axes)
+        self._fig.tight_layout()
+        self._handle.update(self._fig)

@@ -425,6 +425,7 @@ def fit(cfg: Config, *, resume: bool | str | Path = False, overwrite: bool = Fal
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         start_epoch, step, consumed = state["epoch"], state["step"], state["consumed"]
+        resume_sampler_state = state["sampler"]
         best, train_time = state["best"], state["train_time"]
         _set_rng_state(state["rng"])
         run.truncate_metrics(step)
@@ -457,6 +458,7 @@ def fit(cfg: Config, *, resume: bool | str | Path = False, overwrite: bool = Fal
             "model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
             "epoch": epoch, "step": step, "consumed": consumed_batches, "best": best,
+            "sampler": sampler.state_dict(consumed=consumed_batches) | {"epoch": epoch},
             "train_time": train_time, "rng": _rng_state(),
         }, run.last_checkpoint)
 
@@ -466,8 +468,8 @@ def fit(cfg: Config, *, resume: bool | str | Path = False, overwrite: bool = Fal
         for epoch in range(start_epoch, cfg.optim.epochs):
             sampler.set_epoch(epoch)
             n_batches = len(sampler)  # the whole epoch's share for this rank
-            if consumed:
-                sampler.load_state_dict({"epoch": epoch, "consumed": consumed})
+            if consumed:  # resumed mid-epoch: skip the batches the checkpoint already trained on
+                sampler.load_state_dict(resume_sampler_state)
             method.on_epoch_start(model, epoch)
             train_model.train()
             tick = time.perf_counter()

@@ -21,7 +21,8 @@ class ReIDOutput:
         parts: named extra tensors a framework needs, e.g. {"rgb": (B, 768), "nir": ..., "tir": ...} per-modality
             features, {"bn": (B, D)} BN-neck output, {"layer3": (B, C, h, w)} stage maps. Keys are documented by
             each model.
-        attn: (B, heads, N) CLS-to-token attention of the last block, when the model has attention.
+        attn: head-averaged CLS-to-patch attention of the last block when the model was asked for it:
+            (B, N) for single-modality models, (B, M, N) for multi-modal ones (one row per modality).
     """
 
     feats: Tensor

@@ -1,0 +1,245 @@
+"""Loading ImageNet (or any) weights into a backbone: through timm when online, or from a local file.
+
+`pretrained=True` asks timm for its weights (needs the Hugging Face Hub or timm's download URLs); offline, pass a
+local file instead, `pretrained="path/to/weights.safetensors"` (or `.pth` / `.pt` / `.bin`). Files are read with
+safetensors or `torch.load(weights_only=True)`, never with pickle code execution.
+
+Key handling: a `{"state_dict": ...}` / `{"model": ...}` wrapper and a `module.` (DataParallel) prefix are removed;
+classifier-head keys (`fc.`, `head.`, `classifier.`, ...) that the target does not have are ignored; an absolute
+position embedding with another grid is resampled (bilinear, as TransReID's `resize_pos_embed`
+[CODE: damo-cv/TransReID, model/backbones/vit_pytorch.py::resize_pos_embed]); everything else that does not fit is
+reported in a `LoadReport`, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+HEAD_PREFIXES: tuple[str, ...] = ("fc.", "head.", "head_dist.", "classifier.", "last_linear.", "pre_logits.")
+_TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar")
+
+
+class PretrainedWeightsError(RuntimeError):
+    """Pretrained weights were requested but could not be obtained (typically: offline)."""
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What `load_pretrained` did.
+
+    Attributes:
+        source: where the weights came from (file path or "timm:<name>").
+        loaded: target keys that received a tensor.
+        missing: target keys the source did not provide (left at their initial values).
+        unexpected: source keys with no counterpart in the target.
+        skipped_head: source classifier-head keys that were ignored.
+        mismatched: keys present on both sides with incompatible shapes (not loaded).
+        resized: position embeddings resampled to the target grid.
+    """
+
+    source: str
+    loaded: tuple[str, ...]
+    missing: tuple[str, ...]
+    unexpected: tuple[str, ...]
+    skipped_head: tuple[str, ...]
+    mismatched: tuple[str, ...]
+    resized: tuple[str, ...]
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """Read a checkpoint file into a flat `{key: tensor}` dict (CPU).
+
+    Args:
+        path: `.safetensors` (read with safetensors) or a torch file (`.pth`, `.pt`, `.bin`, ...; read with
+            `torch.load(weights_only=True)`). Wrappers `{"state_dict": ...}`, `{"model": ...}` and the
+            `module.` prefix are removed.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file holds something other than a mapping of tensors.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"pretrained weights file {str(path)!r} does not exist; pass the path of a .safetensors or .pth "
+            "state dict (e.g. one saved with timm.create_model(name, pretrained=True).state_dict() on a machine "
+            "that is online)"
+        )
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state: object = load_file(str(path), device="cpu")
+    else:
+        if path.suffix not in _TORCH_SUFFIXES:
+            warnings.warn(f"{path.name}: unknown suffix, trying torch.load(weights_only=True)", stacklevel=2)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    for wrapper in ("state_dict", "model", "module"):
+        if isinstance(state, Mapping) and wrapper in state and isinstance(state[wrapper], Mapping):
+            state = state[wrapper]
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(f"{str(path)!r} does not contain a state dict (a mapping of parameter names to tensors)")
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+
+
+def timm_state_dict(timm_name: str) -> dict[str, Tensor]:
+    """Download timm's pretrained weights for `timm_name` (e.g. "resnet50.tv_in1k") and return its state dict.
+
+    Raises:
+        PretrainedWeightsError: the download failed (offline, unknown tag, ...); the message says how to use a file.
+    """
+    import timm
+
+    try:
+        model = timm.create_model(timm_name, pretrained=True)
+    except Exception as err:  # network, hub and tag errors all mean "not available here"
+        raise PretrainedWeightsError(
+            f"could not fetch timm weights for {timm_name!r} ({type(err).__name__}: {err}). This machine is "
+            "probably offline. Download them where you are online, e.g. `import timm, safetensors.torch; "
+            f"safetensors.torch.save_file(timm.create_model({timm_name!r}, pretrained=True).state_dict(), "
+            "'weights.safetensors')`, copy the file here and pass pretrained='path/to/weights.safetensors' "
+            "(a .pth state dict works too)."
+        ) from err
+    return model.state_dict()
+
+
+def resample_pos_embed(pos_embed: Tensor, new_grid: tuple[int, int], old_grid: tuple[int, int] | None = None,
+                       num_prefix_tokens: int = 1) -> Tensor:
+    """Bilinearly resample an absolute position embedding to another patch grid.
+
+    Args:
+        pos_embed: (1, P + h0*w0, D) with P prefix (CLS) tokens first.
+        new_grid: (h, w) target grid.
+        old_grid: (h0, w0); None assumes a square source grid (as ImageNet checkpoints are).
+        num_prefix_tokens: P, the tokens copied unchanged.
+
+    Returns:
+        (1, P + h*w, D).
+    """
+    prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
+    n_old = grid.shape[1]
+    if old_grid is None:
+        side = math.isqrt(n_old)
+        if side * side != n_old:
+            raise ValueError(f"cannot infer the source grid of a position embedding with {n_old} patch tokens; "
+                             "pass old_grid=(h, w)")
+        old_grid = (side, side)
+    if old_grid[0] * old_grid[1] != n_old:
+        raise ValueError(f"old_grid={old_grid} does not match {n_old} patch tokens")
+    if tuple(old_grid) == tuple(new_grid):
+        return pos_embed
+    dim = grid.shape[-1]
+    grid = grid.reshape(1, old_grid[0], old_grid[1], dim).permute(0, 3, 1, 2)  # (1, D, h0, w0)
+    grid = F.interpolate(grid.float(), size=tuple(new_grid), mode="bilinear", align_corners=False).to(grid.dtype)
+    grid = grid.permute(0, 2, 3, 1).reshape(1, new_grid[0] * new_grid[1], dim)
+    return torch.cat([prefix, grid], dim=1)
+
+
+def _target_grid(model: nn.Module) -> tuple[int, int] | None:
+    patch_embed = getattr(model, "patch_embed", None)
+    grid = getattr(patch_embed, "grid_size", None)
+    return tuple(grid) if grid is not None else None
+
+
+def load_state_dict_into(model: nn.Module, state: Mapping[str, Tensor], source: str = "state_dict",
+                         head_prefixes: tuple[str, ...] = HEAD_PREFIXES) -> LoadReport:
+    """Copy matching tensors of `state` into `model` (non-strict, with a report); see `load_pretrained`."""
+    target = model.state_dict()
+    new_state: dict[str, Tensor] = {}
+    unexpected, skipped, mismatched, resized = [], [], [], []
+    for key, value in state.items():
+        if key not in target:
+            (skipped if key.startswith(head_prefixes) else unexpected).append(key)
+            continue
+        want = target[key].shape
+        if value.shape == want:
+            new_state[key] = value
+        elif key.endswith("pos_embed") and value.dim() == 3 and value.shape[-1] == want[-1]:
+            grid = _target_grid(model)
+            prefix = want[1] - (grid[0] * grid[1]) if grid else 1
+            side = math.isqrt(want[1] - prefix)
+            new_grid = grid if grid else (side, side)
+            new_state[key] = resample_pos_embed(value, new_grid, num_prefix_tokens=prefix)
+            resized.append(key)
+        elif key.startswith(head_prefixes):
+            skipped.append(key)
+        else:
+            mismatched.append(f"{key}: source {tuple(value.shape)} vs model {tuple(want)}")
+    model.load_state_dict(new_state, strict=False)
+    missing = [k for k in target if k not in new_state and not k.endswith("num_batches_tracked")]
+    report = LoadReport(source, tuple(new_state), tuple(missing), tuple(unexpected), tuple(skipped),
+                        tuple(mismatched), tuple(resized))
+    if report.missing or report.unexpected or report.mismatched:
+        warnings.warn(
+            f"loading {source}: {len(report.missing)} missing keys {list(report.missing)[:5]}, "
+            f"{len(report.unexpected)} unexpected {list(report.unexpected)[:5]}, "
+            f"{len(report.mismatched)} shape mismatches {list(report.mismatched)[:3]}",
+            stacklevel=3,
+        )
+    return report
+
+
+def resolve_pretrained(pretrained: bool | str | Path | Mapping[str, Tensor] | None, timm_name: str | None = None,
+                       model: nn.Module | None = None) -> tuple[dict[str, Tensor], str] | None:
+    """Turn a `pretrained=` argument into `(state_dict, source)`, or None when nothing is requested.
+
+    Args:
+        pretrained: None/False, True (timm weights for `timm_name`, online only), a file path, or a state dict.
+        timm_name: timm name with optional tag; for True it defaults to `model.pretrained_cfg` of a timm model.
+        model: the target, only used to find its timm name.
+
+    Raises:
+        PretrainedWeightsError, FileNotFoundError, ValueError: see `load_pretrained`.
+    """
+    if pretrained is None or pretrained is False:
+        return None
+    if pretrained is True:
+        if timm_name is None and model is not None:
+            cfg = getattr(model, "pretrained_cfg", None) or {}
+            arch, tag = cfg.get("architecture"), cfg.get("tag")
+            timm_name = f"{arch}.{tag}" if arch and tag else arch
+        if not timm_name:
+            raise ValueError("pretrained=True needs timm_name= (which timm weights to fetch), or pass a file path")
+        return timm_state_dict(timm_name), f"timm:{timm_name}"
+    if isinstance(pretrained, (str, Path)):
+        return read_state_dict(pretrained), str(pretrained)
+    if isinstance(pretrained, Mapping):
+        return dict(pretrained), "state_dict"
+    raise ValueError(
+        f"pretrained must be None, True (timm weights, online), a path to a .safetensors/.pth file or a state dict, "
+        f"got {type(pretrained).__name__}"
+    )
+
+
+def load_pretrained(model: nn.Module, pretrained: bool | str | Path | Mapping[str, Tensor] | None,
+                    timm_name: str | None = None) -> LoadReport | None:
+    """Load pretrained weights into a (timm) backbone.
+
+    Args:
+        model: the module whose `state_dict()` keys the weights use (timm naming for timm backbones).
+        pretrained: None/False: nothing. True: timm's weights for `timm_name` (online only). A path: a local
+            `.safetensors` or `.pth` state dict. A mapping: a state dict already in memory.
+        timm_name: timm model name with optional tag ("resnet50.tv_in1k"); defaults to the model's own
+            `pretrained_cfg` when it is a timm model.
+
+    Returns:
+        The `LoadReport`, or None when nothing was loaded.
+
+    Raises:
+        PretrainedWeightsError: `pretrained=True` but the weights cannot be downloaded (the message says how to pass
+            a local file).
+        FileNotFoundError: the path does not exist.
+        ValueError: `pretrained` of an unsupported type.
+    """
+    resolved = resolve_pretrained(pretrained, timm_name, model)
+    if resolved is None:
+        return None
+    state, source = resolved
+    return load_state_dict_into(model, state, source=source)

@@ -480,7 +480,7 @@ def fit(cfg: Config, *, resume: bool | str | Path = False, overwrite: bool = Fal
                     terms = method.training_losses(train_model, batch, cfg)
                 total = torch.stack([t.float() for t in terms.values()]).sum()
                 if not torch.isfinite(total):
-                    bad = {k: float(v) for k, v in terms.items()}
+                    bad = {k: float(v.detach()) for k, v in terms.items()}
                     raise TrainingDiverged(
                         f"loss is not finite at epoch {epoch + 1}, step {step + 1}: {bad}. Training stopped; the last "
                         f"good checkpoint is {run.last_checkpoint}. Lower optim.lr, set optim.grad_clip, or check "
@@ -494,9 +494,9 @@ def fit(cfg: Config, *, resume: bool | str | Path = False, overwrite: bool = Fal
                 scaler.update()
                 step += 1
                 consumed += 1
-                values = {f"loss/{k}": float(v) for k, v in terms.items()} | {"loss/total": float(total)}
+                values = {f"loss/{k}": float(v.detach()) for k, v in terms.items()} | {"loss/total": float(total.detach())}
                 log({"step": step, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], **values})
-                bar.set_postfix(loss=f"{float(total):.3f}")
+                bar.set_postfix(loss=f"{values['loss/total']:.3f}")
                 if cfg.run.max_steps is not None and step >= cfg.run.max_steps:
                     stop = True
                     break

@@ -1,0 +1,86 @@
+"""Config overrides, JSON round trips, profiles and the learning-rate schedules."""
+
+import math
+
+import pytest
+
+from workbench.config import Config, OptimConfig, dataset_kind, get_config
+from workbench.train import lr_factor, param_groups
+
+
+def test_override_dotted_keys_and_coercion():
+    cfg = Config().override(**{"optim.lr": "0.05", "data.p": "4", "optim.amp": "false", "optim.milestones": "30,60",
+                               "model.pretrained": "none"})
+    assert cfg.optim.lr == 0.05 and cfg.data.p == 4 and cfg.optim.amp is False
+    assert cfg.optim.milestones == (30, 60) and cfg.model.pretrained is None
+    assert Config().optim.lr == 0.1  # frozen: the original is untouched
+
+
+@pytest.mark.parametrize("key", ["optim.lrr", "nosuch.lr"])
+def test_override_unknown_key_names_it(key):
+    with pytest.raises(ValueError, match=key.split(".")[0] if key.startswith("nosuch") else "lrr"):
+        Config().override(**{key: 1})
+
+
+def test_json_round_trip(tmp_path):
+    cfg = get_config("baseline", "synthetic-rgbnt", "cpu-demo").override(**{"method_options.mask_mode": "gt"})
+    cfg.save(tmp_path / "c.json")
+    assert Config.load(tmp_path / "c.json") == cfg
+
+
+@pytest.mark.parametrize("dataset,kind", [("sysu-mm01", "vi"), ("synthetic-vi", "vi"), ("synthetic-regdb", "vi"),
+                                          ("rgbnt100", "mm"), ("synthetic-rgbnt", "mm"), ("synthetic-msvr310", "mm")])
+def test_dataset_kind(dataset, kind):
+    assert dataset_kind(dataset) == kind
+
+
+def test_dataset_kind_unknown():
+    with pytest.raises(ValueError, match="market"):
+        dataset_kind("market")
+
+
+def test_paper_profiles_follow_the_published_recipes():
+    vi = get_config("baseline", "sysu-mm01", "paper")
+    assert (vi.data.height, vi.data.width, vi.data.p, vi.data.k) == (288, 144, 8, 4)
+    assert vi.optim.optimizer == "sgd" and vi.optim.lr == 0.1 and vi.optim.epochs == 81
+    mm = get_config("baseline", "rgbnt201", "paper")
+    assert (mm.data.height, mm.data.width, mm.data.p, mm.data.k) == (256, 128, 8, 16)
+    assert mm.optim.lr == 0.009 and mm.optim.schedule == "cosine" and mm.optim.epochs == 120
+    smoke = get_config("baseline", "synthetic-vi", "smoke")
+    assert smoke.model.name.startswith("test_") and smoke.optim.epochs <= 2
+
+
+def test_agw_step_schedule_matches_its_formula():
+    cfg = get_config("baseline", "sysu-mm01", "paper").optim
+    # AGW train.py: lr * (e + 1) / 10 for e < 10, lr for e < 20, lr * 0.1 for e < 50, lr * 0.01 after.
+    for e in range(81):
+        expected = (e + 1) / 10 if e < 10 else 1.0 if e < 20 else 0.1 if e < 50 else 0.01
+        assert lr_factor(e, cfg) == pytest.approx(expected), e
+
+
+def test_cosine_schedule_endpoints_and_monotone():
+    cfg = OptimConfig(schedule="cosine", warmup_epochs=10, warmup_start=0.01, min_lr_factor=0.001, epochs=120)
+    assert lr_factor(0, cfg) == pytest.approx(0.01)
+    assert lr_factor(10, cfg) == pytest.approx(1.0)
+    assert lr_factor(119, cfg) == pytest.approx(0.001)
+    values = [lr_factor(e, cfg) for e in range(10, 120)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+    mid = 10 + (120 - 10 - 1) / 2
+    assert lr_factor(int(mid), cfg) == pytest.approx(0.001 + 0.999 * 0.5 * (1 + math.cos(math.pi * (int(mid) - 10) / 109)))
+
+
+def test_param_groups_split_backbone_head_and_bias():
+    import torch.nn as nn
+
+    class M(nn.Module):
+        backbone_prefixes = ("backbone.",)
+
+        def __init__(self):
+            super().__init__()
+            self.backbone = nn.Linear(3, 3)
+            self.head = nn.Linear(3, 2, bias=False)
+
+    cfg = OptimConfig(lr=0.1, backbone_lr_mult=0.1, bias_lr_mult=2.0, weight_decay=5e-4)
+    groups = param_groups(M(), cfg)
+    by_lr = {round(g["lr"], 6): sum(p.numel() for p in g["params"]) for g in groups}
+    assert by_lr == {0.01: 9, 0.02: 3, 0.1: 6}

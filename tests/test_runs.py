@@ -1,0 +1,76 @@
+"""The run store: atomic writes, no silent overwrite, listing."""
+
+import json
+
+import pytest
+import torch
+
+from workbench.config import Config
+from workbench.runs import Run, atomic_write_bytes, list_runs, load_run, load_weights, save_weights
+
+
+def _cfg(tmp_path, name="r1"):
+    return Config().override(**{"run.out_dir": str(tmp_path), "run.name": name})
+
+
+def test_create_writes_config_and_environment(tmp_path):
+    run = Run.create(_cfg(tmp_path))
+    assert Config.load(run.path / "config.json") == _cfg(tmp_path)
+    env = json.loads((run.path / "environment.json").read_text())
+    assert env["torch"] == torch.__version__ and "git_commit" in env
+
+
+def test_existing_run_is_never_silently_overwritten(tmp_path):
+    run = Run.create(_cfg(tmp_path))
+    run.log(step=1, loss=0.5)
+    with pytest.raises(FileExistsError, match="resume"):
+        Run.create(_cfg(tmp_path))
+    assert len(run.metrics) == 1
+    again = Run.create(_cfg(tmp_path), overwrite=True)
+    assert again.metrics.empty
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "f.bin"
+    atomic_write_bytes(target, b"old")
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("os.replace", boom)
+    with pytest.raises(OSError):
+        atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_weights_round_trip_safetensors_and_torch(tmp_path):
+    state = {"w": torch.randn(3, 2), "b": torch.zeros(2)}
+    save_weights(state, tmp_path / "w.safetensors")
+    loaded = load_weights(tmp_path / "w.safetensors")
+    assert all(torch.equal(state[k], loaded[k]) for k in state)
+    torch.save({"model": state}, tmp_path / "w.pt")
+    loaded = load_weights(tmp_path / "w.pt")
+    assert all(torch.equal(state[k], loaded[k]) for k in state)
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_weights(tmp_path / "missing.pt")
+
+
+def test_truncate_metrics_keeps_steps_up_to_checkpoint(tmp_path):
+    run = Run.create(_cfg(tmp_path))
+    for s in range(1, 6):
+        run.log(step=s, loss=float(s))
+    run.truncate_metrics(3)
+    assert run.metrics["step"].tolist() == [1, 2, 3]
+
+
+def test_list_and_load_runs(tmp_path):
+    Run.create(_cfg(tmp_path, "a")).save_results({"status": "finished", "val": {"mAP": 0.5},
+                                                   "test": {"mean": {"rank1": 0.4}}})
+    Run.create(_cfg(tmp_path, "b"))
+    table = list_runs(tmp_path)
+    assert table["name"].tolist() == ["a", "b"]
+    assert table.loc[0, "val_mAP"] == 0.5 and table.loc[0, "test_rank1"] == 0.4
+    assert load_run(tmp_path / "a").name == "a"
+    with pytest.raises(FileNotFoundError, match="not a run folder"):
+        load_run(tmp_path / "nope")

@@ -1,0 +1,123 @@
+"""The training engine end to end on tiny synthetic data: fit, validation-based selection, exact resume, NaN stop,
+data-parallel agreement, the CLI."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.config import get_config
+from workbench.runs import load_run
+from workbench.train import TrainingDiverged, fit
+
+pytestmark = pytest.mark.slow
+
+
+def smoke(tmp_path, dataset="synthetic-vi", name="run", **overrides):
+    cfg = get_config("baseline", dataset, "smoke")
+    return cfg.override(**{"run.out_dir": str(tmp_path), "run.name": name, "run.device": "cpu", **overrides})
+
+
+@pytest.mark.parametrize("dataset", ["synthetic-vi", "synthetic-rgbnt"])
+def test_fit_selects_on_validation_and_reports_test_separately(tmp_path, dataset):
+    run = fit(smoke(tmp_path, dataset), progress=False)
+    res = run.results
+    assert res["status"] == "finished"
+    assert res["best_epoch"] in (1, 2) and set(res["val"]) >= {"mAP", "rank1"}
+    test = res["test"]["mean"]
+    assert 0 <= test["rank1"] <= 1 and 0 <= test["mAP"] <= 1
+    metrics = run.metrics
+    losses = metrics["loss/total"].dropna()
+    assert len(losses) == res["steps"] and np.isfinite(losses).all()
+    assert {"loss/id", "loss/triplet"} <= set(metrics.columns)
+    # the validation-selected weights are the ones saved as best, and evaluation of the run reproduces the test score
+    model = run.load_model()
+    assert not model.training
+    from workbench.train import evaluate
+
+    again = evaluate(run, progress=False, cache=False)
+    assert again.mean["mAP"] == pytest.approx(test["mAP"], abs=1e-6)
+
+
+def test_resume_mid_epoch_gives_the_same_losses_as_an_uninterrupted_run(tmp_path):
+    full = fit(smoke(tmp_path, name="full"), progress=False)
+    part = fit(smoke(tmp_path, name="part", **{"run.max_steps": 4}), progress=False)
+    assert part.results["status"].startswith("stopped")
+    state = torch.load(part.last_checkpoint, weights_only=True)
+    assert (state["epoch"], state["consumed"], state["step"]) == (1, 1, 4)  # one batch into the second epoch
+    resumed = fit(smoke(tmp_path, name="part"), resume=True, progress=False)
+    a = full.metrics.dropna(subset=["loss/total"])
+    b = resumed.metrics.dropna(subset=["loss/total"])
+    assert a["step"].tolist() == b["step"].tolist()
+    np.testing.assert_array_equal(a["loss/total"].to_numpy(), b["loss/total"].to_numpy())
+    assert resumed.results["test"]["mean"]["mAP"] == pytest.approx(full.results["test"]["mean"]["mAP"], abs=1e-9)
+
+
+def test_resume_refuses_a_changed_recipe(tmp_path):
+    fit(smoke(tmp_path, name="r", **{"run.max_steps": 2}), progress=False)
+    with pytest.raises(ValueError, match="optim.lr"):
+        fit(smoke(tmp_path, name="r", **{"optim.lr": 0.5}), resume=True, progress=False)
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    fit(smoke(tmp_path, name="r", **{"run.max_steps": 1}), progress=False)
+    with pytest.raises(FileExistsError, match="resume"):
+        fit(smoke(tmp_path, name="r"), progress=False)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    from workbench.methods.baseline import Baseline
+
+    original = Baseline.training_losses
+    calls = {"n": 0}
+
+    def poisoned(self, model, batch, cfg):
+        calls["n"] += 1
+        terms = original(self, model, batch, cfg)
+        if calls["n"] == 5:  # second epoch, second batch
+            terms["id"] = terms["id"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(Baseline, "training_losses", poisoned)
+    cfg = smoke(tmp_path, name="nan")
+    with pytest.raises(TrainingDiverged, match="not finite at epoch 2, step 5"):
+        fit(cfg, progress=False)
+    state = torch.load(Path(tmp_path) / "nan" / "checkpoints" / "last.pt", weights_only=True)
+    assert state["step"] == 3 and state["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_two_process_data_parallel_replicas_agree(tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [str(torchrun), "--nproc_per_node=2", "--master_port=29517", "-m", "workbench", "train",
+           "--dataset", "synthetic-vi", "--profile", "smoke", "--name", "ddp",
+           f"run.out_dir={tmp_path}", "run.device=cpu"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = load_run(tmp_path / "ddp").results
+    assert res["world_size"] == 2 and res["status"] == "finished"
+    a, b = res["replica_checksums"]
+    assert math.isfinite(a) and a == b
+    # smoke: 3 batches per epoch shared by 2 ranks (padded to 2 each), 2 epochs
+    assert res["steps"] == math.ceil(3 / 2) * 2
+
+
+def test_cli_train_then_evaluate(tmp_path):
+    env = {**os.environ}
+    out = subprocess.run([sys.executable, "-m", "workbench", "train", "--dataset", "synthetic-vi", "--profile", "smoke",
+                          "--name", "cli", f"run.out_dir={tmp_path}", "run.device=cpu", "optim.epochs=1"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout[out.stdout.index("{"):])["status"] == "finished"
+    ev = subprocess.run([sys.executable, "-m", "workbench", "evaluate", "--run", str(tmp_path / "cli")],
+                        env=env, capture_output=True, text=True, timeout=600)
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    saved = json.loads((tmp_path / "cli" / "evaluation.json").read_text())
+    assert saved["mean"]["mAP"] == pytest.approx(load_run(tmp_path / "cli").results["test"]["mean"]["mAP"], abs=1e-6)

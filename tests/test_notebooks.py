@@ -31,7 +31,8 @@ def test_notebook_executes_in_smoke_mode(notebook, tmp_path, monkeypatch):
     from workbench.notebooks import execute
 
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    records = execute(notebook, tmp_path / "notebooks", parameters={"SMOKE": True}, timeout=600)
+    params = {"SMOKE": True, "RUNS_DIR": str(tmp_path / "runs")}  # notebooks without RUNS_DIR ignore it
+    records = execute(notebook, tmp_path / "notebooks", parameters=params, timeout=600)
     assert records, f"{notebook.name} recorded no values with workbench.utils.record()"
     for name, value in records.items():
         if isinstance(value, float):

@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     for nb in notebooks:
         start = time.perf_counter()
         print(f"[{nb.name}] running{' (SMOKE)' if args.smoke else ''} ...", flush=True)
-        records = execute(nb, out / "notebooks", parameters={"SMOKE": True} if args.smoke else {})
+        params = {"RUNS_DIR": str(out / "runs")} if args.smoke else {}
+        records = execute(nb, out / "notebooks", parameters=params | ({"SMOKE": True} if args.smoke else {}))
         all_records[nb.stem] = records
         print(f"[{nb.name}] done in {time.perf_counter() - start:.0f} s: {records}", flush=True)
     (out / "records.json").write_text(json.dumps(all_records, indent=2))

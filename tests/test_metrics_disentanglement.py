@@ -1,0 +1,86 @@
+"""Disentanglement scores reach their expected extremes on identity-only and modality-only synthetic features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from workbench.metrics.disentanglement import (
+    cross_modal_knn_purity,
+    disentanglement_report,
+    linear_probe_score,
+    modality_centroid_gap,
+    silhouette_by,
+)
+
+IDS, MODS, PER = 12, 3, 8  # identities, modalities, samples per (identity, modality)
+
+
+@pytest.fixture(scope="module")
+def labels():
+    pids = np.repeat(np.arange(IDS), MODS * PER)
+    mods = np.tile(np.repeat(np.arange(MODS), PER), IDS)
+    return pids, mods
+
+
+def features(pids, mods, id_scale, mod_scale, seed=0, dim=24):
+    rng = np.random.default_rng(seed)
+    id_c = rng.standard_normal((IDS, dim))
+    mod_c = rng.standard_normal((MODS, dim))
+    return id_scale * id_c[pids] + mod_scale * mod_c[mods] + 0.1 * rng.standard_normal((len(pids), dim))
+
+
+def test_identity_only_features(labels):
+    pids, mods = labels
+    x = features(pids, mods, id_scale=3.0, mod_scale=0.0)
+    rep = disentanglement_report(
+        x, pids, mods, factors={"noise": np.random.default_rng(1).integers(0, 2, len(pids))}
+    )
+    assert rep.identity_probe.accuracy == 1.0
+    assert rep.modality_probe.accuracy < rep.modality_probe.chance + 0.2
+    assert rep.silhouette_identity > 0.8 and rep.silhouette_modality < 0.05
+    assert rep.cross_modal_purity == 1.0
+    assert rep.centroid_gap.ratio < 0.05
+    assert set(rep.as_dict()) >= {"identity_probe_acc", "noise_probe_acc", "centroid_gap_ratio"}
+
+
+def test_modality_only_features(labels):
+    pids, mods = labels
+    x = features(pids, mods, id_scale=0.0, mod_scale=3.0)
+    rep = disentanglement_report(x, pids, mods)
+    assert rep.modality_probe.accuracy == 1.0
+    assert rep.identity_probe.accuracy < 3.0 / IDS
+    assert rep.silhouette_modality > 0.8 and rep.silhouette_identity < 0.05
+    assert rep.cross_modal_purity < 3.0 / IDS
+    assert rep.centroid_gap.ratio > 10
+
+
+def test_probe_chance_is_majority_rate():
+    y = np.array([0] * 70 + [1] * 30)
+    x = np.random.default_rng(0).standard_normal((100, 4))
+    res = linear_probe_score(x, y, test_size=0.5, seed=0)
+    assert res.chance == pytest.approx(0.7) and res.num_classes == 2
+
+
+def test_purity_and_gap_exact_on_tiny_example():
+    # two identities, two modalities, one point each: cross-modal nearest neighbour is the same identity
+    x = np.array([[0.0, 0.0], [0.0, 1.0], [10.0, 0.0], [10.0, 1.0]])
+    pids, mods = np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])
+    assert cross_modal_knn_purity(x, pids, mods, k=1, metric="euclidean") == 1.0
+    assert cross_modal_knn_purity(x, pids, mods, k=2, metric="euclidean") == 0.5
+    gap = modality_centroid_gap(x, pids, mods)
+    assert gap.modality_gap == pytest.approx(1.0) and gap.identity_spread == pytest.approx(10.0)
+    assert gap.ratio == pytest.approx(0.1)
+
+
+def test_deterministic_and_errors(labels):
+    pids, mods = labels
+    x = features(pids, mods, 1.0, 1.0)
+    assert silhouette_by(x, pids, sample_size=100, seed=3) == silhouette_by(x, pids, sample_size=100, seed=3)
+    assert linear_probe_score(x, mods, seed=2) == linear_probe_score(x, mods, seed=2)
+    with pytest.raises(ValueError, match="pids must have shape"):
+        cross_modal_knn_purity(x, pids[:-1], mods)
+    with pytest.raises(ValueError, match="at least 2 distinct modalities"):
+        cross_modal_knn_purity(x, pids, np.zeros_like(mods))
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        linear_probe_score(x, np.zeros_like(pids))

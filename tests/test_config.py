@@ -59,7 +59,8 @@ def test_agw_step_schedule_matches_its_formula():
 
 
 def test_cosine_schedule_endpoints_and_monotone():
-    cfg = OptimConfig(schedule="cosine", warmup_epochs=10, warmup_start=0.01, min_lr_factor=0.001, epochs=120)
+    cfg = OptimConfig(schedule="cosine", warmup_epochs=10, warmup_start=0.01, warmup_style="transreid",
+                      min_lr_factor=0.001, epochs=120)
     assert lr_factor(0, cfg) == pytest.approx(0.01)
     assert lr_factor(10, cfg) == pytest.approx(1.0)
     assert lr_factor(119, cfg) == pytest.approx(0.001)
@@ -84,3 +85,21 @@ def test_param_groups_split_backbone_head_and_bias():
     groups = param_groups(M(), cfg)
     by_lr = {round(g["lr"], 6): sum(p.numel() for p in g["params"]) for g in groups}
     assert by_lr == {0.01: 9, 0.02: 3, 0.1: 6}
+
+
+def test_mce_teacher_schedule_matches_its_formula():
+    cfg = get_config("dakd_teacher", "sysu-mm01", "paper").optim
+    # MCE train.py: lr (e+1)/10 for e < 10, lr for 10 <= e <= 20, 0.1 lr for e > 20, 0.01 lr for e >= 40.
+    for e in range(160):
+        expected = (e + 1) / 10 if e < 10 else 1.0 if e <= 20 else 0.1 if e < 40 else 0.01
+        assert lr_factor(e, cfg) == pytest.approx(expected), e
+
+
+def test_dakd_student_recipe():
+    cfg = get_config("dakd", "sysu-mm01", "paper")
+    assert (cfg.data.height, cfg.data.width) == (384, 128) and cfg.model.name == "vi_r50"
+    assert cfg.optim.optimizer == "adam" and cfg.optim.lr == 3.5e-4 and cfg.optim.weight_decay == 0
+    assert all(lr_factor(e, cfg.optim) == 1.0 for e in range(160)) and cfg.optim.epochs == 160
+    assert cfg.data.cutswap == "code_faithful"
+    with pytest.raises(ValueError, match="visible-infrared"):
+        get_config("dakd", "rgbnt201", "paper")

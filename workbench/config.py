@@ -69,6 +69,7 @@ class OptimConfig:
     schedule: str = "step"             # "step" | "cosine" | "constant"
     warmup_epochs: int = 10
     warmup_start: float = 0.1          # lr factor at epoch 0 (AGW: linear (e+1)/10 -> 0.1 at e=0)
+    warmup_style: str = "agw"          # "agw": full lr reached at epoch warmup_epochs-1; "transreid": at warmup_epochs
     milestones: tuple = (20, 50)       # step schedule: x gamma at each milestone
     gamma: float = 0.1
     min_lr_factor: float = 0.01        # cosine schedule floor, as a fraction of lr
@@ -198,7 +199,7 @@ def _mm_paper() -> Config:
         model=ModelConfig(name="mm_vit_b16", pretrained=True),
         loss=LossConfig(triplet="soft", label_smoothing=0.1),
         optim=OptimConfig(optimizer="sgd", lr=0.009, backbone_lr_mult=1.0, bias_lr_mult=2.0, weight_decay=1e-4,
-                          nesterov=False, schedule="cosine", warmup_epochs=10, warmup_start=0.01,
+                          nesterov=False, schedule="cosine", warmup_epochs=10, warmup_start=0.01, warmup_style="transreid",
                           min_lr_factor=0.001, epochs=120),
         run=RunConfig(method="baseline", profile="paper"),
     )
@@ -220,6 +221,27 @@ def dataset_kind(dataset: str) -> str:
                      "('synthetic-vi', 'synthetic-rgbnt', 'synthetic-<layout>')")
 
 
+def _dakd_teacher_paper() -> Config:
+    """MCE teacher recipe used by DAKD (METHODS.md 2.4): single-stream ResNet-50, 384x128, P=8 x K=4, Adam 3.5e-4,
+    wd 5e-4, lr (e+1)/10 for e < 10, x0.1 for e > 20, x0.01 for e >= 40, 160 epochs."""
+    return Config(
+        data=DataConfig(dataset="sysu-mm01", height=384, width=128, p=8, k=4, val_ids=40),
+        model=ModelConfig(name="vi_r50", pretrained=True),
+        loss=LossConfig(triplet="none"),
+        optim=OptimConfig(optimizer="adam", lr=3.5e-4, backbone_lr_mult=1.0, weight_decay=5e-4, schedule="step",
+                          warmup_epochs=10, warmup_start=0.1, milestones=(21, 40), gamma=0.1, epochs=160),
+        run=RunConfig(method="dakd_teacher", profile="paper"),
+    )
+
+
+def _dakd_student_paper() -> Config:
+    """DAKD student recipe (METHODS.md 2.7): same network from ImageNet weights, distillation losses only, Adam
+    3.5e-4, no weight decay, constant lr, 160 epochs, CutSwap on the visible stream (code-faithful by default)."""
+    return _dakd_teacher_paper().override(**{
+        "data.cutswap": "code_faithful", "run.method": "dakd",
+        "optim.weight_decay": 0.0, "optim.schedule": "constant", "optim.warmup_epochs": 0})
+
+
 # Synthetic difficulty used by the demo profiles; calibrated so baselines land well above chance and far from
 # saturation (see README "Calibration").
 SYNTHETIC_DEMO = {"ids": 120, "seed": 0, "difficulty": "default"}
@@ -230,7 +252,10 @@ def get_config(method: str = "baseline", dataset: str = "synthetic-vi", profile:
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
     kind = dataset_kind(dataset)
-    base = _vi_paper() if kind == "vi" else _mm_paper()
+    if method in ("dakd", "dakd_teacher") and kind != "vi":
+        raise ValueError(f"method {method!r} is for visible-infrared data; got the multi-modal dataset {dataset!r}")
+    base = {"dakd": _dakd_student_paper, "dakd_teacher": _dakd_teacher_paper}.get(
+        method, _vi_paper if kind == "vi" else _mm_paper)()
     cfg = base.override(**{"data.dataset": dataset, "run.method": method, "run.profile": profile})
     if dataset.startswith("synthetic"):
         cfg = cfg.override(**{"data.options": dict(SYNTHETIC_DEMO), "model.pretrained": None, "data.val_ids": 20})

@@ -41,13 +41,18 @@ class TrainingDiverged(FloatingPointError):
 def lr_factor(epoch: int, cfg: OptimConfig) -> float:
     """Learning-rate multiplier of `epoch` (0-based).
 
-    Warm-up (all schedules): linear from `warmup_start` at epoch 0 to 1 at epoch `warmup_epochs` (AGW: factor
-    (e+1)/10 for e < 10, i.e. warmup_start=0.1). Then "step": x gamma at each milestone (AGW 20, 50);
+    Warm-up (all schedules): linear from `warmup_start` at epoch 0, reaching 1 at epoch `warmup_epochs - 1`
+    ("agw": AGW and MCE use (e+1)/10 for e < 10) or at `warmup_epochs` ("transreid"). Then "step": x gamma at each
+    milestone (AGW 20, 50);
     "cosine": from 1 down to `min_lr_factor` at the last epoch (TOP-ReID); "constant": 1.
     """
     w = cfg.warmup_epochs
     if epoch < w:
-        return cfg.warmup_start + (1.0 - cfg.warmup_start) * epoch / w
+        if cfg.warmup_style == "agw":  # (e+1)/w when warmup_start = 1/w: full lr at epoch w-1
+            return cfg.warmup_start + (1.0 - cfg.warmup_start) * epoch / max(w - 1, 1)
+        if cfg.warmup_style == "transreid":  # TransReID/TOP-ReID: alpha = e / w, full lr at epoch w
+            return cfg.warmup_start + (1.0 - cfg.warmup_start) * epoch / w
+        raise ValueError(f"optim.warmup_style must be 'agw' or 'transreid', got {cfg.warmup_style!r}")
     if cfg.schedule == "constant":
         return 1.0
     if cfg.schedule == "step":

@@ -1,0 +1,300 @@
+"""DAKD's two training phases as workbench methods (METHODS.md 2.2-2.8).
+
+DAKD (Dual-Aligned Knowledge self-Distillation, KBS 330, 114525, 2025) [CODE: Fouroy4/DAKD]:
+
+    phase A  "dakd_teacher": the single-stream ResNet-50 trained with MCE's memory-contrastive recipe
+             [CODE: IDLNL/MCE]; memories re-built from eval-mode features at every epoch (`workbench.losses.memory`)
+    phase B  "dakd": a fresh student of the same architecture, trained with distillation only
+             (`workbench.losses.kd.dakd_loss`) from the frozen teacher of phase A, or any saved run (the baseline's
+             included); the student's inference path is its backbone alone, at no extra cost.
+
+    python -m workbench train --method dakd_teacher --dataset synthetic-vi --name teacher
+    python -m workbench train --method dakd --dataset synthetic-vi method_options.teacher=runs/teacher \\
+        data.cutswap=code_faithful
+
+Both methods build the model named by `cfg.model.name` with no classifier (DAKD `model.py`: `classification=False`)
+and, for the workbench's VI CNNs (`vi_r50`, `agw_r50`, `test_vi_resnet`), DAKD's single stream (no modality-specific
+stem, modality argument ignored) with a learnable GeM exponent, unless `cfg.model.kwargs` says otherwise or
+`method_options["single_stream"]` is False.
+
+`cfg.method_options` keys
+
+| key | phase | default (code) | meaning / paper reading |
+| --- | --- | --- | --- |
+| `teacher` | B | required (or `teacher_model`) | run folder (any method) or weights file of the student's architecture |
+| `teacher_model` | B | - | an `nn.Module` teacher instead (notebooks, tests; its repr is what config.json records) |
+| `ablation` | B | "full" | "only_kd", "no_instance", "no_class" (code: `full_mlkd`, `mlkd_no_instance`, ...) |
+| `mask_mode` | B | "le" | keep the less confident half; "gt" = paper (confident half); "none" |
+| `mask_granularity` | B | "scalar" | batch-mean KD x mean(mask) (code); "per_sample" = the intended selection |
+| `strong_uses_weak_for_T26` | B | True | T=2, 6 of the visible sums use the infrared pair (code); False = clean |
+| `temperatures` | B | (4, 3, 5, 2, 6) | temperature set; the first is the `only_kd` temperature |
+| `kd_weight`, `instance_weight`, `only_kd_weight`, `tau_c`, `standardize` | B | 0.9, 0.5, 1.0, 0.05, True | loss constants |
+| `double_forward` | B | False | True: the code's discarded extra student forward (BN statistics updated twice) |
+| `channels` | A | 3 | 3: visible + infrared + channel-exchanged view (MCE `--channel 3`); 2: without the third view |
+| `gc_weight`, `mem_weight`, `sid_weight`, `caid_weight`, `kl_weight` | A | 1, 1, 1, 0.4, 1.2 | MCE weights |
+| `tau`, `margin`, `global_momentum`, `modality_momentum`, `hard_global`, `kl_uses_online_memory` | A | 0.05, 0.3, 0.1, 0.25, True, False | MCE constants |
+| `single_stream` | A, B | True | DAKD's one-stream network for the workbench VI CNNs |
+
+CutSwap is a data option: `data.cutswap` = "code_faithful" (whole image channel-exchanged, as shipped), "intended"
+(pasted region) or "off" (`workbench.data.transforms.CutSwap`). The DAKD student uses it on the visible stream;
+the MCE teacher recipe has none.
+
+Inferred details (not in either public code): the teacher's third view is built by `ChannelExchange` from the
+already augmented visible batch (`batch["rgb"]`) when the loader gives no `batch["rgb_ca"]`, so it shares the visible
+image's crop and erasing (MCE draws them independently); a two-stem teacher (e.g. the AGW baseline) sees that view
+through its visible stem; a run resumed mid-epoch rebuilds the teacher memories from the resumed weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from workbench.config import Config, _coerce
+from workbench.losses.kd import DAKDLossConfig, compute_prototypes, dakd_loss
+from workbench.losses.memory import MCELossConfig, MCEMemories, mce_teacher_loss
+from workbench.methods.base import Method, register_method
+from workbench.models.output import ReIDOutput
+
+# Registered VI CNN entry points that accept `modality_specific` / `learn_gem_p` (workbench.models.vi_cnn).
+VI_CNN_MODELS = ("vi_r50", "agw_r50", "test_vi_resnet")
+RGB, IR = 0, 1
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def _modality(n: int, index: int, device: torch.device) -> Tensor:
+    return torch.full((n,), index, dtype=torch.long, device=device)
+
+
+def _option(options: dict, key: str, default: Any) -> Any:
+    """`options[key]` parsed like a command-line override into the type of `default` ("false" -> False, ...)."""
+    return _coerce(options[key], default) if key in options else default
+
+
+def _known_options(options: dict, klass: type) -> dict[str, Any]:
+    """The `method_options` entries that are fields of the dataclass `klass`, parsed into the fields' types."""
+    out = {}
+    for f in dataclasses.fields(klass):
+        if f.name in options:
+            out[f.name] = _coerce(options[f.name], f.default)
+    return out
+
+
+class _DAKDModel(Method):
+    """Model building shared by both phases: no classifier, single stream for the workbench VI CNNs."""
+
+    def build_model(self, cfg: Config, num_classes: int) -> nn.Module:
+        return super().build_model(cfg, 0)
+
+    def model_kwargs(self, cfg: Config) -> dict[str, Any]:
+        kwargs = super().model_kwargs(cfg)
+        if cfg.model.name in VI_CNN_MODELS and _option(cfg.method_options, "single_stream", True):
+            kwargs.setdefault("modality_specific", "none")
+            kwargs.setdefault("learn_gem_p", True)  # DAKD resnet.py: GeM with a learnable p (init 3)
+        return kwargs
+
+
+def _vi_tensors(batch: dict[str, Any], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    if "rgb" not in batch or "ir" not in batch:
+        raise ValueError(f"DAKD trains on visible-infrared pair batches with 'rgb' and 'ir' images; got keys "
+                         f"{sorted(batch)}. Use a visible-infrared dataset (e.g. 'synthetic-vi', 'sysu-mm01').")
+    rgb = batch["rgb"].to(device, non_blocking=True)
+    ir = batch["ir"].to(device, non_blocking=True)
+    return rgb, ir, batch["label"].to(device).long()
+
+
+def _split_by_modality(samples: list) -> tuple[list, list]:
+    rgb = [s for s in samples if s.modality == "rgb"]
+    ir = [s for s in samples if s.modality == "ir"]
+    if not rgb or not ir or len(rgb) + len(ir) != len(samples):
+        raise ValueError("DAKD needs visible-infrared training samples (modality 'rgb' or 'ir', both present); got "
+                         f"modalities {sorted({s.modality for s in samples})}")
+    return rgb, ir
+
+
+def _eval_features(model: nn.Module, samples: list, cfg: Config, method: Method) -> Tensor:
+    """Eval-mode retrieval features (N, D) of `samples` (test transform), as a float tensor on the model's device."""
+    from workbench.train import extract_features
+
+    model = _unwrap(model)
+    feats = extract_features(model, samples, cfg, method=method, progress=False).branches["feats"]
+    return torch.from_numpy(feats).to(next(model.parameters()).device)
+
+
+class _ChannelExchangedEval(Method):
+    """Eval forward of channel-exchanged visible images (MCE's third memory: `transform_center` in train.py)."""
+
+    def __init__(self, generator: torch.Generator) -> None:
+        from workbench.data.transforms import ChannelExchange
+
+        self.exchange = ChannelExchange(gray=2, generator=generator)
+
+    def forward_eval(self, model: nn.Module, images: dict[str, Tensor], modality: str | None,
+                     camids: Tensor | None = None) -> ReIDOutput:
+        x = torch.stack([self.exchange(img) for img in images["rgb"]])
+        return model(x, _modality(len(x), RGB, x.device))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Phase A: the MCE teacher
+
+
+@register_method("dakd_teacher")
+class DAKDTeacher(_DAKDModel):
+    """Phase A: MCE memory-contrastive training of the teacher [CODE: IDLNL/MCE, model.py + train.py]."""
+
+    def setup(self, model: nn.Module, cfg: Config, train_samples: list, device: torch.device) -> None:
+        opts = cfg.method_options
+        self.cfg = cfg
+        self.loss_cfg = MCELossConfig(**_known_options(opts, MCELossConfig))
+        self.channels = _option(opts, "channels", 3)
+        if self.channels not in (2, 3):
+            raise ValueError(f"method_options['channels'] must be 2 or 3 (MCE --channel), got {self.channels}")
+        self.rgb_samples, self.ir_samples = _split_by_modality(list(train_samples))
+        self.num_classes = len({s.label for s in train_samples})
+        self.memories: MCEMemories | None = None
+        self.epoch = 0
+
+    def build_memories(self, model: nn.Module, epoch: int = 0) -> MCEMemories:
+        """Memories from eval-mode features of all training images (resize-only transform)."""
+        cfg = self.cfg
+        f_v = _eval_features(model, self.rgb_samples, cfg, self)
+        f_r = _eval_features(model, self.ir_samples, cfg, self)
+        device = f_v.device
+        y_v = torch.tensor([s.label for s in self.rgb_samples], device=device)
+        y_r = torch.tensor([s.label for s in self.ir_samples], device=device)
+        f_ca = y_ca = None
+        if self.channels == 3:
+            # A private generator keeps the global RNG (the augmentations' stream) untouched.
+            gen = torch.Generator().manual_seed(cfg.run.seed * 100_003 + epoch)
+            f_ca = _eval_features(model, self.rgb_samples, cfg, _ChannelExchangedEval(gen))
+            y_ca = y_v
+        return MCEMemories.from_features(f_v, y_v, f_r, y_r, self.num_classes, f_ca, y_ca, self.loss_cfg)
+
+    def on_epoch_start(self, model: nn.Module, epoch: int) -> None:
+        """Re-initialise the four memories from the current weights [CODE: IDLNL/MCE, train.py::train]."""
+        self.epoch = epoch
+        self.memories = self.build_memories(model, epoch)
+
+    def _third_view(self, batch: dict[str, Any], rgb: Tensor) -> Tensor:
+        if "rgb_ca" in batch:
+            return batch["rgb_ca"].to(rgb.device, non_blocking=True)
+        from workbench.data.transforms import ChannelExchange
+
+        exchange = ChannelExchange(gray=2)
+        return torch.stack([exchange(img) for img in rgb])
+
+    def training_losses(self, model: nn.Module, batch: dict[str, Any], cfg: Config) -> dict[str, Tensor]:
+        if not hasattr(self, "loss_cfg"):
+            raise ValueError("call setup(model, cfg, train_samples, device) before training_losses")
+        device = next(model.parameters()).device
+        rgb, ir, labels = _vi_tensors(batch, device)
+        n = len(rgb)
+        views, mods = [rgb, ir], [RGB, IR]
+        if self.channels == 3:
+            views.append(self._third_view(batch, rgb))
+            mods.append(RGB)
+        images = torch.cat(views)
+        modality = torch.cat([_modality(n, m, device) for m in mods])
+        if self.memories is None:
+            self.memories = self.build_memories(model, self.epoch)
+        out = model(images, modality)  # one forward of [v; r; ca], as MCE (shared BN batch statistics)
+        feats = out.feats.float().split(n)
+        f_v, f_r = feats[0], feats[1]
+        f_ca = feats[2] if self.channels == 3 else None
+        terms = mce_teacher_loss(f_v, f_r, f_ca, labels, self.memories, self.loss_cfg)
+        with torch.no_grad():  # MCE updates in the backward pass with the same normalised features
+            self.memories.update(F.normalize(f_v, dim=1), F.normalize(f_r, dim=1),
+                                 None if f_ca is None else F.normalize(f_ca, dim=1), labels)
+        return terms
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Phase B: the student
+
+
+def load_teacher(cfg: Config, device: torch.device | str, method: Method | None = None) -> nn.Module:
+    """The teacher named by `cfg.method_options`: "teacher_model" (a module) or "teacher" (run folder / weights).
+
+    A run folder is rebuilt with its own config and method (any method: `dakd_teacher`, `baseline`, ...); a weights
+    file must match the student's architecture (`cfg.model`).
+    """
+    opts = cfg.method_options
+    if opts.get("teacher_model") is not None:
+        teacher = opts["teacher_model"]
+        if not isinstance(teacher, nn.Module):
+            raise ValueError(f"method_options['teacher_model'] must be an nn.Module, got {type(teacher).__name__}")
+        return teacher.to(device)
+    source = opts.get("teacher")
+    if not source:
+        raise ValueError("method 'dakd' needs a teacher: set method_options['teacher'] to a run folder (train one "
+                         "with --method dakd_teacher, or use a baseline run) or a weights file, or "
+                         "method_options['teacher_model'] to an nn.Module")
+    path = Path(source)
+    if path.is_dir():
+        from workbench.runs import load_run
+
+        return load_run(path).load_model(device)
+    if not path.is_file():
+        raise FileNotFoundError(f"method_options['teacher'] = {str(source)!r} is neither a run folder nor a weights "
+                                "file; pass e.g. runs/<teacher run name>")
+    from workbench.runs import load_weights
+
+    teacher = (method or DAKD()).build_model(cfg, 0)
+    teacher.load_state_dict(load_weights(path))
+    return teacher.to(device)
+
+
+@register_method("dakd")
+class DAKD(_DAKDModel):
+    """Phase B: distillation-only training of the student [CODE: Fouroy4/DAKD, distillModel.py + MLKD.py]."""
+
+    def setup(self, model: nn.Module, cfg: Config, train_samples: list, device: torch.device) -> None:
+        opts = cfg.method_options
+        self.loss_cfg = DAKDLossConfig(**_known_options(opts, DAKDLossConfig))
+        self.double_forward = bool(_option(opts, "double_forward", False))
+        teacher = load_teacher(cfg, device, self)
+        if teacher is _unwrap(model):
+            raise ValueError("the teacher must be a separate module from the student (DAKD's student starts fresh)")
+        teacher.eval()
+        teacher.requires_grad_(False)
+        self.teacher = teacher
+        rgb, ir = _split_by_modality(list(train_samples))
+        num_classes = len({s.label for s in train_samples})
+        feats = _eval_features(teacher, rgb + ir, cfg, self)
+        labels = torch.tensor([s.label for s in rgb + ir], device=feats.device)
+        modality = torch.tensor([RGB] * len(rgb) + [IR] * len(ir), device=feats.device)
+        # [CODE: Fouroy4/DAKD, train.py::initialize_memory]: once, before training, never updated.
+        self.C_v, self.C_r = compute_prototypes(feats, labels, modality, num_classes)
+
+    @torch.no_grad()
+    def teacher_outputs(self, rgb: Tensor, ir: Tensor) -> tuple[Tensor, Tensor]:
+        """Teacher eval-mode BN features, L2-normalised: b_v, b_r (B, D)."""
+        self.teacher.eval()
+        b_v = self.teacher(rgb, _modality(len(rgb), RGB, rgb.device)).feats.float()
+        b_r = self.teacher(ir, _modality(len(ir), IR, ir.device)).feats.float()
+        return F.normalize(b_v, dim=1), F.normalize(b_r, dim=1)
+
+    def training_losses(self, model: nn.Module, batch: dict[str, Any], cfg: Config) -> dict[str, Tensor]:
+        if not hasattr(self, "teacher"):
+            raise ValueError("call setup(model, cfg, train_samples, device) before training_losses")
+        device = next(model.parameters()).device
+        rgb, ir, _ = _vi_tensors(batch, device)
+        b_v, b_r = self.teacher_outputs(rgb, ir)
+        m_v, m_r = _modality(len(rgb), RGB, device), _modality(len(ir), IR, device)
+        if self.double_forward:  # [CODE: Fouroy4/DAKD, train.py::train_distillation] calls the distiller twice
+            with torch.no_grad():
+                model(rgb, m_v)
+                model(ir, m_r)
+        # Two student forwards (per-modality BN batch statistics), as DistillModel.forward.
+        a_v = model(rgb, m_v).feats.float()
+        a_r = model(ir, m_r).feats.float()
+        return dakd_loss(a_v, a_r, b_v, b_r, self.C_v.to(device), self.C_r.to(device), self.loss_cfg)

@@ -74,3 +74,25 @@ def test_list_and_load_runs(tmp_path):
     assert load_run(tmp_path / "a").name == "a"
     with pytest.raises(FileNotFoundError, match="not a run folder"):
         load_run(tmp_path / "nope")
+
+
+def test_find_run_matches_recipe_not_name(tmp_path):
+    from workbench.runs import find_run
+
+    cfg = _cfg(tmp_path, "a")
+    assert find_run(cfg) is None
+    Run.create(cfg).save_results({"status": "finished"})
+    Run.create(_cfg(tmp_path, "b").override(**{"optim.lr": 0.5})).save_results({"status": "finished"})
+    Run.create(_cfg(tmp_path, "c")).save_results({"status": "stopped at run.max_steps"})
+    assert find_run(_cfg(tmp_path, "other-name")).name == "a"
+    assert find_run(_cfg(tmp_path, "x").override(**{"optim.lr": 0.5})).name == "b"
+    assert find_run(_cfg(tmp_path, "x").override(**{"optim.lr": 0.7})) is None
+
+
+def test_compare_throughput_ranks_a_slower_function_lower():
+    import time
+
+    from workbench.profiling import compare_throughput
+
+    rates = compare_throughput({"fast": lambda: None, "slow": lambda: time.sleep(0.01)}, 10, iters=3, warmup=0)
+    assert rates["fast"] > rates["slow"] and rates["slow"] == pytest.approx(10 / 0.01, rel=0.5)

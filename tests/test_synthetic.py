@@ -481,3 +481,12 @@ def test_cli_tiny_export(tmp_path):
     (tmp_path / "x").write_text("")
     res = subprocess.run(cmd[:6] + [str(tmp_path)] + cmd[7:], capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "not empty" in res.stderr
+
+
+def test_medium_difficulty_lies_halfway_between_default_and_hard():
+    from workbench.data.synthetic import SyntheticConfig
+
+    d, m, h = SyntheticConfig.default(), SyntheticConfig.medium(), SyntheticConfig.hard()
+    for name in ("occlusion_rate", "noise", "viewpoint_spread", "garment_sharing"):
+        assert getattr(m, name) == pytest.approx((getattr(d, name) + getattr(h, name)) / 2)
+    assert SyntheticConfig.from_difficulty("medium") == m

@@ -109,11 +109,15 @@ def test_two_process_data_parallel_replicas_agree(tmp_path):
     assert res["steps"] == math.ceil(3 / 2) * 2
 
 
-def test_cli_train_then_evaluate(tmp_path):
+def test_cli_train_resume_then_evaluate(tmp_path):
     env = {**os.environ}
     out = subprocess.run([sys.executable, "-m", "workbench", "train", "--dataset", "synthetic-vi", "--profile", "smoke",
-                          "--name", "cli", f"run.out_dir={tmp_path}", "run.device=cpu", "optim.epochs=1"],
+                          "--name", "cli", f"run.out_dir={tmp_path}", "run.device=cpu", "run.max_steps=2"],
                          env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout[out.stdout.index("{"):])["status"].startswith("stopped")
+    out = subprocess.run([sys.executable, "-m", "workbench", "train", "--resume", str(tmp_path / "cli"),
+                          "run.max_steps=none", "optim.epochs=1"], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout[out.stdout.index("{"):])["status"] == "finished"
     ev = subprocess.run([sys.executable, "-m", "workbench", "evaluate", "--run", str(tmp_path / "cli")],

@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--profile", default="cpu-demo", choices=PROFILES)
     tr.add_argument("--root", default=None, help="dataset root folder (real datasets)")
     tr.add_argument("--name", default=None, help="run folder name under runs/")
-    tr.add_argument("--resume", default=None, help="a run folder to continue from its last checkpoint")
+    tr.add_argument("--resume", default=None, help="a run folder to continue from its last checkpoint (its saved "
+                    "config is used; --method/--dataset/--profile are ignored)")
     tr.add_argument("--overwrite", action="store_true", help="replace an existing run folder of the same name")
     tr.add_argument("overrides", nargs="*", help="config changes, e.g. optim.epochs=5 data.p=4 model.pretrained=w.pth")
     ev = sub.add_parser("evaluate", help="evaluate a run with its dataset's test protocol")
@@ -48,8 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         from workbench.train import fit
 
-        cfg = get_config(args.method, args.dataset, args.profile)
         overrides = _parse_pairs(args.overrides, "override")
+        if args.resume:  # the run's own recipe; overrides may only move the stopping point (optim.epochs, ...)
+            from workbench.runs import load_run
+
+            cfg = load_run(args.resume).config
+        else:
+            cfg = get_config(args.method, args.dataset, args.profile)
         if args.root:
             overrides["data.root"] = args.root
         if args.name:

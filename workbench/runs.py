@@ -211,6 +211,31 @@ def load_run(path: str | Path) -> Run:
     return Run(path)
 
 
+_DISPLAY_ONLY = {("run", "name"), ("run", "live_plot"), ("run", "tensorboard")}
+
+
+def same_recipe(a: Config, b: Config) -> bool:
+    """True when two configs train the same thing (they may differ in run name and display options)."""
+    da, db = a.to_dict(), b.to_dict()
+    for section, key in _DISPLAY_ONLY:
+        da[section].pop(key, None)
+        db[section].pop(key, None)
+    return json.dumps(da, sort_keys=True, default=str) == json.dumps(db, sort_keys=True, default=str)
+
+
+def find_run(config: Config) -> Run | None:
+    """The most recent finished run under `config.run.out_dir` trained with the same recipe as `config`, or None."""
+    found = []
+    for cfg_path in Path(config.run.out_dir).glob(f"*/{CONFIG}"):
+        run = Run(cfg_path.parent)
+        try:
+            if run.results.get("status") == "finished" and same_recipe(run.config, config):
+                found.append((cfg_path.stat().st_mtime, run))
+        except (ValueError, json.JSONDecodeError, KeyError):
+            continue
+    return max(found, key=lambda t: t[0])[1] if found else None
+
+
 def list_runs(root: str | Path = "runs") -> pd.DataFrame:
     """One row per run under `root`: name, method, dataset, profile, status, best validation, test metrics."""
     rows = []

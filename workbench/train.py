@@ -371,7 +371,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
 # ----------------------------------------------------------------------------------------------------------------
 # fit
 
-def fit(cfg: Config, *, resume: bool | str | Path = False, overwrite: bool = False,
+def fit(cfg: Config, *, resume: bool | str | Path = False, overwrite: bool = False, reuse: bool = False,
         callbacks: Sequence[Callable[[dict], None]] = (), progress: bool = True) -> Run:
     """Train `cfg.run.method` on `cfg.data.dataset`, select on validation identities, test once; return the Run.
 
@@ -380,6 +380,8 @@ def fit(cfg: Config, *, resume: bool | str | Path = False, overwrite: bool = Fal
             continues from `checkpoints/last.pt` (mid-epoch too) and, on CPU, logs the same losses as an
             uninterrupted run.
         overwrite: replace an existing run folder of the same name (otherwise that is an error).
+        reuse: return the latest finished run under `cfg.run.out_dir` with the same recipe instead of training
+            again (notebooks re-executed after a finished run); trains when there is none.
         callbacks: called with every logged record (dicts as written to metrics.jsonl).
     """
     from tqdm.auto import tqdm
@@ -387,6 +389,13 @@ def fit(cfg: Config, *, resume: bool | str | Path = False, overwrite: bool = Fal
     from workbench.data import load_dataset
     from workbench.data.validation import holdout_identities
 
+    if reuse and not resume:
+        from workbench.runs import find_run
+
+        previous = find_run(cfg)
+        if previous is not None:
+            print(f"reusing finished run {previous.path} (same recipe); pass reuse=False to train again")
+            return previous
     dist_info, device = init_distributed(cfg.run.device)
     if resume:
         run = Run(Path(resume)) if isinstance(resume, (str, Path)) else Run(Path(cfg.run.out_dir) / str(cfg.run.name))
@@ -500,7 +509,8 @@ def fit(cfg: Config, *, resume: bool | str | Path = False, overwrite: bool = Fal
                 step += 1
                 consumed += 1
                 values = {f"loss/{k}": float(v.detach()) for k, v in terms.items()} | {"loss/total": float(total.detach())}
-                log({"step": step, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], **values})
+                log({"step": step, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+                     "train_time_s": round(train_time + time.perf_counter() - tick, 3), **values})
                 bar.set_postfix(loss=f"{values['loss/total']:.3f}")
                 if cfg.run.max_steps is not None and step >= cfg.run.max_steps:
                     stop = True

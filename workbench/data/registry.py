@@ -67,7 +67,7 @@ def load_dataset(name: str, root: str | Path | None = None, **options: Any) -> R
         root: dataset folder for a real dataset (required); must be None for a synthetic preset.
         **options: loader options (`verify=`, SYSU `mode=`/`merge_val=`, RegDB `trial=`/`direction=`, LLCM
             `direction=`/`deen_faithful=`); synthetic presets also take `ids=`, `seed=`, `difficulty=`
-            ("easy", "default", "hard") or `config=` (a `SyntheticConfig`), and any other argument of
+            ("easy", "default", "medium", "hard") or `config=` (a `SyntheticConfig`), and any other argument of
             `synthetic.export` (e.g. `images_per_id_cam=`).
 
     Returns:

@@ -104,6 +104,16 @@ class SyntheticConfig:
         return cls(**overrides)
 
     @classmethod
+    def medium(cls, **overrides: Any) -> SyntheticConfig:
+        """Halfway between `default` and `hard` on every knob (the multi-modal demo calibration, README)."""
+        d, h = cls.default(), cls.hard()
+        base = {f: (getattr(d, f) + getattr(h, f)) / 2 for f in (
+            "occlusion_rate", "noise", "viewpoint_spread", "pose_jitter", "illumination_jitter", "garment_sharing",
+            "template_jitter")}
+        base["garment_pool"] = (d.garment_pool + h.garment_pool) // 2
+        return cls(**{**base, **overrides})
+
+    @classmethod
     def hard(cls, **overrides: Any) -> SyntheticConfig:
         """Frequent occluders, strong noise, any viewpoint anywhere, most identities dressed alike."""
         base = dict(occlusion_rate=0.55, noise=0.06, viewpoint_spread=1.0, pose_jitter=1.0,
@@ -118,7 +128,7 @@ class SyntheticConfig:
     @classmethod
     def from_difficulty(cls, difficulty: str, **overrides: Any) -> SyntheticConfig:
         presets: dict[str, Callable[..., SyntheticConfig]] = {"easy": cls.easy, "default": cls.default,
-                                                               "hard": cls.hard}
+                                                               "medium": cls.medium, "hard": cls.hard}
         if difficulty not in presets:
             raise ValueError(f"difficulty must be one of {sorted(presets)}, got {difficulty!r}")
         return presets[difficulty](**overrides)
@@ -863,7 +873,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="target directory (empty, new, or a previous export)")
     parser.add_argument("--ids", type=int, default=None, help="number of identities (default per layout)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--difficulty", choices=("easy", "default", "hard"), default="default")
+    parser.add_argument("--difficulty", choices=("easy", "default", "medium", "hard"), default="default")
     parser.add_argument("--height", type=int, default=None)
     parser.add_argument("--width", type=int, default=None)
     parser.add_argument("--images-per-id-cam", type=int, default=None)

@@ -40,8 +40,10 @@ strip: venv
 	$(VENV)/bin/nbstripout notebooks/*.ipynb
 
 bench: venv
-	$(PY) benchmarks/bench_synthetic.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_synthetic.py
 	$(PY) benchmarks/bench_metrics.py
+	$(PY) benchmarks/bench_inference.py --batch 8 --iters 5
+	$(PY) benchmarks/bench_dakd.py
 
 clean-outputs:
 	rm -rf $(OUT)

@@ -103,3 +103,9 @@ def test_dakd_student_recipe():
     assert cfg.data.cutswap == "code_faithful"
     with pytest.raises(ValueError, match="visible-infrared"):
         get_config("dakd", "rgbnt201", "paper")
+
+
+def test_cpu_demo_student_keeps_constant_lr_without_weight_decay():
+    cfg = get_config("dakd", "synthetic-vi", "cpu-demo")
+    assert cfg.optim.schedule == "constant" and cfg.optim.weight_decay == 0 and cfg.model.name == "test_vi_resnet"
+    assert cfg.data.cutswap == "code_faithful"

@@ -217,3 +217,21 @@ def test_preset_difficulty_and_errors(cache):
     with pytest.raises(ValueError, match="synthetic presets"):
         load_dataset("sysu-mm01", "/tmp/x", ids=4)
     assert registry_mod.PRESETS["synthetic-vi"] == "sysu-mm01"
+
+
+def test_difficulty_dict_overrides_knobs_of_a_preset(tmp_path, monkeypatch):
+    from workbench.data import registry, synthetic
+
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
+    seen = {}
+    real_export = synthetic.export
+
+    def spy(layout, out, **kwargs):
+        seen["config"] = kwargs["config"]
+        return real_export(layout, out, **kwargs)
+
+    monkeypatch.setattr(synthetic, "export", spy)
+    registry.synthetic_root("rgbnt201", ids=4, seed=0, difficulty={"preset": "easy", "viewpoint_spread": 0.6})
+    assert seen["config"] == synthetic.SyntheticConfig.easy(viewpoint_spread=0.6)
+    with pytest.raises(TypeError):
+        registry.synthetic_root("rgbnt201", ids=4, seed=0, difficulty={"preset": "easy", "no_such_knob": 1})

@@ -244,7 +244,12 @@ def _dakd_student_paper() -> Config:
 
 # Synthetic difficulty used by the demo profiles; calibrated so baselines land well above chance and far from
 # saturation (see README "Calibration").
-SYNTHETIC_DEMO = {"ids": 120, "seed": 0, "difficulty": "default"}
+# Calibrated on this 2-core machine with the cpu-demo profile (README "Calibration"): the triplet baseline reaches
+# rank-1 0.80 on "default" and 0.39 on "hard", 0.54 on "medium"; the visible-infrared baseline is limited by the tiny
+# backbone's training budget rather than by the data (default 0.27-0.30, "easy" 0.17, less clutter 0.12 on
+# validation), so it keeps "default".
+SYNTHETIC_DEMO = {"vi": {"ids": 120, "seed": 0, "difficulty": "default"},
+                  "mm": {"ids": 120, "seed": 0, "difficulty": "medium"}}
 
 
 def get_config(method: str = "baseline", dataset: str = "synthetic-vi", profile: str = "cpu-demo") -> Config:
@@ -258,18 +263,24 @@ def get_config(method: str = "baseline", dataset: str = "synthetic-vi", profile:
         method, _vi_paper if kind == "vi" else _mm_paper)()
     cfg = base.override(**{"data.dataset": dataset, "run.method": method, "run.profile": profile})
     if dataset.startswith("synthetic"):
-        cfg = cfg.override(**{"data.options": dict(SYNTHETIC_DEMO), "model.pretrained": None, "data.val_ids": 20})
+        cfg = cfg.override(**{"data.options": dict(SYNTHETIC_DEMO[kind]), "model.pretrained": None,
+                              "data.val_ids": 20})
     if profile == "paper":
         return cfg
     tiny = "test_vi_resnet" if kind == "vi" else "test_mm_vit"
     if profile == "cpu-demo":
-        return cfg.override(**{
+        demo = cfg.override(**{
             "data.height": 128, "data.width": 64, "data.p": 8, "data.k": 4,
             "model.name": tiny, "model.pretrained": None,
             "optim.optimizer": "adam", "optim.lr": 1e-3, "optim.backbone_lr_mult": 1.0, "optim.bias_lr_mult": 1.0,
             "optim.weight_decay": 5e-4, "optim.schedule": "step", "optim.warmup_epochs": 2, "optim.milestones": (12,),
             "optim.epochs": 16, "optim.amp": False, "run.eval_every": 2,
         })
+        if method == "baseline" and kind == "vi":  # calibration: 3e-3 beat 1e-3 (rank-1 0.295 vs 0.269)
+            demo = demo.override(**{"optim.lr": 3e-3})
+        if method == "dakd":  # the student keeps its recipe's shape: constant lr, no weight decay
+            demo = demo.override(**{"optim.schedule": "constant", "optim.warmup_epochs": 0, "optim.weight_decay": 0.0})
+        return demo
     # smoke: seconds on a CPU
     return cfg.override(**{
         "data.options": {**cfg.data.options, "ids": 16} if dataset.startswith("synthetic") else cfg.data.options,

@@ -117,12 +117,17 @@ def synthetic_root(layout: str, **export_args: Any) -> Path:
     if difficulty is not None:
         if export_args.get("config") is not None:
             raise ValueError("pass either difficulty= or config=, not both")
-        factory = getattr(synthetic.SyntheticConfig, str(difficulty), None)
-        if factory is None or not callable(factory):
-            raise ValueError(
-                f"difficulty must name a SyntheticConfig preset such as 'easy', 'default', 'hard'; got {difficulty!r}"
-            )
-        export_args["config"] = factory()
+        if isinstance(difficulty, dict):  # {"preset": "default", "<knob>": value, ...}: JSON-friendly knob overrides
+            knobs = dict(difficulty)
+            export_args["config"] = synthetic.SyntheticConfig.from_difficulty(knobs.pop("preset", "default"), **knobs)
+        else:
+            factory = getattr(synthetic.SyntheticConfig, str(difficulty), None)
+            if factory is None or not callable(factory):
+                raise ValueError(
+                    "difficulty must name a SyntheticConfig preset such as 'easy', 'default', 'medium', 'hard', or be "
+                    f"a dict {{'preset': ..., '<knob>': value}}; got {difficulty!r}"
+                )
+            export_args["config"] = factory()
     key_args = {k: _jsonable(v) for k, v in sorted(export_args.items())}
     digest = hashlib.sha1(json.dumps({"layout": layout, "args": key_args}, sort_keys=True).encode())
     # the generator's code is part of the key: a changed generator never reuses a stale export

@@ -35,8 +35,8 @@ def main() -> None:
         x = torch.randn(args.batch, 3, cfg.data.height, cfg.data.width)
         m = torch.zeros(args.batch, dtype=torch.long)
         rates = compare_throughput(
-            {"student": lambda: F.normalize(student(x, m).feats, dim=1),
-             "bare": lambda: student.forward_features(x, m)},
+            {"student": lambda s=student, x=x, m=m: F.normalize(s(x, m).feats, dim=1),
+             "bare": lambda s=student, x=x, m=m: s.forward_features(x, m)},
             args.batch, iters=args.iters, warmup=2)
         results[profile] = {"model": cfg.model.name, "input": f"{cfg.data.height}x{cfg.data.width}",
                             "student_img_s": rates["student"], "bare_img_s": rates["bare"],

@@ -212,6 +212,14 @@ def missing_root_message(name: str, root: Path) -> str:
     )
 
 
+def require_root(name: str, root: str | Path) -> Path:
+    """`root` as an absolute path; FileNotFoundError saying how to obtain dataset `name` when it does not exist."""
+    path = Path(root).expanduser().absolute()
+    if not path.is_dir():
+        raise FileNotFoundError(missing_root_message(name, path))
+    return path
+
+
 def require_dir(path: Path, what: str) -> Path:
     """Raise `FileNotFoundError` naming `path` unless it is a directory."""
     if not path.is_dir():

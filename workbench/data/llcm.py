@@ -36,11 +36,11 @@ from workbench.data.base import (
     draw_gallery,
     list_images,
     list_subdirs,
-    missing_root_message,
     read_id_line,
     read_index_file,
     relabel,
     require_dir,
+    require_root,
     unlabel,
     verify_images,
 )
@@ -170,9 +170,7 @@ def load_llcm(
     """
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-    root = Path(root).expanduser().absolute()
-    if not root.is_dir():
-        raise FileNotFoundError(missing_root_message("llcm", root))
+    root = require_root("llcm", root)
     idx = require_dir(root / "idx", "the index folder idx/ (train_vis.txt, train_nir.txt, test_id.txt)")
     vis_dir = require_dir(root / "test_vis", "the visible test folder test_vis/cam1..cam9")
     nir_dir = require_dir(root / "test_nir", "the near-infrared test folder test_nir/cam1..cam9 (no cam3)")

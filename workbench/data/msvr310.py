@@ -21,9 +21,9 @@ from workbench.data.base import (
     ReIDDataset,
     list_images,
     list_subdirs,
-    missing_root_message,
     relabel,
     require_dir,
+    require_root,
     unlabel,
     verify_images,
 )
@@ -83,9 +83,7 @@ def load_msvr310(root: str | Path, *, verify: bool = True) -> ReIDDataset:
         root: dataset root.
         verify: open every image's header with PIL.
     """
-    root = Path(root).expanduser().absolute()
-    if not root.is_dir():
-        raise FileNotFoundError(missing_root_message("msvr310", root))
+    root = require_root("msvr310", root)
     pools = {k: _split(require_dir(root / v, f"the {k} folder {v}/ of MSVR310")) for k, v in SPLITS.items()}
     train, query, gallery = relabel(pools["train"]), unlabel(pools["query"]), unlabel(pools["gallery"])
     if verify:

@@ -27,10 +27,10 @@ from workbench.data.base import (
     EvalSplit,
     ReIDDataset,
     check_labels_consistent,
-    missing_root_message,
     read_index_file,
     relabel,
     require_dir,
+    require_root,
     unlabel,
     verify_images,
 )
@@ -112,9 +112,7 @@ def load_regdb(
         raise ValueError(f"trial must be an integer 1..10 (RegDB's ten identity splits), got {trial!r}")
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be 'v2t' or 't2v', got {direction!r}")
-    root = Path(root).expanduser().absolute()
-    if not root.is_dir():
-        raise FileNotFoundError(missing_root_message("regdb", root))
+    root = require_root("regdb", root)
     idx = require_dir(root / "idx", "the index folder idx/ ({train,test}_{visible,thermal}_<trial>.txt)")
     pools = {}
     for split in ("train", "test"):

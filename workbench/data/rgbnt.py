@@ -27,9 +27,9 @@ from workbench.data.base import (
     DatasetFormatError,
     ReIDDataset,
     list_images,
-    missing_root_message,
     relabel,
     require_dir,
+    require_root,
     unlabel,
     verify_images,
 )
@@ -84,9 +84,7 @@ def load_rgbnt201(root: str | Path, *, verify: bool = True) -> ReIDDataset:
         root: dataset root.
         verify: open every image's header with PIL.
     """
-    root = Path(root).expanduser().absolute()
-    if not root.is_dir():
-        raise FileNotFoundError(missing_root_message("rgbnt201", root))
+    root = require_root("rgbnt201", root)
     train = relabel(_rgbnt201_split(require_dir(root / "train_171", "the training folder train_171/")))
     test = unlabel(_rgbnt201_split(require_dir(root / "test", "the test folder test/ (query = gallery)")))
     overlap = sorted({s.pid for s in train} & {s.pid for s in test})
@@ -144,9 +142,7 @@ def load_rgbnt100(root: str | Path, *, verify: bool = True) -> ReIDDataset:
         root: dataset root.
         verify: open every image's header with PIL and check the width divides into three panels.
     """
-    root = Path(root).expanduser().absolute()
-    if not root.is_dir():
-        raise FileNotFoundError(missing_root_message("rgbnt100", root))
+    root = require_root("rgbnt100", root)
     base = root / "rgbir" if (root / "rgbir").is_dir() or not (root / "bounding_box_train").is_dir() else root
     what = "the {} folder rgbir/{}/ of RGBNT100"
     train = relabel(

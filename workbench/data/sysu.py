@@ -32,10 +32,10 @@ from workbench.data.base import (
     draw_gallery,
     list_images,
     list_subdirs,
-    missing_root_message,
     read_id_line,
     relabel,
     require_dir,
+    require_root,
     unlabel,
     verify_images,
 )
@@ -121,9 +121,7 @@ def load_sysu(
     """
     if mode not in GALLERY_CAMS:
         raise ValueError(f"mode must be 'all' or 'indoor', got {mode!r}")
-    root = Path(root).expanduser().absolute()
-    if not root.is_dir():
-        raise FileNotFoundError(missing_root_message("sysu-mm01", root))
+    root = require_root("sysu-mm01", root)
     cam_dirs = {
         cam: require_dir(root / f"cam{cam}", f"camera folder cam{cam} (SYSU-MM01 has cam1..cam6)")
         for cam in range(1, 7)

@@ -125,3 +125,23 @@ def test_cli_train_resume_then_evaluate(tmp_path):
     assert ev.returncode == 0, ev.stderr[-3000:]
     saved = json.loads((tmp_path / "cli" / "evaluation.json").read_text())
     assert saved["mean"]["mAP"] == pytest.approx(load_run(tmp_path / "cli").results["test"]["mean"]["mAP"], abs=1e-6)
+
+
+def test_multimodal_evaluation_uses_the_concatenated_embedding_and_branches_on_request(tmp_path):
+    from workbench.data import load_dataset
+    from workbench.metrics import PROTOCOLS, evaluate_trials
+    from workbench.train import evaluate, extract_features
+
+    run = fit(smoke(tmp_path, "synthetic-rgbnt"), progress=False)
+    cfg, model = run.config, run.load_model()
+    ds = load_dataset(cfg.data.dataset, **cfg.data.options)
+    split = ds.eval_splits()[0]
+    feats = extract_features(model, split.query, cfg, progress=False)
+    assert set(feats.branches) == {"feats", "rgb", "nir", "tir"}
+    np.testing.assert_allclose(feats.branches["feats"],
+                               np.concatenate([feats.branches[m] for m in ("rgb", "nir", "tir")], axis=1), atol=1e-6)
+    default = evaluate(run, progress=False, cache=False)
+    only = evaluate_trials([(feats.subset(np.arange(len(split.query))),) * 2], PROTOCOLS["rgbnt201"], branches=["feats"])
+    assert default.mean["mAP"] == pytest.approx(only.mean["mAP"], abs=1e-9)
+    nir = evaluate(run, branches=["nir"], progress=False, cache=False)
+    assert 0 <= nir.mean["mAP"] <= 1

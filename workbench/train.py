@@ -271,7 +271,9 @@ def evaluate_splits(model: nn.Module, splits: Sequence, cfg: Config, *, spec=Non
         return np.asarray([index[(tuple(sorted(s.paths.items())), s.modality)] for s in samples])
 
     trials = [(feats.subset(rows(sp.query)), feats.subset(rows(sp.gallery))) for sp in splits]
-    return evaluate_trials(trials, spec, branches=branches)
+    # Default: the model's retrieval embedding alone ("feats"), not every branch (the per-modality branches of a
+    # multi-modal model are already inside it).
+    return evaluate_trials(trials, spec, branches=list(branches) if branches else ["feats"])
 
 
 def evaluate(model_or_run: nn.Module | Run | str | Path, dataset=None, *, cfg: Config | None = None,

@@ -145,3 +145,21 @@ def test_multimodal_evaluation_uses_the_concatenated_embedding_and_branches_on_r
     assert default.mean["mAP"] == pytest.approx(only.mean["mAP"], abs=1e-9)
     nir = evaluate(run, branches=["nir"], progress=False, cache=False)
     assert 0 <= nir.mean["mAP"] <= 1
+
+
+def test_cli_dakd_teacher_then_student(tmp_path):
+    env = {**os.environ}
+    base = [sys.executable, "-m", "workbench", "train", "--dataset", "synthetic-vi", "--profile", "smoke",
+            f"run.out_dir={tmp_path}", "run.device=cpu", "optim.epochs=1"]
+    out = subprocess.run(base + ["--method", "dakd_teacher", "--name", "teacher"], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    out = subprocess.run(base + ["--method", "dakd", "--name", "student",
+                                 f"method_options.teacher={tmp_path / 'teacher'}", "method_options.mask_mode=gt"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    student = load_run(tmp_path / "student")
+    assert student.results["status"] == "finished"
+    assert student.config.method_options == {"teacher": str(tmp_path / "teacher"), "mask_mode": "gt"}
+    terms = {c.removeprefix("loss/") for c in student.metrics.columns if c.startswith("loss/")}
+    assert terms == {"inst_weak", "inst_strong", "cls_weak", "cls_strong", "total"}

@@ -44,7 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--branches", nargs="*", default=None, help="feature branches to evaluate, e.g. nir tir")
     ev.add_argument("--split", nargs="*", default=[], help="eval_splits options, e.g. mode=indoor shot=10")
     ev.add_argument("--device", default="auto")
-    args = parser.parse_args(argv)
+    # key=value overrides may stand anywhere (argparse takes a positional list only once, so collect the rest)
+    args, extra = parser.parse_known_args(argv)
+    stray = [x for x in extra if x.startswith("-") or "=" not in x]
+    if stray or (extra and args.command != "train"):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if args.command == "train":
+        args.overrides = list(args.overrides) + extra
 
     if args.command == "train":
         from workbench.train import fit

@@ -96,3 +96,9 @@ def test_compare_throughput_ranks_a_slower_function_lower():
 
     rates = compare_throughput({"fast": lambda: None, "slow": lambda: time.sleep(0.01)}, 10, iters=3, warmup=0)
     assert rates["fast"] > rates["slow"] and rates["slow"] == pytest.approx(10 / 0.01, rel=0.5)
+
+
+def test_automatic_names_never_collide(tmp_path):
+    cfg = Config().override(**{"run.out_dir": str(tmp_path)})
+    paths = {Run.create(cfg).path for _ in range(3)}  # within the same second
+    assert len(paths) == 3 and all(p.parent == tmp_path for p in paths)

@@ -123,6 +123,11 @@ class Run:
     def create(cls, config: Config, *, overwrite: bool = False) -> Run:
         name = config.run.name or default_run_name(config)
         path = Path(config.run.out_dir) / name
+        if config.run.name is None:  # an automatic name never collides: two runs can start within one second
+            n = 2
+            while path.exists():
+                path = Path(config.run.out_dir) / f"{name}-{n}"
+                n += 1
         if path.exists() and any(path.iterdir()):
             if not overwrite:
                 raise FileExistsError(

@@ -167,7 +167,21 @@ class VIPairDataset(Dataset):
         }
 
 
-class TripletDataset(Dataset):
+class _StoredSamples(Dataset):
+    """Shared by the datasets that read one `_ImageStore` (`self.store`) in fixed modalities (`self.modalities`)."""
+
+    store: _ImageStore
+    modalities: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.store.samples)
+
+    def preload(self) -> None:
+        """Decode every image into the cache now (needs `cache=True`)."""
+        self.store.preload(lambda s: self.modalities)
+
+
+class TripletDataset(_StoredSamples):
     """Aligned RGB/NIR/TIR training triplets.
 
     Args:
@@ -206,12 +220,6 @@ class TripletDataset(Dataset):
         """(N,) training labels, for `TripletIdentitySampler`."""
         return [s.label for s in self.store.samples]
 
-    def __len__(self) -> int:
-        return len(self.store.samples)
-
-    def preload(self) -> None:
-        """Decode every image into the cache now (needs `cache=True`)."""
-        self.store.preload(lambda s: self.modalities)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         i = _check_index(index, len(self), "index")
@@ -221,7 +229,7 @@ class TripletDataset(Dataset):
         return item
 
 
-class ImageDataset(Dataset):
+class ImageDataset(_StoredSamples):
     """Evaluation / feature-extraction dataset: one item per sample with all its (selected) modalities.
 
     Args:
@@ -278,12 +286,6 @@ class ImageDataset(Dataset):
         """(N,) camera ids."""
         return [s.camid for s in self.store.samples]
 
-    def __len__(self) -> int:
-        return len(self.store.samples)
-
-    def preload(self) -> None:
-        """Decode every image into the cache now (needs `cache=True`)."""
-        self.store.preload(lambda s: self.modalities)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         i = _check_index(index, len(self), "index")

@@ -246,7 +246,7 @@ def _dakd_student_paper() -> Config:
 # saturation (see README "Calibration").
 # Calibrated on this 2-core machine with the cpu-demo profile (README "Calibration"): the triplet baseline reaches
 # rank-1 0.80 on "default" and 0.39 on "hard", 0.54 on "medium"; the visible-infrared baseline is limited by the tiny
-# backbone's training budget rather than by the data (default 0.27-0.30, "easy" 0.17, less clutter 0.12 on
+# backbone's capacity rather than by the data (30 epochs score as 16) (default 0.27-0.30, "easy" 0.17, less clutter 0.12 on
 # validation), so it keeps "default".
 SYNTHETIC_DEMO = {"vi": {"ids": 120, "seed": 0, "difficulty": "default"},
                   "mm": {"ids": 120, "seed": 0, "difficulty": "medium"}}

@@ -242,12 +242,10 @@ def _dakd_student_paper() -> Config:
         "optim.weight_decay": 0.0, "optim.schedule": "constant", "optim.warmup_epochs": 0})
 
 
-# Synthetic difficulty used by the demo profiles; calibrated so baselines land well above chance and far from
-# saturation (see README "Calibration").
-# Calibrated on this 2-core machine with the cpu-demo profile (README "Calibration"): the triplet baseline reaches
-# rank-1 0.80 on "default" and 0.39 on "hard", 0.54 on "medium"; the visible-infrared baseline is limited by the tiny
-# backbone's capacity rather than by the data (30 epochs score as 16) (default 0.27-0.30, "easy" 0.17, less clutter 0.12 on
-# validation), so it keeps "default".
+# Synthetic data of the demo profiles, calibrated with the cpu-demo baselines on a 2-core machine (README
+# "Calibration", data_cards/synthetic.md): the triplet baseline reaches rank-1 0.80 on "default", 0.39 on "hard" and
+# 0.54 on "medium" (chosen). The visible-infrared baseline stays near 0.29 whatever the data ("easy" 0.17, less
+# clutter no better, 30 epochs as 16): it is capacity-limited, so it keeps "default".
 SYNTHETIC_DEMO = {"vi": {"ids": 120, "seed": 0, "difficulty": "default"},
                   "mm": {"ids": 120, "seed": 0, "difficulty": "medium"}}
 

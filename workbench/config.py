@@ -209,16 +209,19 @@ VI_DATASETS = ("sysu-mm01", "regdb", "llcm")
 MM_DATASETS = ("rgbnt201", "rgbnt100", "msvr310")
 
 
-def dataset_kind(dataset: str) -> str:
-    """"vi" (visible-infrared, single images) or "mm" (aligned RGB/NIR/TIR triplets) for a dataset name."""
+def dataset_layout(dataset: str) -> str:
+    """The real dataset whose layout and protocol a dataset name follows ("synthetic-vi" -> "sysu-mm01")."""
     name = {"synthetic-vi": "sysu-mm01", "synthetic-rgbnt": "rgbnt201"}.get(dataset, dataset)
     name = name.removeprefix("synthetic-")
-    if name in VI_DATASETS:
-        return "vi"
-    if name in MM_DATASETS:
-        return "mm"
+    if name in VI_DATASETS + MM_DATASETS:
+        return name
     raise ValueError(f"unknown dataset {dataset!r}; expected one of {VI_DATASETS + MM_DATASETS} or a synthetic preset "
                      "('synthetic-vi', 'synthetic-rgbnt', 'synthetic-<layout>')")
+
+
+def dataset_kind(dataset: str) -> str:
+    """"vi" (visible-infrared, single images) or "mm" (aligned RGB/NIR/TIR triplets) for a dataset name."""
+    return "vi" if dataset_layout(dataset) in VI_DATASETS else "mm"
 
 
 def _dakd_teacher_paper() -> Config:

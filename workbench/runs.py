@@ -194,8 +194,7 @@ class Run:
 
         cfg = self.config
         method = get_method(cfg.run.method)
-        num_classes = int(self.results.get("num_classes") or json.loads((self.path / ENV).read_text()).get(
-            "num_classes", 0))
+        num_classes = int(self.results.get("num_classes", 0))  # written by fit() when the run starts
         model = method.build_model(cfg, num_classes=num_classes)
         model.load_state_dict(load_weights(self.weights_path()))
         return model.to(device).eval()

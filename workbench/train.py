@@ -25,10 +25,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from workbench.config import Config, OptimConfig, dataset_kind
+from workbench.config import Config, OptimConfig, dataset_kind, dataset_layout
 from workbench.methods import Method, get_method
 from workbench.runs import Run, atomic_torch_save, load_weights, save_weights
-from workbench.utils import cache_dir, get_device, seed_everything
+from workbench.utils import cache_dir, get_device, seed_everything, unwrap_model
 
 
 class TrainingDiverged(FloatingPointError):
@@ -128,8 +128,10 @@ def build_train_loader(cfg: Config, samples: list, *, rank: int = 0, world: int 
 def test_transform(cfg: Config):
     from workbench.data import transforms
 
-    kind = dataset_kind(cfg.data.dataset)
-    mean, std = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)) if kind == "vi" else ((0.5,) * 3, (0.5,) * 3)
+    if dataset_kind(cfg.data.dataset) == "vi":  # ImageNet statistics (AGW, DAKD); 0.5/0.5 for the ViT family
+        mean, std = transforms.IMAGENET_MEAN, transforms.IMAGENET_STD
+    else:
+        mean, std = transforms.VIT_MEAN, transforms.VIT_STD
     return transforms.build_test_transform(cfg.data.height, cfg.data.width, mean, std)
 
 
@@ -244,19 +246,13 @@ def extract_features(model: nn.Module, samples: Sequence, cfg: Config, *, method
 # ----------------------------------------------------------------------------------------------------------------
 # Evaluation
 
-def protocol_name(dataset: str) -> str:
-    """The protocol family of a dataset name (synthetic presets follow the layout they export)."""
-    name = {"synthetic-vi": "sysu-mm01", "synthetic-rgbnt": "rgbnt201"}.get(dataset, dataset)
-    return name.removeprefix("synthetic-")
-
-
 def evaluate_splits(model: nn.Module, splits: Sequence, cfg: Config, *, spec=None, branches=None,
                     method: Method | None = None, cache: bool = False, progress: bool = True):
     """Run a protocol over evaluation splits (`EvalSplit(trial, name, query, gallery)`), extracting each distinct
     sample's features once. Returns a `workbench.metrics.ProtocolResult`."""
     from workbench.metrics import PROTOCOLS, evaluate_trials
 
-    spec = spec or PROTOCOLS[protocol_name(cfg.data.dataset)]
+    spec = spec or PROTOCOLS[dataset_layout(cfg.data.dataset)]
     index: dict[Any, int] = {}
     unique = []
     for split in splits:
@@ -289,7 +285,7 @@ def evaluate(model_or_run: nn.Module | Run | str | Path, dataset=None, *, cfg: C
         rerank: k-reciprocal re-ranking (k1=20, k2=6, lambda=0.3).
     """
     from workbench.data import load_dataset
-    from workbench.metrics import PROTOCOLS
+    from workbench.metrics import PROTOCOLS, with_rerank
 
     if isinstance(model_or_run, (str, Path, Run)):
         run = model_or_run if isinstance(model_or_run, Run) else Run(Path(model_or_run))
@@ -301,11 +297,9 @@ def evaluate(model_or_run: nn.Module | Run | str | Path, dataset=None, *, cfg: C
             raise ValueError("evaluate(model, ...) needs cfg= (the Config the model was trained with)")
     if dataset is None:
         dataset = load_dataset(cfg.data.dataset, cfg.data.root, **cfg.data.options)
-    spec = PROTOCOLS[protocol_name(cfg.data.dataset)]
+    spec = PROTOCOLS[dataset_layout(cfg.data.dataset)]
     if rerank:
-        import dataclasses
-
-        spec = dataclasses.replace(spec, rerank=True)
+        spec = with_rerank(spec)
     splits = dataset.eval_splits(**(split_options or {}))
     return evaluate_splits(model, splits, cfg, spec=spec, branches=branches, cache=cache, progress=progress)
 
@@ -364,10 +358,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state(("MT19937", np.asarray(state["numpy"], dtype=np.uint32), state["numpy_pos"], 0, 0.0))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") else model
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -471,7 +461,7 @@ def fit(cfg: Config, *, resume: bool | str | Path = False, overwrite: bool = Fal
         if not dist_info.main:
             return
         atomic_torch_save({
-            "model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+            "model": unwrap_model(model).state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
             "epoch": epoch, "step": step, "consumed": consumed_batches, "best": best,
             "sampler": sampler.state_dict(consumed=consumed_batches) | {"epoch": epoch},
@@ -545,7 +535,7 @@ def fit(cfg: Config, *, resume: bool | str | Path = False, overwrite: bool = Fal
         results["replica_checksums"] = _replica_checksums(model)
     if dist_info.main and not interrupted:
         if not run.best_weights.exists():  # no validation, or stopped before the first one: the last weights
-            save_weights(_unwrap(model).state_dict(), run.best_weights, {"epoch": str(epoch + 1)})
+            save_weights(unwrap_model(model).state_dict(), run.best_weights, {"epoch": str(epoch + 1)})
             results["selected"] = "last"
         else:
             results["selected"] = "best validation mAP"
@@ -574,7 +564,7 @@ def _validate(model, method, cfg, val_query, val_gallery, epoch, step, best, run
     score = metrics.get("mAP", 0.0)
     if score > best["score"]:
         best = {"score": score, "epoch": epoch + 1, "metrics": metrics}
-        save_weights(_unwrap(model).state_dict(), run.best_weights, {"epoch": str(epoch + 1)})
+        save_weights(unwrap_model(model).state_dict(), run.best_weights, {"epoch": str(epoch + 1)})
     return best
 
 
@@ -582,7 +572,7 @@ def _replica_checksums(model: nn.Module) -> list[float]:
     """Sum of all parameters on every rank (gathered): equal values mean the replicas agree."""
     import torch.distributed as dist
 
-    local = torch.tensor([sum(float(p.detach().double().sum()) for p in _unwrap(model).parameters())])
+    local = torch.tensor([sum(float(p.detach().double().sum()) for p in unwrap_model(model).parameters())])
     gathered = [torch.zeros_like(local) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, local)
     return [float(g) for g in gathered]

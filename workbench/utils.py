@@ -49,6 +49,11 @@ def record(name: str, value: Any) -> Any:
     return value
 
 
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DistributedDataParallel / DataParallel wrapper (the model itself otherwise)."""
+    return model.module if hasattr(model, "module") else model
+
+
 def cache_dir() -> Path:
     """Where derived data (synthetic exports, feature caches) live: `$WORKBENCH_CACHE` or ~/.cache/reid-workbench."""
     root = os.environ.get("WORKBENCH_CACHE")

@@ -60,14 +60,11 @@ from workbench.losses.kd import DAKDLossConfig, compute_prototypes, dakd_loss
 from workbench.losses.memory import MCELossConfig, MCEMemories, mce_teacher_loss
 from workbench.methods.base import Method, register_method
 from workbench.models.output import ReIDOutput
+from workbench.utils import unwrap_model
 
 # Registered VI CNN entry points that accept `modality_specific` / `learn_gem_p` (workbench.models.vi_cnn).
 VI_CNN_MODELS = ("vi_r50", "agw_r50", "test_vi_resnet")
 RGB, IR = 0, 1
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") else model
 
 
 def _modality(n: int, index: int, device: torch.device) -> Tensor:
@@ -124,7 +121,7 @@ def _eval_features(model: nn.Module, samples: list, cfg: Config, method: Method)
     """Eval-mode retrieval features (N, D) of `samples` (test transform), as a float tensor on the model's device."""
     from workbench.train import extract_features
 
-    model = _unwrap(model)
+    model = unwrap_model(model)
     feats = extract_features(model, samples, cfg, method=method, progress=False).branches["feats"]
     return torch.from_numpy(feats).to(next(model.parameters()).device)
 
@@ -262,7 +259,7 @@ class DAKD(_DAKDModel):
         self.loss_cfg = DAKDLossConfig(**_known_options(opts, DAKDLossConfig))
         self.double_forward = bool(_option(opts, "double_forward", False))
         teacher = load_teacher(cfg, device, self)
-        if teacher is _unwrap(model):
+        if teacher is unwrap_model(model):
             raise ValueError("the teacher must be a separate module from the student (DAKD's student starts fresh)")
         teacher.eval()
         teacher.requires_grad_(False)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from workbench.config import get_config
+from workbench.methods import load_run_model
 from workbench.runs import load_run
 from workbench.train import TrainingDiverged, fit
 
@@ -37,7 +38,7 @@ def test_fit_selects_on_validation_and_reports_test_separately(tmp_path, dataset
     assert len(losses) == res["steps"] and np.isfinite(losses).all()
     assert {"loss/id", "loss/triplet"} <= set(metrics.columns)
     # the validation-selected weights are the ones saved as best, and evaluation of the run reproduces the test score
-    model = run.load_model()
+    model = load_run_model(run)
     assert not model.training
     from workbench.train import evaluate
 
@@ -133,7 +134,7 @@ def test_multimodal_evaluation_uses_the_concatenated_embedding_and_branches_on_r
     from workbench.train import evaluate, extract_features
 
     run = fit(smoke(tmp_path, "synthetic-rgbnt"), progress=False)
-    cfg, model = run.config, run.load_model()
+    cfg, model = run.config, load_run_model(run)
     ds = load_dataset(cfg.data.dataset, **cfg.data.options)
     split = ds.eval_splits()[0]
     feats = extract_features(model, split.query, cfg, progress=False)

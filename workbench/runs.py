@@ -188,17 +188,6 @@ class Run:
             return self.last_checkpoint
         raise FileNotFoundError(f"run {self.path} has no checkpoint (looked for {BEST} and {LAST})")
 
-    def load_model(self, device: str | torch.device = "cpu") -> torch.nn.Module:
-        """Rebuild the run's model from its config and load its selected weights, in eval mode."""
-        from workbench.methods import get_method
-
-        cfg = self.config
-        method = get_method(cfg.run.method)
-        num_classes = int(self.results.get("num_classes", 0))  # written by fit() when the run starts
-        model = method.build_model(cfg, num_classes=num_classes)
-        model.load_state_dict(load_weights(self.weights_path()))
-        return model.to(device).eval()
-
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
 

@@ -1,4 +1,4 @@
-"""The training engine: `fit(config)`, `evaluate(...)`, `extract_features(...)`.
+"""The training engine: `fit(config)`, `evaluate(...)` (features and their evaluation live in `workbench.features`).
 
 No dataset-name or framework branches live here: datasets come from `workbench.data`, frameworks from
 `workbench.methods` (each turns a batch into named loss terms), metrics from `workbench.metrics`.
@@ -9,7 +9,6 @@ the test protocol is run once at the end on the selected weights and reported se
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import random
@@ -25,10 +24,12 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from workbench import features
 from workbench.config import Config, OptimConfig, dataset_kind, dataset_layout
-from workbench.methods import Method, get_method
+from workbench.features import Features, test_transform  # noqa: F401  (re-exported: the public API)
+from workbench.methods import Method, get_method, load_run_model
 from workbench.runs import Run, atomic_torch_save, load_weights, save_weights
-from workbench.utils import cache_dir, get_device, seed_everything, unwrap_model
+from workbench.utils import get_device, seed_everything, unwrap_model
 
 
 class TrainingDiverged(FloatingPointError):
@@ -125,151 +126,18 @@ def build_train_loader(cfg: Config, samples: list, *, rank: int = 0, world: int 
     return loader, sampler
 
 
-def test_transform(cfg: Config):
-    from workbench.data import transforms
-
-    if dataset_kind(cfg.data.dataset) == "vi":  # ImageNet statistics (AGW, DAKD); 0.5/0.5 for the ViT family
-        mean, std = transforms.IMAGENET_MEAN, transforms.IMAGENET_STD
-    else:
-        mean, std = transforms.VIT_MEAN, transforms.VIT_STD
-    return transforms.build_test_transform(cfg.data.height, cfg.data.width, mean, std)
-
-
 # ----------------------------------------------------------------------------------------------------------------
-# Features
+# Features and evaluation: the work is in `workbench.features`; here the eval forward defaults to the run's method.
 
-@dataclass
-class Features:
-    """Retrieval features of a list of samples, row i for samples[i].
-
-    Attributes:
-        branches: name -> (N, D) float32 array; "feats" is the model's retrieval embedding, multi-modal models add
-            one branch per modality ("rgb", "nir", "tir").
-        pids, camids: (N,) int arrays; scenes: (N,) int array or None.
-    """
-
-    branches: dict[str, np.ndarray]
-    pids: np.ndarray
-    camids: np.ndarray
-    scenes: np.ndarray | None = None
-
-    def subset(self, rows: np.ndarray):
-        from workbench.metrics import EvalSet
-
-        feats = {k: v[rows] for k, v in self.branches.items()}
-        return EvalSet(feats=feats, pids=self.pids[rows], camids=self.camids[rows],
-                       scenes=None if self.scenes is None else self.scenes[rows])
-
-
-def _state_fingerprint(model: nn.Module) -> str:
-    h = hashlib.sha1()
-    for name, tensor in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def _samples_fingerprint(samples: Sequence) -> str:
-    h = hashlib.sha1()
-    for s in samples:
-        h.update(repr((sorted(s.paths.items()), s.pid, s.camid, s.modality)).encode())
-    return h.hexdigest()
-
-
-@torch.no_grad()
 def extract_features(model: nn.Module, samples: Sequence, cfg: Config, *, method: Method | None = None,
-                     batch_size: int | None = None, device: torch.device | str | None = None,
-                     cache: bool = False, progress: bool = True) -> Features:
-    """Eval-mode features of `samples` (test transform), one row per sample, in order.
-
-    With `cache=True` the result is stored under `cache_dir()/features/` keyed by the model's weights, the samples
-    and the transform settings, so analysis notebooks re-use it.
-    """
-    from tqdm.auto import tqdm
-
-    from workbench.data import torch_datasets
-
-    method = method or get_method(cfg.run.method)
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    key = None
-    if cache:
-        key = hashlib.sha1("|".join([_state_fingerprint(model), _samples_fingerprint(samples),
-                                     str((cfg.data.height, cfg.data.width, cfg.data.dataset))]).encode()).hexdigest()
-        path = cache_dir() / "features" / f"{key}.npz"
-        if path.exists():
-            z = np.load(path)
-            branches = {k.removeprefix("b_"): z[k] for k in z.files if k.startswith("b_")}
-            return Features(branches, z["pids"], z["camids"], z["scenes"] if "scenes" in z.files else None)
-    was_training = model.training
-    model.eval()
-    transform = test_transform(cfg)
-    batch_size = batch_size or cfg.run.test_batch_size
-    out_rows: dict[str, list[np.ndarray]] = defaultdict(list)
-    order: list[int] = []
-    # A VI batch holds one modality; a triplet batch all three. Group rows by modality to keep batches uniform.
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, s in enumerate(samples):
-        groups[s.modality].append(i)
-    bar = tqdm(total=len(samples), desc="features", disable=not progress, leave=False)
-    for modality, rows in groups.items():
-        ds = torch_datasets.ImageDataset([samples[i] for i in rows], transform)
-        loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=cfg.data.num_workers,
-                            collate_fn=torch_datasets.collate, generator=torch.Generator())  # global RNG untouched
-        for batch in loader:
-            images = {m: x.to(device) for m, x in batch["images"].items()}
-            camids = batch["camid"].to(device) if "camid" in batch else None
-            vi_modality = modality if modality in ("rgb", "ir") else None
-            out = method.forward_eval(model, images, vi_modality, camids)
-            for name, value in method.retrieval_branches(out).items():
-                out_rows[name].append(value.float().cpu().numpy())
-            bar.update(len(next(iter(images.values()))))
-        order.extend(rows)
-    bar.close()
-    model.train(was_training)
-    inverse = np.argsort(np.asarray(order))
-    branches = {k: np.concatenate(v)[inverse] for k, v in out_rows.items()}
-    pids = np.asarray([s.pid for s in samples])
-    camids = np.asarray([s.camid for s in samples])
-    scenes = np.asarray([s.scene for s in samples]) if samples and samples[0].scene is not None else None
-    feats = Features(branches, pids, camids, scenes)
-    if key is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {f"b_{k}": v for k, v in branches.items()} | {"pids": pids, "camids": camids}
-        if scenes is not None:
-            arrays["scenes"] = scenes
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    return feats
+                     **kwargs) -> Features:
+    """`workbench.features.extract_features` with the config's method as the default eval forward."""
+    return features.extract_features(model, samples, cfg, method=method or get_method(cfg.run.method), **kwargs)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Evaluation
-
-def evaluate_splits(model: nn.Module, splits: Sequence, cfg: Config, *, spec=None, branches=None,
-                    method: Method | None = None, cache: bool = False, progress: bool = True):
-    """Run a protocol over evaluation splits (`EvalSplit(trial, name, query, gallery)`), extracting each distinct
-    sample's features once. Returns a `workbench.metrics.ProtocolResult`."""
-    from workbench.metrics import PROTOCOLS, evaluate_trials
-
-    spec = spec or PROTOCOLS[dataset_layout(cfg.data.dataset)]
-    index: dict[Any, int] = {}
-    unique = []
-    for split in splits:
-        for s in list(split.query) + list(split.gallery):
-            key = (tuple(sorted(s.paths.items())), s.modality)
-            if key not in index:
-                index[key] = len(unique)
-                unique.append(s)
-    feats = extract_features(model, unique, cfg, method=method, cache=cache, progress=progress)
-
-    def rows(samples):
-        return np.asarray([index[(tuple(sorted(s.paths.items())), s.modality)] for s in samples])
-
-    trials = [(feats.subset(rows(sp.query)), feats.subset(rows(sp.gallery))) for sp in splits]
-    # Default: the model's retrieval embedding alone ("feats"), not every branch (the per-modality branches of a
-    # multi-modal model are already inside it).
-    return evaluate_trials(trials, spec, branches=list(branches) if branches else ["feats"])
+def evaluate_splits(model: nn.Module, splits: Sequence, cfg: Config, *, method: Method | None = None, **kwargs):
+    """`workbench.features.evaluate_splits` with the config's method as the default eval forward."""
+    return features.evaluate_splits(model, splits, cfg, method=method or get_method(cfg.run.method), **kwargs)
 
 
 def evaluate(model_or_run: nn.Module | Run | str | Path, dataset=None, *, cfg: Config | None = None,
@@ -290,7 +158,7 @@ def evaluate(model_or_run: nn.Module | Run | str | Path, dataset=None, *, cfg: C
     if isinstance(model_or_run, (str, Path, Run)):
         run = model_or_run if isinstance(model_or_run, Run) else Run(Path(model_or_run))
         cfg = run.config
-        model = run.load_model(get_device(device))
+        model = load_run_model(run, get_device(device))
     else:
         model = model_or_run
         if cfg is None:

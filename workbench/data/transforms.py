@@ -474,7 +474,8 @@ class ReIDTransform:
 
     def __repr__(self) -> str:
         ops = ", ".join(type(op).__name__ for op in self.ops)
-        return f"ReIDTransform({self.geometry}, mean={self.mean.flatten().tolist()}, ops=[{ops}])"
+        return (f"ReIDTransform({self.geometry}, mean={self.mean.flatten().tolist()}, "
+                f"std={self.std.flatten().tolist()}, ops=[{ops}])")
 
 
 class SyncedTransform:

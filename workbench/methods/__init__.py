@@ -6,8 +6,8 @@ The engine (`workbench.train`) knows nothing about frameworks; each method is a 
 
 from __future__ import annotations
 
-from workbench.methods.base import Method, get_method, list_methods, register_method
+from workbench.methods.base import Method, get_method, list_methods, load_run_model, register_method
 from workbench.methods.baseline import Baseline
 from workbench.methods.dakd import DAKD, DAKDTeacher
 
-__all__ = ["Method", "Baseline", "DAKD", "DAKDTeacher", "get_method", "list_methods", "register_method"]
+__all__ = ["Method", "Baseline", "DAKD", "DAKDTeacher", "get_method", "list_methods", "load_run_model", "register_method"]

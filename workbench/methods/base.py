@@ -33,6 +33,24 @@ def list_methods() -> list[str]:
     return sorted(_METHODS)
 
 
+def load_run_model(run, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a run's model from its saved config and load its selected weights (best on validation, else the
+    last), in eval mode.
+
+    Args:
+        run: a `workbench.runs.Run` or a run folder path.
+    """
+    from workbench.runs import load_run, load_weights
+
+    run = load_run(run) if not hasattr(run, "weights_path") else run
+    cfg = run.config
+    method = get_method(cfg.run.method)
+    num_classes = int(run.results.get("num_classes", 0))  # written by fit() when the run starts
+    model = method.build_model(cfg, num_classes=num_classes)
+    model.load_state_dict(load_weights(run.weights_path()))
+    return model.to(device).eval()
+
+
 class Method:
     """Base class. A method is stateless between runs; per-run state (teachers, memories) lives in `setup`."""
 

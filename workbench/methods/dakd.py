@@ -58,7 +58,7 @@ from torch import Tensor, nn
 from workbench.config import Config, _coerce
 from workbench.losses.kd import DAKDLossConfig, compute_prototypes, dakd_loss
 from workbench.losses.memory import MCELossConfig, MCEMemories, mce_teacher_loss
-from workbench.methods.base import Method, register_method
+from workbench.methods.base import Method, load_run_model, register_method
 from workbench.models.output import ReIDOutput
 from workbench.utils import unwrap_model
 
@@ -119,7 +119,7 @@ def _split_by_modality(samples: list) -> tuple[list, list]:
 
 def _eval_features(model: nn.Module, samples: list, cfg: Config, method: Method) -> Tensor:
     """Eval-mode retrieval features (N, D) of `samples` (test transform), as a float tensor on the model's device."""
-    from workbench.train import extract_features
+    from workbench.features import extract_features
 
     model = unwrap_model(model)
     feats = extract_features(model, samples, cfg, method=method, progress=False).branches["feats"]
@@ -239,7 +239,7 @@ def load_teacher(cfg: Config, device: torch.device | str, method: Method | None 
     if path.is_dir():
         from workbench.runs import load_run
 
-        return load_run(path).load_model(device)
+        return load_run_model(load_run(path), device)
     if not path.is_file():
         raise FileNotFoundError(f"method_options['teacher'] = {str(source)!r} is neither a run folder nor a weights "
                                 "file; pass e.g. runs/<teacher run name>")

@@ -1,0 +1,218 @@
+"""Features of a model on samples, cached, and their evaluation under a protocol.
+
+One place below the methods, the training loop and the analysis instruments: `extract_features` runs any model over
+samples with the eval forward it is given (a `workbench.methods.Method`, or any object with the same two methods,
+`forward_eval` and `retrieval_branches`), so a method such as DAKD can build its memories with it, the engine
+validates and tests with it, and `workbench.viz` draws from the same cached features. Nothing here imports a
+method, the engine or the run store.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from workbench.config import Config, dataset_kind, dataset_layout
+from workbench.models.output import ReIDOutput
+from workbench.utils import cache_dir
+
+
+class EvalForward(Protocol):
+    """What feature extraction needs of a method: its eval forward and the names of its retrieval features."""
+
+    def forward_eval(self, model: nn.Module, images: dict[str, Tensor], modality: str | None,
+                     camids: Tensor | None = None) -> ReIDOutput: ...
+
+    def retrieval_branches(self, out: ReIDOutput) -> dict[str, Tensor]: ...
+
+
+@dataclass
+class Features:
+    """Retrieval features of a list of samples, row i for samples[i].
+
+    Attributes:
+        branches: name -> (N, D) float32 array; "feats" is the model's retrieval embedding, multi-modal models add
+            one branch per modality ("rgb", "nir", "tir").
+        pids, camids: (N,) int arrays; scenes: (N,) int array or None.
+    """
+
+    branches: dict[str, np.ndarray]
+    pids: np.ndarray
+    camids: np.ndarray
+    scenes: np.ndarray | None = None
+
+    def subset(self, rows: np.ndarray):
+        from workbench.metrics import EvalSet
+
+        feats = {k: v[rows] for k, v in self.branches.items()}
+        return EvalSet(feats=feats, pids=self.pids[rows], camids=self.camids[rows],
+                       scenes=None if self.scenes is None else self.scenes[rows])
+
+
+def test_transform(cfg: Config):
+    """The test-time transform of a config: resize and normalise (ImageNet statistics for the visible-infrared CNNs
+    of AGW and DAKD, 0.5 / 0.5 for the ViT family)."""
+    from workbench.data import transforms
+
+    if dataset_kind(cfg.data.dataset) == "vi":
+        mean, std = transforms.IMAGENET_MEAN, transforms.IMAGENET_STD
+    else:
+        mean, std = transforms.VIT_MEAN, transforms.VIT_STD
+    return transforms.build_test_transform(cfg.data.height, cfg.data.width, mean, std)
+
+
+def state_fingerprint(model: nn.Module) -> str:
+    """SHA-1 of a model's state dict (names and exact values)."""
+    h = hashlib.sha1()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def samples_fingerprint(samples: Sequence) -> str:
+    """SHA-1 of a sample list (paths, identity, camera, modality, in order)."""
+    h = hashlib.sha1()
+    for s in samples:
+        h.update(repr((sorted(s.paths.items()), s.pid, s.camid, s.modality)).encode())
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """SHA-1 of the workbench package's source. Features depend on the model code, the transforms and the methods'
+    eval forwards, so cached features computed by other code are never reused."""
+    h = hashlib.sha1()
+    package = Path(__file__).resolve().parent
+    for path in sorted(package.rglob("*.py")):
+        h.update(str(path.relative_to(package)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def feature_cache_key(model: nn.Module, samples: Sequence, cfg: Config, method: EvalForward) -> str:
+    """The cache key of `extract_features`: everything that determines the features (weights, samples, the test
+    transform, the eval forward, the code)."""
+    parts = [state_fingerprint(model), samples_fingerprint(samples), repr(test_transform(cfg)),
+             type(model).__qualname__, type(method).__module__ + "." + type(method).__qualname__, code_fingerprint()]
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()
+
+
+def _load_cached(path: Path) -> Features | None:
+    try:
+        with np.load(path) as z:
+            branches = {k.removeprefix("b_"): z[k] for k in z.files if k.startswith("b_")}
+            return Features(branches, z["pids"], z["camids"], z["scenes"] if "scenes" in z.files else None)
+    except (OSError, ValueError, KeyError, EOFError) as exc:  # damaged file: recompute (and say so)
+        print(f"feature cache file {path} is unreadable ({exc}); recomputing it")
+        return None
+
+
+@torch.no_grad()
+def extract_features(model: nn.Module, samples: Sequence, cfg: Config, *, method: EvalForward,
+                     batch_size: int | None = None, device: torch.device | str | None = None,
+                     cache: bool = False, progress: bool = True) -> Features:
+    """Eval-mode features of `samples` (test transform), one row per sample, in order.
+
+    Args:
+        model: any model; it is put in eval mode for the extraction and restored afterwards.
+        samples: `workbench.data.Sample` records (one modality each for visible-infrared data, aligned triplets
+            for multi-modal data).
+        cfg: the config the model was trained with (image size, dataset kind, test batch size, workers).
+        method: the eval forward (`workbench.methods.get_method(cfg.run.method)` for a run's model).
+        cache: store / reuse the result under `cache_dir()/features/`, keyed by `feature_cache_key`.
+    """
+    from tqdm.auto import tqdm
+
+    from workbench.data import torch_datasets
+
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    path = None
+    if cache:
+        path = cache_dir() / "features" / f"{feature_cache_key(model, samples, cfg, method)}.npz"
+        if path.exists():
+            cached = _load_cached(path)
+            if cached is not None:
+                return cached
+    was_training = model.training
+    model.eval()
+    transform = test_transform(cfg)
+    batch_size = batch_size or cfg.run.test_batch_size
+    out_rows: dict[str, list[np.ndarray]] = defaultdict(list)
+    order: list[int] = []
+    # A VI batch holds one modality; a triplet batch all three. Group rows by modality to keep batches uniform.
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, s in enumerate(samples):
+        groups[s.modality].append(i)
+    bar = tqdm(total=len(samples), desc="features", disable=not progress, leave=False)
+    for modality, rows in groups.items():
+        ds = torch_datasets.ImageDataset([samples[i] for i in rows], transform)
+        loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=cfg.data.num_workers,
+                            collate_fn=torch_datasets.collate, generator=torch.Generator())  # global RNG untouched
+        for batch in loader:
+            images = {m: x.to(device) for m, x in batch["images"].items()}
+            camids = batch["camid"].to(device) if "camid" in batch else None
+            vi_modality = modality if modality in ("rgb", "ir") else None
+            out = method.forward_eval(model, images, vi_modality, camids)
+            for name, value in method.retrieval_branches(out).items():
+                out_rows[name].append(value.float().cpu().numpy())
+            bar.update(len(next(iter(images.values()))))
+        order.extend(rows)
+    bar.close()
+    model.train(was_training)
+    inverse = np.argsort(np.asarray(order))
+    branches = {k: np.concatenate(v)[inverse] for k, v in out_rows.items()}
+    pids = np.asarray([s.pid for s in samples])
+    camids = np.asarray([s.camid for s in samples])
+    scenes = np.asarray([s.scene for s in samples]) if samples and samples[0].scene is not None else None
+    feats = Features(branches, pids, camids, scenes)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {f"b_{k}": v for k, v in branches.items()} | {"pids": pids, "camids": camids}
+        if scenes is not None:
+            arrays["scenes"] = scenes
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    return feats
+
+
+def evaluate_splits(model: nn.Module, splits: Sequence, cfg: Config, *, method: EvalForward, spec=None,
+                    branches=None, cache: bool = False, progress: bool = True):
+    """Run a protocol over evaluation splits (`EvalSplit(trial, name, query, gallery)`), extracting each distinct
+    sample's features once. Returns a `workbench.metrics.ProtocolResult`.
+
+    Args:
+        spec: a `workbench.metrics.ProtocolSpec`; default the protocol of the config's dataset layout.
+        branches: feature branches to evaluate; default the retrieval embedding alone ("feats": the per-modality
+            branches of a multi-modal model are already inside it).
+    """
+    from workbench.metrics import PROTOCOLS, evaluate_trials
+
+    spec = spec or PROTOCOLS[dataset_layout(cfg.data.dataset)]
+    index: dict[Any, int] = {}
+    unique = []
+    for split in splits:
+        for s in list(split.query) + list(split.gallery):
+            key = (tuple(sorted(s.paths.items())), s.modality)
+            if key not in index:
+                index[key] = len(unique)
+                unique.append(s)
+    feats = extract_features(model, unique, cfg, method=method, cache=cache, progress=progress)
+
+    def rows(samples):
+        return np.asarray([index[(tuple(sorted(s.paths.items())), s.modality)] for s in samples])
+
+    trials = [(feats.subset(rows(sp.query)), feats.subset(rows(sp.gallery))) for sp in splits]
+    return evaluate_trials(trials, spec, branches=list(branches) if branches else ["feats"])

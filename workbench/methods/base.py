@@ -59,7 +59,12 @@ class Method:
     def build_model(self, cfg: Config, num_classes: int) -> nn.Module:
         from workbench.models import create_model
 
-        return create_model(cfg.model.name, num_classes=num_classes, pretrained=cfg.model.pretrained,
+        pretrained = cfg.model.pretrained
+        if pretrained == "synthetic":  # the cpu-demo stand-in for ImageNet weights (workbench.pretrain)
+            from workbench.pretrain import standin_weights
+
+            pretrained = str(standin_weights(cfg.model.name))
+        return create_model(cfg.model.name, num_classes=num_classes, pretrained=pretrained,
                             **self.model_kwargs(cfg))
 
     def model_kwargs(self, cfg: Config) -> dict[str, Any]:

@@ -1,0 +1,77 @@
+"""The cpu-demo stand-in for ImageNet weights: attribute targets, cache reuse keyed by the fingerprint, rebuild of
+a damaged file, and weights that fill the whole backbone of the demo models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from workbench import pretrain
+from workbench.models import create_model
+
+TINY = pretrain.StandInRecipe(pool_ids=8, images_per_id=2, holdout_ids=2, epochs=1, batch_size=4)
+
+
+def test_colour_names_and_attribute_targets():
+    assert pretrain.colour_name((0.05, 0.05, 0.05)) == 0       # black
+    assert pretrain.colour_name((0.5, 0.5, 0.52)) == 1         # grey
+    assert pretrain.colour_name((0.95, 0.95, 0.93)) == 2       # white
+    assert pretrain.colour_name((0.9, 0.1, 0.1)) == 3          # red: hue sector 0
+    assert pretrain.colour_name((0.1, 0.8, 0.1)) == 5          # green: hue 1/3 -> sector 2
+    assert pretrain.colour_name((0.1, 0.1, 0.9)) == 7          # blue: hue 2/3 -> sector 4
+    factors = {"viewpoint": "right", "visible_accessories": ["bag"],
+               "identity": {"upper": {"kind": "coat", "pattern": "logo", "rgb": (0.9, 0.1, 0.1)},
+                            "lower": {"kind": "skirt", "rgb": (0.05, 0.05, 0.05)},
+                            "hair_style": "long", "gender": "female"}}
+    assert pretrain.attribute_targets(factors) == {
+        "upper_kind": 2, "lower_kind": 2, "upper_pattern": 3, "upper_colour": 3, "lower_colour": 0,
+        "hair_style": 1, "gender": 0, "hat": 0, "backpack": 0, "bag": 1, "viewpoint": 3}
+    assert set(pretrain.attribute_targets(factors)) == set(pretrain.ATTRIBUTES)
+
+
+def test_pool_is_rgb_only_and_targets_are_in_range():
+    images, targets, person = pretrain.render_pool(TINY, progress=False)
+    assert images.shape == (16, TINY.height, TINY.width, 3)
+    assert sorted(set(person.tolist())) == list(range(8))
+    for name, n in pretrain.ATTRIBUTES.items():
+        assert targets[name].min() >= 0 and targets[name].max() < n
+    # visible renders: the three channels differ (NIR / thermal renders are grey)
+    assert (images[..., 0] != images[..., 1]).any()
+
+
+@pytest.mark.slow
+def test_cache_reuse_fingerprint_change_and_damaged_file(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
+    calls = []
+    real = pretrain.pretrain_backbone
+    monkeypatch.setattr(pretrain, "pretrain_backbone", lambda *a, **k: calls.append(a) or real(*a, **k))
+    first = pretrain.standin_weights("test_vi_resnet", TINY, progress=False)
+    assert len(calls) == 1 and first.is_file()
+    assert pretrain.standin_report("test_vi_resnet", TINY)["images"] == 16
+    again = pretrain.standin_weights("test_vi_resnet", TINY, progress=False)
+    assert again == first and len(calls) == 1, "same fingerprint: the cached weights are reused"
+    other = pretrain.dataclasses.replace(TINY, seed=1)
+    third = pretrain.standin_weights("test_vi_resnet", other, progress=False)
+    assert third != first and len(calls) == 2, "another recipe: another fingerprint, pre-trained again"
+    first.write_bytes(b"\x00 damaged")
+    capsys.readouterr()
+    rebuilt = pretrain.standin_weights("test_vi_resnet", TINY, progress=False)
+    assert rebuilt == first and len(calls) == 3 and "damaged" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["test_vi_resnet", "test_mm_vit"])
+def test_standin_fills_the_whole_backbone(name):
+    path = pretrain.standin_weights(name, TINY, progress=False)
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    model = create_model(name, num_classes=5, pretrained=str(path), img_size=(TINY.height, TINY.width)) \
+        if name == "test_mm_vit" else create_model(name, num_classes=5, pretrained=str(path))
+    report = model.load_report
+    assert not report.unexpected and not report.mismatched
+    assert set(report.loaded) == set(state), "every stand-in tensor lands in the backbone"
+    if name == "test_vi_resnet":  # both stems start from the same pre-trained conv1, as AGW does with ImageNet
+        params = dict(model.named_parameters())
+        for stem in ("specific.0.stem.0.0.weight", "specific.1.stem.0.0.weight"):  # visible, infrared
+            torch.testing.assert_close(params[stem], state["conv1.0.weight"])

@@ -2,7 +2,7 @@
 
     card = recipe.recipe_card(config.get_config("baseline", "sysu-mm01", "paper"))   # a pandas DataFrame
     print(recipe.format_card(card))
-    python -m workbench recipe --method baseline --dataset sysu-mm01 --profile paper [--epochs 0 9 10 20 50 80]
+    python -m workbench recipe --method baseline --dataset sysu-mm01 --profile paper [--epochs 0,9,10,20,50,80]
 
 Values are read from the objects a run builds (the training transforms, the optimiser's parameter groups on the
 model, the per-epoch scheduler), not restated, so the card shows what would run. Columns: `section`, `item`,

@@ -595,7 +595,9 @@ def build_train_transform(
         if kind == "agw":
             ops = []
         elif kind == "vi_rgb":
-            ops = [CutSwap(cutswap_p, mode=cutswap or "code_faithful", generator=g), erase]
+            # "off" leaves no op (an "off" CutSwap draws nothing, so the outputs are the same either way)
+            ops = [erase] if cutswap == "off" else [CutSwap(cutswap_p, mode=cutswap or "code_faithful", generator=g),
+                                                    erase]
         elif kind == "vi_regdb":
             ops = (
                 [erase]

@@ -66,3 +66,13 @@ def test_command_line_prints_the_card(capsys):
     assert out.startswith("| section | item | value | source | differs |")
     assert "| lr at epoch 119 (0-based) | groups [9e-06, 9e-06] |" in out
     assert "loss.mm_heads=per_modality" in out
+
+
+@pytest.mark.parametrize("key,value,match", [("data.train_recipe", "agw2", "data.train_recipe"),
+                                             ("data.test_resize", "area", "data.test_resize"),
+                                             ("optim.amp_dtype", "fp8", "optim.amp_dtype"),
+                                             ("data.train_recipe", "transreid", "multi-modal data")])
+def test_bad_recipe_values_name_the_option(key, value, match):
+    cfg = config.get_config("baseline", "sysu-mm01", "paper").override(**{key: value})
+    with pytest.raises(ValueError, match=match):
+        recipe.recipe_card(cfg)

@@ -358,3 +358,13 @@ def test_a_backbone_multiplier_without_declared_backbone_is_an_error():
     cfg = config.OptimConfig(lr=0.1, backbone_lr_mult=0.1)
     with pytest.raises(ValueError, match="backbone_prefixes"):
         build_optimizer(torch.nn.Linear(2, 2), cfg)
+
+
+def test_evaluation_reports_with_and_without_rerank_when_asked(tmp_path):
+    # DAKD test.sh runs test.py --rerank: its paper profile reports the test protocol both ways
+    assert config.get_config("dakd", "sysu-mm01", "paper").run.test_rerank
+    cfg = config.get_config("baseline", "synthetic-vi", "smoke").override(**{
+        "run.test_rerank": True, "run.out_dir": str(tmp_path), "run.name": "rr", "run.max_steps": 2})
+    run = train.fit(cfg, progress=False)
+    assert run.results["test_rerank"]["mean"] == pytest.approx(train.evaluate(run, rerank=True, progress=False).mean)
+    assert run.results["test"]["mean"] == pytest.approx(train.evaluate(run, progress=False).mean)

@@ -65,6 +65,9 @@ def test_transform(cfg: Config):
     for TOP-ReID) and normalise (ImageNet statistics for the visible-infrared CNNs, 0.5 / 0.5 for the ViT family)."""
     from workbench.data import transforms
 
+    if cfg.data.test_resize not in ("lanczos", "bilinear", "bicubic", "nearest"):
+        raise ValueError(f"data.test_resize must be 'lanczos', 'bilinear', 'bicubic' or 'nearest', got "
+                         f"{cfg.data.test_resize!r}")
     if dataset_kind(cfg.data.dataset) == "vi":
         mean, std = transforms.IMAGENET_MEAN, transforms.IMAGENET_STD
     else:

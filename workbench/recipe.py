@@ -55,7 +55,7 @@ SOURCES: dict[str, dict[str, str]] = {
         "train augmentation": f"{TOP}, data/datasets/make_dataloader.py (Resize bicubic, flip PROB, Pad PADDING, "
                               "RandomCrop, RandomErasing RE_PROB pixel)",
         "test resize": f"{TOP}, data/datasets/make_dataloader.py (val T.Resize: bilinear)",
-        "sampler": f"{TOP}, config/defaults.py (IMS_PER_BATCH 128, NUM_INSTANCE 16)",
+        "sampler": f"{TOP}, config/defaults.py (IMS_PER_BATCH 128, NUM_INSTANCE 16), data/datasets/sampler.py",
         "model": f"{TOP}, modeling/make_model.py::BASELINE (three ViT-B/16, concatenated CLS features)",
         "pretrained": f"{TOP}, configs (PRETRAIN_PATH_T vitb_16_224_21k.pth)",
         "SIE": f"{TOP}, config/defaults.py (SIE_CAMERA True, SIE_COE 3.0), make_model.py (camera_num = "
@@ -242,7 +242,10 @@ def recipe_card(cfg: Config, epochs: Sequence[int] | None = None) -> pd.DataFram
     per = "per modality (visible + infrared)" if kind == "vi" else "aligned triplets"
     add("data", "sampler", f"P={d.p} identities x K={d.k} {per} = {d.p * d.k * (2 if kind == 'vi' else 1)} "
         f"images per {'stream pair' if kind == 'vi' else 'batch'}; batches per epoch "
-        f"{d.batches_per_epoch or 'floor(N / (P K)) + 1 (AGW rule)'}")
+        f"{d.batches_per_epoch or 'floor(N / (P K)) + 1 (AGW rule)'}", differs=(
+            "TOP-ReID's RandomIdentitySampler walks each identity's images once in chunks of K (at most "
+            "sum_i floor(max(n_i, K) / K) / P batches); the workbench draws floor(N / (P K)) + 1 PxK batches "
+            "(data.batches_per_epoch sets another count)" if family == "topreid" and not d.batches_per_epoch else ""))
     add("data", "held-out identities", d.val_ids, key="-",
         differs="the references train on every training identity; the workbench holds these out to select the "
                 "checkpoint honestly" if d.val_ids else "")

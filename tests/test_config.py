@@ -59,15 +59,16 @@ def test_agw_step_schedule_matches_its_formula():
 
 
 def test_cosine_schedule_endpoints_and_monotone():
+    # timm CosineLRScheduler as TOP-ReID steps it (solver/cosine_lr.py, engine/processor.py): t = epoch + 1, warm-up
+    # from 0.01 lr over t < 10, then 0.001 lr + (lr - 0.001 lr) (1 + cos(pi t / 120)) / 2, the floor at t = 120.
     cfg = OptimConfig(schedule="cosine", warmup_epochs=10, warmup_start=0.01, warmup_style="transreid",
-                      min_lr_factor=0.001, epochs=120)
-    assert lr_factor(0, cfg) == pytest.approx(0.01)
-    assert lr_factor(10, cfg) == pytest.approx(1.0)
+                      min_lr_factor=0.001, epochs=120, step_from=1)
+    assert lr_factor(0, cfg) == pytest.approx(0.01 + 0.99 / 10)
+    assert lr_factor(9, cfg) == pytest.approx(0.001 + 0.999 * 0.5 * (1 + math.cos(math.pi * 10 / 120)))
     assert lr_factor(119, cfg) == pytest.approx(0.001)
-    values = [lr_factor(e, cfg) for e in range(10, 120)]
-    assert all(a >= b for a, b in zip(values, values[1:]))
-    mid = 10 + (120 - 10 - 1) / 2
-    assert lr_factor(int(mid), cfg) == pytest.approx(0.001 + 0.999 * 0.5 * (1 + math.cos(math.pi * (int(mid) - 10) / 109)))
+    values = [lr_factor(e, cfg) for e in range(9, 120)]
+    assert all(a > b for a, b in zip(values, values[1:]))
+    assert lr_factor(0, cfg.__class__(**{**cfg.__dict__, "step_from": 0})) == pytest.approx(0.01)
 
 
 def test_param_groups_split_backbone_head_and_bias():

@@ -3,6 +3,7 @@
     python -m workbench train --method baseline --dataset synthetic-vi --profile cpu-demo [section.key=value ...]
     python -m workbench train ... --resume runs/NAME
     python -m workbench evaluate --run runs/NAME [--rerank] [--branches nir tir] [--split mode=indoor shot=10]
+    python -m workbench recipe --method baseline --dataset sysu-mm01 --profile paper [--epochs 0,9,20] [key=value ...]
     torchrun --nproc_per_node=2 -m workbench train ...        (data-parallel: gloo on CPU, NCCL on GPU)
 """
 
@@ -44,6 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--branches", nargs="*", default=None, help="feature branches to evaluate, e.g. nir tir")
     ev.add_argument("--split", nargs="*", default=[], help="eval_splits options, e.g. mode=indoor shot=10")
     ev.add_argument("--device", default="auto")
+    rc = sub.add_parser("recipe", help="print the recipe card of a configuration (values, sources, differences)")
+    rc.add_argument("--method", default="baseline")
+    rc.add_argument("--dataset", default="sysu-mm01")
+    rc.add_argument("--profile", default="paper", choices=PROFILES)
+    rc.add_argument("--epochs", default=None, help="0-based epochs to show each group's lr at, e.g. 0,9,20")
+    rc.add_argument("overrides", nargs="*", help="config changes, e.g. data.train_recipe=channel_aug")
     # key=value overrides may stand anywhere (argparse takes a positional list only once, so collect the rest)
     args, extra = parser.parse_known_args(argv)
     stray = [x for x in extra if x.startswith("-") or "=" not in x]
@@ -51,6 +58,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
     if args.command == "train":
         args.overrides = list(args.overrides) + extra
+
+    if args.command == "recipe":
+        from workbench.recipe import format_card, recipe_card
+
+        cfg = get_config(args.method, args.dataset, args.profile).override(**_parse_pairs(args.overrides, "override"))
+        try:
+            epochs = None if args.epochs is None else [int(e) for e in args.epochs.split(",") if e.strip()]
+        except ValueError:
+            parser.error(f"--epochs must be comma-separated integers (e.g. 0,9,20), got {args.epochs!r}")
+        print(format_card(recipe_card(cfg, epochs=epochs)))
+        return 0
 
     if args.command == "train":
         from workbench.train import fit

@@ -61,15 +61,19 @@ class Features:
 
 
 def test_transform(cfg: Config):
-    """The test-time transform of a config: resize and normalise (ImageNet statistics for the visible-infrared CNNs
-    of AGW and DAKD, 0.5 / 0.5 for the ViT family)."""
+    """The test-time transform of a config: resize with `data.test_resize` (Lanczos for AGW, MCE and DAKD, bilinear
+    for TOP-ReID) and normalise (ImageNet statistics for the visible-infrared CNNs, 0.5 / 0.5 for the ViT family)."""
     from workbench.data import transforms
 
+    if cfg.data.test_resize not in ("lanczos", "bilinear", "bicubic", "nearest"):
+        raise ValueError(f"data.test_resize must be 'lanczos', 'bilinear', 'bicubic' or 'nearest', got "
+                         f"{cfg.data.test_resize!r}")
     if dataset_kind(cfg.data.dataset) == "vi":
         mean, std = transforms.IMAGENET_MEAN, transforms.IMAGENET_STD
     else:
         mean, std = transforms.VIT_MEAN, transforms.VIT_STD
-    return transforms.build_test_transform(cfg.data.height, cfg.data.width, mean, std)
+    return transforms.build_test_transform(cfg.data.height, cfg.data.width, mean, std,
+                                           interpolation=cfg.data.test_resize)
 
 
 def state_fingerprint(model: nn.Module) -> str:

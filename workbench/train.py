@@ -9,11 +9,9 @@ the test protocol is run once at the end on the selected weights and reported se
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import time
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +19,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 from torch.utils.data import DataLoader
 
 from workbench import features
-from workbench.config import Config, OptimConfig, dataset_kind, dataset_layout
+from workbench.config import Config, dataset_kind, dataset_layout
 from workbench.features import Features, test_transform  # noqa: F401  (re-exported: the public API)
 from workbench.methods import Method, get_method, load_run_model
+from workbench.optim import amp_dtype as _amp_dtype
+from workbench.optim import build_optimizer, build_scheduler, group_lr, lr_factor, param_groups  # noqa: F401
 from workbench.runs import Run, atomic_torch_save, load_weights, save_weights
 from workbench.utils import get_device, seed_everything, unwrap_model
 
@@ -37,85 +37,45 @@ class TrainingDiverged(FloatingPointError):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Schedules and optimisers
-
-def lr_factor(epoch: int, cfg: OptimConfig) -> float:
-    """Learning-rate multiplier of `epoch` (0-based).
-
-    Warm-up (all schedules): linear from `warmup_start` at epoch 0, reaching 1 at epoch `warmup_epochs - 1`
-    ("agw": AGW and MCE use (e+1)/10 for e < 10) or at `warmup_epochs` ("transreid"). Then "step": x gamma at each
-    milestone (AGW 20, 50);
-    "cosine": from 1 down to `min_lr_factor` at the last epoch (TOP-ReID); "constant": 1.
-    """
-    w = cfg.warmup_epochs
-    if epoch < w:
-        if cfg.warmup_style == "agw":  # (e+1)/w when warmup_start = 1/w: full lr at epoch w-1
-            return cfg.warmup_start + (1.0 - cfg.warmup_start) * epoch / max(w - 1, 1)
-        if cfg.warmup_style == "transreid":  # TransReID/TOP-ReID: alpha = e / w, full lr at epoch w
-            return cfg.warmup_start + (1.0 - cfg.warmup_start) * epoch / w
-        raise ValueError(f"optim.warmup_style must be 'agw' or 'transreid', got {cfg.warmup_style!r}")
-    if cfg.schedule == "constant":
-        return 1.0
-    if cfg.schedule == "step":
-        return cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
-    if cfg.schedule == "cosine":
-        span = max(cfg.epochs - w - 1, 1)
-        progress = min((epoch - w) / span, 1.0)
-        return cfg.min_lr_factor + (1 - cfg.min_lr_factor) * 0.5 * (1 + math.cos(math.pi * progress))
-    raise ValueError(f"optim.schedule must be 'step', 'cosine' or 'constant', got {cfg.schedule!r}")
-
-
-def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict[str, Any]]:
-    """Parameter groups: the backbone at lr x backbone_lr_mult, new layers (neck, heads) at lr; biases x bias_lr_mult.
-
-    A model marks its pre-trainable trunk with a `backbone_prefixes` attribute (parameter-name prefixes); without it
-    every parameter is a new layer.
-    """
-    prefixes = tuple(getattr(model, "backbone_prefixes", ()))
-    groups: dict[tuple[float, float], list[Tensor]] = defaultdict(list)
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        lr = cfg.lr * (cfg.backbone_lr_mult if prefixes and name.startswith(prefixes) else 1.0)
-        wd = cfg.weight_decay
-        if name.endswith("bias"):
-            lr *= cfg.bias_lr_mult
-        groups[(lr, wd)].append(param)
-    return [{"params": ps, "lr": lr, "initial_lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
-
-
-def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr)
-    raise ValueError(f"optim.optimizer must be 'sgd', 'adam' or 'adamw', got {cfg.optimizer!r}")
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # Data
+
+def train_recipe_kinds(cfg: Config) -> tuple[str, ...]:
+    """The transform kinds of `data.train_recipe`: (visible, infrared) for visible-infrared data, (one,) for
+    multi-modal triplets. "auto" (configs saved before the field existed) is the former per-kind choice."""
+    from workbench.data.transforms import TRAIN_RECIPES
+
+    kind = dataset_kind(cfg.data.dataset)
+    recipe = cfg.data.train_recipe
+    if recipe == "auto":
+        recipe = "channel_aug" if kind == "vi" else "transreid"
+    if recipe not in TRAIN_RECIPES:
+        raise ValueError(f"data.train_recipe must be 'auto' or one of {sorted(TRAIN_RECIPES)}, got {recipe!r}")
+    kinds = TRAIN_RECIPES[recipe]
+    if (len(kinds) == 2) != (kind == "vi"):
+        raise ValueError(f"data.train_recipe={recipe!r} is for {'visible-infrared' if len(kinds) == 2 else 'multi-modal'}"
+                         f" data, but {cfg.data.dataset!r} is {'visible-infrared' if kind == 'vi' else 'multi-modal'}")
+    return kinds
+
 
 def build_train_loader(cfg: Config, samples: list, *, rank: int = 0, world: int = 1):
     """The PK loader of a training split: (DataLoader, sampler). VI data: (rgb, ir) pairs; triplets: PxK triplets."""
     from workbench.data import samplers, torch_datasets, transforms
 
     d = cfg.data
+    kinds = train_recipe_kinds(cfg)
     if dataset_kind(d.dataset) == "vi":
         rgb = [s for s in samples if s.modality == "rgb"]
         ir = [s for s in samples if s.modality == "ir"]
         dataset = torch_datasets.VIPairDataset(
             rgb, ir,
-            transforms.build_train_transform("vi_rgb", d.height, d.width, cutswap=d.cutswap),
-            transforms.build_train_transform("vi_ir", d.height, d.width),
+            transforms.build_train_transform(kinds[0], d.height, d.width, cutswap=d.cutswap),
+            transforms.build_train_transform(kinds[1], d.height, d.width),
             cache=d.cache_images)
         sampler = samplers.VIIdentitySampler([s.label for s in rgb], [s.label for s in ir], d.p, d.k,
                                              seed=cfg.run.seed, num_replicas=world, rank=rank,
                                              num_batches=d.batches_per_epoch)
     else:
-        dataset = torch_datasets.TripletDataset(samples, transforms.build_train_transform("reid", d.height, d.width),
+        dataset = torch_datasets.TripletDataset(samples, transforms.build_train_transform(kinds[0], d.height, d.width),
                                                 sync_geometry=d.sync_geometry, cache=d.cache_images)
         sampler = samplers.TripletIdentitySampler([s.label for s in samples], d.p, d.k, seed=cfg.run.seed,
                                                   num_replicas=world, rank=rank, num_batches=d.batches_per_epoch)
@@ -285,9 +245,9 @@ def fit(cfg: Config, *, resume: bool | str | Path = False, overwrite: bool = Fal
     method.setup(model, cfg, train_samples, device)
     loader, sampler = build_train_loader(cfg, train_samples, rank=dist_info.rank, world=dist_info.world)
     optimizer = build_optimizer(model, cfg.optim)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(e, cfg.optim))
-    use_amp = cfg.optim.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scheduler = build_scheduler(optimizer, cfg.optim)
+    amp_dtype = _amp_dtype(cfg.optim, device)  # None: fp32 (optim.amp=false, or not CUDA)
+    use_amp = amp_dtype is not None
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
     start_epoch, step, consumed, best = 0, 0, 0, {"score": -1.0, "epoch": None, "metrics": {}}
@@ -410,6 +370,9 @@ def fit(cfg: Config, *, resume: bool | str | Path = False, overwrite: bool = Fal
         model.load_state_dict(load_weights(run.best_weights))
         test = evaluate(model, dataset, cfg=cfg, cache=False, progress=progress)
         results["test"] = {"mean": test.mean, "std": test.std, "per_trial": test.per_trial.to_dict("records")}
+        if cfg.run.test_rerank:  # DAKD's test.sh evaluates with --rerank: report the protocol both ways
+            rr = evaluate(model, dataset, cfg=cfg, rerank=True, cache=False, progress=progress)
+            results["test_rerank"] = {"mean": rr.mean, "std": rr.std, "per_trial": rr.per_trial.to_dict("records")}
         log({"step": step, "epoch": epoch + 1, **{f"test/{k}": v for k, v in test.mean.items()}})
     if dist_info.main:
         run.save_results(results)

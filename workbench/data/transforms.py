@@ -5,6 +5,8 @@ Pipelines (METHODS.md 1.3, 2.6, 4.2):
 * "reid" (TransReID / TOP-ReID, ViT family) [CODE: 924973292/TOP-ReID, data/datasets/make_dataloader.py]:
   Resize (bicubic) -> HFlip 0.5 -> Pad 10 -> RandomCrop -> ToTensor -> Normalize(0.5, 0.5) -> RandomErasing(0.5,
   per-pixel normal fill, timm's `RandomErasing(mode="pixel")`).
+* "agw" (AGW baseline, both modalities) [CODE: mangye16/Cross-Modal-Re-ID-baseline, train.py::transform_train]:
+  Pad 10 -> RandomCrop -> HFlip 0.5 -> ToTensor -> Normalize(ImageNet); no erasing, no channel augmentation.
 * "vi_rgb", "vi_ir", "vi_rgb_ca" (DAKD SYSU-MM01 streams) [CODE: Fouroy4/DAKD, data_loader.py::SYSUData]:
   Pad 10 -> RandomCrop -> HFlip 0.5 -> ToTensor -> Normalize(ImageNet), then per stream
   RGB: CutSwap(0.5) -> ChannelRandomErasing(0.5); IR: ChannelRandomErasing(0.5) -> ChannelAdapGray(0.5);
@@ -14,7 +16,15 @@ Pipelines (METHODS.md 1.3, 2.6, 4.2):
   no CutSwap in the shipped code.
   The public VI code resizes every training image once when loading (`Image.ANTIALIAS`, i.e. Lanczos); our VI
   pipelines start with that resize so that they accept images of any size.
-* test: Resize -> ToTensor -> Normalize (bilinear by default, as DAKD `test.py` and TOP-ReID's val transform).
+* test: Resize -> ToTensor -> Normalize. The filter is the config's `data.test_resize`: AGW, MCE and DAKD resize
+  every test image once with `Image.ANTIALIAS` (Lanczos) in `data_loader.py::TestData` before their (then no-op)
+  `transforms.Resize`, so their profiles use "lanczos"; TOP-ReID's val transform is torchvision's `Resize`
+  (bilinear).
+
+Training recipes (`TRAIN_RECIPES`, the config's `data.train_recipe`) name the pipeline of each stream; a recipe belongs
+to a method's profile, not to a dataset kind: "agw" (AGW baseline), "channel_aug" (MCE / DAKD on SYSU-MM01: "vi_rgb"
+with CutSwap per `data.cutswap`, "vi_ir"), "channel_aug_regdb" (MCE / DAKD on RegDB: "vi_regdb" for both streams,
+CutSwap on the visible one only when `data.cutswap` asks), "transreid" (the multi-modal ViT baselines: "reid").
 
 The channel operations (`ChannelExchange`, `ChannelAdapGray`, `ChannelRandomErasing`, `CutSwap`, `RandomErasing`)
 act on *normalised* (3, H, W) float tensors, as in the public code, and never modify their input in place (the public
@@ -55,7 +65,14 @@ LUMA = (
     0.1140,
 )  # ITU-R 601 luminance weights used by ChannelAdapGray / ChannelExchange(gray=3)
 
-TRAIN_KINDS = ("reid", "vi_rgb", "vi_ir", "vi_rgb_ca", "vi_regdb")
+TRAIN_KINDS = ("reid", "agw", "vi_rgb", "vi_ir", "vi_rgb_ca", "vi_regdb")
+# recipe -> the transform kind of each stream (visible-infrared: (visible, infrared); multi-modal: one for all)
+TRAIN_RECIPES = {
+    "agw": ("agw", "agw"),
+    "channel_aug": ("vi_rgb", "vi_ir"),
+    "channel_aug_regdb": ("vi_regdb", "vi_regdb"),
+    "transreid": ("reid",),
+}
 CUTSWAP_MODES = ("code_faithful", "intended", "off")
 _INTERPOLATIONS = {
     "nearest": Image.Resampling.NEAREST,
@@ -532,7 +549,8 @@ def build_train_transform(
     """Training transform of one of the published pipelines (see the module docstring).
 
     Args:
-        kind: "reid" (TransReID / TOP-ReID), "vi_rgb", "vi_ir", "vi_rgb_ca" (DAKD SYSU-MM01 streams: visible,
+        kind: "reid" (TransReID / TOP-ReID), "agw" (AGW, both modalities), "vi_rgb", "vi_ir", "vi_rgb_ca" (DAKD
+            SYSU-MM01 streams: visible,
             infrared, channel-exchanged visible view for the teacher), or "vi_regdb" (DAKD RegDB, both modalities).
         height: output height.
         width: output width.
@@ -567,13 +585,19 @@ def build_train_transform(
         default_mean, default_std = VIT_MEAN, VIT_STD
     else:
         default_mean, default_std = IMAGENET_MEAN, IMAGENET_STD
-        if kind == "vi_regdb":  # [CODE: Fouroy4/DAKD, data_loader.py::RegDBData.transform]
+        if kind == "agw":  # [CODE: mangye16/Cross-Modal-Re-ID-baseline, train.py]: Pad(10), RandomCrop, flip
+            geometry = Geometry(size, "lanczos", flip_p, pad, 0, True, flip_first=False)
+        elif kind == "vi_regdb":  # [CODE: Fouroy4/DAKD, data_loader.py::RegDBData.transform]
             geometry = Geometry(size, "lanczos", flip_p, pad, 127, True, flip_first=True)
         else:  # [CODE: Fouroy4/DAKD, data_loader.py::SYSUData]
             geometry = Geometry(size, "lanczos", flip_p, pad, 0, True, flip_first=False)
         erase = ChannelRandomErasing(erasing_p, generator=g)
-        if kind == "vi_rgb":
-            ops = [CutSwap(cutswap_p, mode=cutswap or "code_faithful", generator=g), erase]
+        if kind == "agw":
+            ops = []
+        elif kind == "vi_rgb":
+            # "off" leaves no op (an "off" CutSwap draws nothing, so the outputs are the same either way)
+            ops = [erase] if cutswap == "off" else [CutSwap(cutswap_p, mode=cutswap or "code_faithful", generator=g),
+                                                    erase]
         elif kind == "vi_regdb":
             ops = (
                 [erase]
@@ -604,6 +628,7 @@ def build_test_transform(
         width: output width.
         mean: normalisation mean (ImageNet for VI models; `VIT_MEAN` for the ViT family).
         std: normalisation std (ImageNet for VI models; `VIT_STD` for the ViT family).
-        interpolation: resize filter; bilinear as DAKD `test.py` and TOP-ReID's val transform (TransReID: bicubic).
+        interpolation: resize filter; "lanczos" reproduces AGW / MCE / DAKD (PIL ANTIALIAS in `TestData`),
+            "bilinear" TOP-ReID's val transform.
     """
     return ReIDTransform(Geometry((int(height), int(width)), interpolation), mean, std)

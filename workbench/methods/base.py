@@ -8,10 +8,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from workbench.config import Config, dataset_kind
+from workbench.config import Config, dataset_kind, dataset_layout
 from workbench.models.output import ReIDOutput
 
 _METHODS: dict[str, type[Method]] = {}
+
+# Size of the SIE camera table per multi-modal layout: TOP-ReID builds it with `camera_num = num_train_cams`
+# [CODE: 924973292/TOP-ReID, data/datasets/make_dataloader.py, modeling/make_model.py]: RGBNT201 cameras 1..4,
+# RGBNT100 1..8, MSVR310 0..7 (camera ids stored 0-based, workbench.data.rgbnt / msvr310). Synthetic presets follow
+# the layout they copy.
+SIE_CAMERAS = {"rgbnt201": 4, "rgbnt100": 8, "msvr310": 8}
 
 
 def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
@@ -71,6 +77,11 @@ class Method:
         kwargs = dict(cfg.model.kwargs)
         if dataset_kind(cfg.data.dataset) == "mm":
             kwargs.setdefault("img_size", (cfg.data.height, cfg.data.width))
+            if cfg.model.sie_camera:  # TOP-ReID SIE_CAMERA: True (coefficient: model.kwargs["sie_coef"], 3.0)
+                kwargs.setdefault("num_cameras", SIE_CAMERAS[dataset_layout(cfg.data.dataset)])
+        elif cfg.model.sie_camera:
+            raise ValueError("model.sie_camera applies to the multi-modal ViTs; set model.sie_camera=false for the "
+                             f"visible-infrared dataset {cfg.data.dataset!r}")
         return kwargs
 
     def setup(self, model: nn.Module, cfg: Config, train_samples: list, device: torch.device) -> None:

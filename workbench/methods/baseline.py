@@ -3,8 +3,13 @@
 Visible-infrared (AGW, Ye et al. TPAMI 2021; METHODS.md 1.1): two modality-specific stems, shared ResNet stages,
 GeM, BN-neck; loss = CE on the BN feature + weighted-regularisation triplet on the pooled feature.
 Multi-modal (TOP-ReID baseline, Wang et al. AAAI 2024; METHODS.md 1.3): one ViT per modality (or shared blocks),
-per-modality CE (label smoothing 0.1) + soft-margin triplet on each CLS feature, plus the same on their
-concatenation (TOP-ReID's "direct" head).
+CE (label smoothing 0.1) + soft-margin triplet, by `loss.mm_heads` [CODE: 924973292/TOP-ReID, modeling/make_model.py
+::BASELINE.forward, engine/processor.py]:
+
+* "direct" (`MODEL.DIRECT: 1`, shipped in configs/RGBNT201/TOP-ReID.yml): on the concatenated pre-BN CLS feature
+  and the direct head's logits only;
+* "per_modality" (`DIRECT: 0`, the vehicle configs): the sum over modalities of each CLS feature's terms;
+* "both": the sum of the two (no reference configuration; what the workbench did before the option existed).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from workbench.losses import (
     weighted_regularized_triplet_loss,
 )
 from workbench.methods.base import Method, register_method
+
+MM_HEADS = ("direct", "per_modality", "both")
 
 
 def metric_loss(feats: Tensor, labels: Tensor, cfg: LossConfig) -> Tensor | None:
@@ -63,11 +70,15 @@ class Baseline(Method):
         camids = batch.get("camid")
         out = model({m: batch[m].to(device, non_blocking=True) for m in mods},
                     camids=camids.to(device) if camids is not None else None)
-        id_terms = [cross_entropy_loss(out.logits, labels, label_smoothing=lc.label_smoothing)]
-        tri_terms = [metric_loss(out.pooled, labels, lc)]
-        for m in mods:
-            id_terms.append(cross_entropy_loss(out.parts[f"logits_{m}"], labels, label_smoothing=lc.label_smoothing))
-            tri_terms.append(metric_loss(out.parts[f"cls_{m}"], labels, lc))
+        if lc.mm_heads not in MM_HEADS:
+            raise ValueError(f"loss.mm_heads must be one of {MM_HEADS}, got {lc.mm_heads!r}")
+        heads = []  # (logits, feature) pairs, each contributing CE + triplet
+        if lc.mm_heads in ("direct", "both"):
+            heads.append((out.logits, out.pooled))
+        if lc.mm_heads in ("per_modality", "both"):
+            heads += [(out.parts[f"logits_{m}"], out.parts[f"cls_{m}"]) for m in mods]
+        id_terms = [cross_entropy_loss(lg, labels, label_smoothing=lc.label_smoothing) for lg, _ in heads]
+        tri_terms = [metric_loss(f, labels, lc) for _, f in heads]
         terms["id"] = lc.id_weight * torch.stack(id_terms).sum()
         if tri_terms[0] is not None:
             terms["triplet"] = lc.triplet_weight * torch.stack(tri_terms).sum()

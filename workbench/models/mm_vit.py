@@ -153,6 +153,11 @@ class MultiModalViT(nn.Module):
     `attn` (B, M, N) the head-averaged CLS->patch attention of the last block, one row per modality.
     """
 
+    # The pre-trained ViT(s) for `optim.backbone_lr_mult` (workbench.optim.param_groups): embeddings (SIE included),
+    # blocks and final norms; the BN-necks and classifiers are new layers. TOP-ReID trains everything at one lr
+    # (bias x2) [CODE: 924973292/TOP-ReID, solver/make_optimizer.py], so its profile keeps backbone_lr_mult = 1.
+    backbone_prefixes: tuple[str, ...] = ("embed.", "shared_blocks.", "branches.", "norms.")
+
     def __init__(self, arch: str = "vit_base_patch16_224", *, embed_dim: int | None = None, depth: int | None = None,
                  num_heads: int | None = None, mlp_ratio: float | None = None,
                  img_size: int | tuple[int, int] = (256, 128), patch_size: int = 16, stride: int = 16,

@@ -104,6 +104,12 @@ class VIReIDNet(nn.Module):
     (B, C_k, h_k, w_k).
     """
 
+    # The pre-trained trunk for `optim.backbone_lr_mult` (workbench.optim.param_groups): both stems, the shared
+    # stages and the non-local blocks inside them. AGW trains all of it at 0.1 x lr and only the BN-neck
+    # (`bottleneck`) and the classifier at lr [CODE: mangye16/Cross-Modal-Re-ID-baseline, train.py, `ignored_params`].
+    # The GeM exponent (a parameter only when learnable, DAKD, whose Adam uses one lr) counts as a new layer.
+    backbone_prefixes: tuple[str, ...] = ("specific.", "shared.")
+
     def __init__(self, arch: str = "resnet50", num_classes: int = 0, modality_specific: str = "stem",
                  non_local: bool = True, non_local_quirk: bool = True,
                  non_local_layers: tuple[int, int, int, int] = (0, 2, 3, 0), gem_p: float = 3.0,

@@ -65,19 +65,19 @@ def np_mask(b: np.ndarray, mode: str) -> np.ndarray:
 
 
 def np_dakd(a_v, a_r, b_v, b_r, C_v, C_r, *, temps=(4, 3, 5, 2, 6), w=0.9, lam=0.5, tau=0.05, mode="le",
-            per_sample=False, quirk=True) -> dict[str, float]:
+            per_sample=False, quirk=True, standardize=True) -> dict[str, float]:
     """The whole DAKD student loss written out from METHODS.md 2.5."""
 
     def level(av, ar, bv, br):
         mask = np_mask(br, mode)
         weak = 0.0
         for t in temps:
-            kl = np_kl_rows(ar, br, t, True)
+            kl = np_kl_rows(ar, br, t, standardize)
             weak += w * ((kl * mask).mean() if per_sample else kl.mean() * mask.mean())
         strong = 0.0
         for t in temps:
             pair = (ar, br) if quirk and t in (2, 6) else (av, bv)
-            strong += w * np_kl_rows(*pair, t, True).mean()
+            strong += w * np_kl_rows(*pair, t, standardize).mean()
         return weak, strong
 
     iw, is_ = level(a_v, a_r, b_v, b_r)
@@ -550,7 +550,8 @@ def test_student_setup_prototypes_freezing_and_terms(vi_samples, options):
     teacher.eval()
     torch.testing.assert_close(method.C_v, oracle_prototypes(feats, vi_samples, "rgb"), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(method.C_r, oracle_prototypes(feats, vi_samples, "ir"), rtol=1e-4, atol=1e-5)
-    # the terms are dakd_loss of the student's train-mode BN outputs and the teacher's normalised eval outputs
+    # the terms are the written-out loss (np_dakd) of the student's train-mode BN outputs and the teacher's
+    # normalised eval outputs
     batch = fixed_batch()
     student.train()
     terms = method.training_losses(student, batch, cfg)
@@ -558,19 +559,21 @@ def test_student_setup_prototypes_freezing_and_terms(vi_samples, options):
     with torch.no_grad():
         b_v = F.normalize(teacher(batch["rgb"], zeros).feats, dim=1)
         b_r = F.normalize(teacher(batch["ir"], ones).feats, dim=1)
-    want = dakd_loss(student(batch["rgb"], zeros).feats, student(batch["ir"], ones).feats, b_v, b_r,
-                     method.C_v, method.C_r, DAKDLossConfig(**options))
+        a_v, a_r = student(batch["rgb"], zeros).feats, student(batch["ir"], ones).feats
+    loss_cfg = DAKDLossConfig(**options)
+    want = np_dakd(*(x.double().numpy() for x in (a_v, a_r, b_v, b_r, method.C_v, method.C_r)),
+                   mode=loss_cfg.mask_mode, per_sample=loss_cfg.mask_granularity == "per_sample",
+                   standardize=loss_cfg.standardize)
     assert set(terms) == set(want)
     for k in want:
-        torch.testing.assert_close(terms[k], want[k])
+        assert terms[k].item() == pytest.approx(want[k], rel=1e-4), k
     if options:  # the normalisation matters here: un-normalised teacher features give other terms
         with torch.no_grad():
             raw_v, raw_r = teacher(batch["rgb"], zeros).feats, teacher(batch["ir"], ones).feats
         assert not torch.allclose(raw_v.norm(dim=1), torch.ones(8), atol=0.1)
         for pair in ((raw_v, b_r), (b_v, raw_r)):
-            other = dakd_loss(student(batch["rgb"], zeros).feats, student(batch["ir"], ones).feats, *pair,
-                              method.C_v, method.C_r, DAKDLossConfig(**options))
-            assert any(abs(other[k].item() - want[k].item()) > 1e-3 * abs(want[k].item()) for k in want)
+            other = dakd_loss(a_v, a_r, *pair, method.C_v, method.C_r, loss_cfg)
+            assert any(abs(other[k].item() - want[k]) > 1e-3 * abs(want[k]) for k in want)
 
 
 def test_distillation_steps_reduce_the_loss_and_never_touch_the_teacher(vi_samples):

@@ -441,6 +441,7 @@ def test_mce_teacher_loss_and_update_equal_the_loop_oracle():
     # two batches: the second reads updated rows for the memory CE and the frozen centres for gc and KL
     for step in range(2):
         f_v, f_r, f_ca = 3 * torch.randn(b, d), torch.randn(b, d), 0.5 * torch.randn(b, d)
+        f_ca[step] = -mems.global_.features[y[step]]  # the least similar sample of its class: the hard update's pick
         rows, centers = _rows(mems, "features"), _rows(mems, "centers")
         terms = mce_teacher_loss(f_v, f_r, f_ca, y, mems, cfg)
         want = np_mce_terms(f_v.numpy(), f_r.numpy(), f_ca.numpy(), y.numpy(), rows, centers, ODD_MCE)

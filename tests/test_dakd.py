@@ -65,19 +65,19 @@ def np_mask(b: np.ndarray, mode: str) -> np.ndarray:
 
 
 def np_dakd(a_v, a_r, b_v, b_r, C_v, C_r, *, temps=(4, 3, 5, 2, 6), w=0.9, lam=0.5, tau=0.05, mode="le",
-            per_sample=False, quirk=True) -> dict[str, float]:
+            per_sample=False, quirk=True, standardize=True) -> dict[str, float]:
     """The whole DAKD student loss written out from METHODS.md 2.5."""
 
     def level(av, ar, bv, br):
         mask = np_mask(br, mode)
         weak = 0.0
         for t in temps:
-            kl = np_kl_rows(ar, br, t, True)
+            kl = np_kl_rows(ar, br, t, standardize)
             weak += w * ((kl * mask).mean() if per_sample else kl.mean() * mask.mean())
         strong = 0.0
         for t in temps:
             pair = (ar, br) if quirk and t in (2, 6) else (av, bv)
-            strong += w * np_kl_rows(*pair, t, True).mean()
+            strong += w * np_kl_rows(*pair, t, standardize).mean()
         return weak, strong
 
     iw, is_ = level(a_v, a_r, b_v, b_r)
@@ -361,38 +361,107 @@ def test_cross_modal_kl_equals_hand_value_and_has_no_gradient_through_targets():
     torch.testing.assert_close(tr.grad, tr2.grad)
 
 
-def test_mce_teacher_loss_weights_and_memory_update():
+# Non-unit weights and constants, so that a weight that does not reach its term, or two swapped constants, show.
+ODD_MCE = dict(gc_weight=0.7, mem_weight=1.3, sid_weight=0.8, caid_weight=0.6, kl_weight=1.7, tau=0.07, margin=0.45,
+               global_momentum=0.2, modality_momentum=0.35)
+
+
+def np_unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def np_ce(logits_row: np.ndarray, y: int) -> float:
+    return float(-np.log(np_softmax(logits_row)[y]))
+
+
+def np_mce_terms(f_v, f_r, f_ca, y, rows, centers, w) -> dict[str, float]:
+    """MCE teacher terms written out with loops over samples (METHODS.md 2.4, [CODE: IDLNL/MCE]).
+
+    rows / centers: {"g", "v", "r", "ca"} -> (N_c, D) online rows and frozen epoch-start copies; w: ODD_MCE-like.
+    """
+    tau, views = w["tau"], {"v": np_unit(f_v), "r": np_unit(f_r), "ca": np_unit(f_ca)}
+    samples = [(views[k][i], y[i]) for k in ("v", "r", "ca") for i in range(len(y))]  # the global memory sees all
+    gc = 0.0
+    for f, yi in samples:
+        d_ap = np.linalg.norm(f - centers["g"][yi])
+        d_an = min(np.linalg.norm(f - centers["g"][yj]) for _, yj in samples if yj != yi)
+        gc += max(0.0, d_ap - d_an + w["margin"]) / len(samples)
+    mem = np.mean([np_ce(rows["g"] @ f / tau, yi) for f, yi in samples])
+
+    def ce(key):
+        return np.mean([np_ce(rows[key] @ views[key][i] / tau, y[i]) for i in range(len(y))])
+
+    kl, pairs = 0.0, []
+    for i in range(len(y)):  # (student logits, target logits) rows against the frozen modality centres
+        pairs.append((centers["v"] @ views["v"][i], centers["v"] @ views["r"][i]))
+        pairs.append((centers["r"] @ views["r"][i], centers["r"] @ views["v"][i]))
+        pairs.append((centers["ca"] @ views["ca"][i], centers["r"] @ views["ca"][i]))
+    for student, target in pairs:
+        p, q = np_softmax(target / tau), np_softmax(student / tau)
+        kl += float(np.sum(p * (np.log(p) - np.log(q)))) / len(pairs)
+    return {"gc": w["gc_weight"] * gc, "mem": w["mem_weight"] * mem,
+            "sid": w["sid_weight"] * (ce("v") + ce("r")),
+            "caid": w["sid_weight"] * w["caid_weight"] * ce("ca"), "kl": w["kl_weight"] * kl}
+
+
+def np_mce_update(f_v, f_r, f_ca, y, rows, w) -> dict[str, np.ndarray]:
+    """Rows after one batch: per identity, the global row moves to its least similar normalised sample of any view
+    (m = global_momentum), each modality row to the mean of its view's normalised samples (m = modality_momentum)."""
+    views = {"v": np_unit(f_v), "r": np_unit(f_r), "ca": np_unit(f_ca)}
+    out = {k: v.copy() for k, v in rows.items()}
+    for c in sorted(set(y.tolist())):
+        idx = [i for i in range(len(y)) if y[i] == c]
+        cands = [views[k][i] for k in ("v", "r", "ca") for i in idx]
+        x = cands[int(np.argmin([rows["g"][c] @ f for f in cands]))]
+        r = w["global_momentum"] * rows["g"][c] + (1 - w["global_momentum"]) * x
+        out["g"][c] = r / np.linalg.norm(r)
+        for k in ("v", "r", "ca"):
+            r = w["modality_momentum"] * rows[k][c] + (1 - w["modality_momentum"]) * views[k][idx].mean(0)
+            out[k][c] = r / np.linalg.norm(r)
+    return out
+
+
+def _rows(mems: MCEMemories, attr: str) -> dict[str, np.ndarray]:
+    return {k: getattr(m, attr).double().numpy().copy()
+            for k, m in (("g", mems.global_), ("v", mems.rgb), ("r", mems.ir), ("ca", mems.ca))}
+
+
+def test_mce_teacher_loss_and_update_equal_the_loop_oracle():
     torch.manual_seed(0)
     b, d, c = 6, 8, 3
     y = torch.tensor([0, 1, 2, 0, 1, 2])
     feats = {m: torch.randn(3 * c, d) for m in ("v", "r", "ca")}
     lab = torch.arange(c).repeat(3)
-    mems = MCEMemories.from_features(feats["v"], lab, feats["r"], lab, c, feats["ca"], lab)
+    cfg = MCELossConfig(**ODD_MCE)
+    mems = MCEMemories.from_features(feats["v"], lab, feats["r"], lab, c, feats["ca"], lab, cfg)
     torch.testing.assert_close(mems.global_.features,
                                (mems.rgb.features + mems.ir.features + mems.ca.features) / 3)
-    assert mems.global_.rule == "hard" and mems.rgb.rule == "mean" and mems.global_.momentum == 0.1
-    f_v, f_r, f_ca = torch.randn(b, d), torch.randn(b, d), torch.randn(b, d)
-    terms = mce_teacher_loss(f_v, f_r, f_ca, y, mems)
-    h = [F.normalize(x, dim=1) for x in (f_v, f_r, f_ca)]
-    hall, yall = torch.cat(h), y.repeat(3)
-    expect = {
-        "gc": global_center_triplet(hall, yall, mems.global_.centers),
-        "mem": memory_ce(mems.global_, hall, yall),
-        "sid": memory_ce(mems.rgb, h[0], y) + memory_ce(mems.ir, h[1], y),
-        "caid": 0.4 * memory_ce(mems.ca, h[2], y),
-        "kl": 1.2 * cross_modal_kl(h[0], h[1], mems.rgb.centers, mems.ir.centers, h[2], mems.ca.centers),
-    }
-    assert set(terms) == set(expect)
-    for k in expect:
-        torch.testing.assert_close(terms[k], expect[k])
-    doubled = mce_teacher_loss(f_v, f_r, f_ca, y, mems, MCELossConfig(gc_weight=2.0, kl_weight=0.0))
-    torch.testing.assert_close(doubled["gc"], 2 * terms["gc"])
-    assert float(doubled["kl"]) == 0.0 and torch.equal(doubled["sid"], terms["sid"])
-    before = mems.rgb.features.clone()
-    mems.update(*h, y)
-    assert not torch.equal(before, mems.rgb.features)
-    torch.testing.assert_close(mems.rgb.centers, before)
-    torch.testing.assert_close(mems.rgb.features.norm(dim=1), torch.ones(c))
+    assert (mems.global_.rule, mems.global_.momentum) == ("hard", 0.2)
+    assert (mems.rgb.rule, mems.rgb.momentum) == ("mean", 0.35)
+    # two batches: the second reads updated rows for the memory CE and the frozen centres for gc and KL
+    for step in range(2):
+        f_v, f_r, f_ca = 3 * torch.randn(b, d), torch.randn(b, d), 0.5 * torch.randn(b, d)
+        f_ca[step] = -mems.global_.features[y[step]]  # the least similar sample of its class: the hard update's pick
+        rows, centers = _rows(mems, "features"), _rows(mems, "centers")
+        terms = mce_teacher_loss(f_v, f_r, f_ca, y, mems, cfg)
+        want = np_mce_terms(f_v.numpy(), f_r.numpy(), f_ca.numpy(), y.numpy(), rows, centers, ODD_MCE)
+        assert set(terms) == set(want)
+        for k in want:
+            assert float(terms[k]) == pytest.approx(want[k], rel=1e-4), (step, k)
+        mems.update(*(F.normalize(x, dim=1) for x in (f_v, f_r, f_ca)), y)
+        after = np_mce_update(f_v.numpy(), f_r.numpy(), f_ca.numpy(), y.numpy(), rows, ODD_MCE)
+        for k, got in _rows(mems, "features").items():
+            np.testing.assert_allclose(got, after[k], rtol=1e-5, atol=1e-6, err_msg=f"step {step}, memory {k}")
+        for k, got in _rows(mems, "centers").items():
+            np.testing.assert_array_equal(got, centers[k])  # frozen for the epoch
+    # switches: no CA view, zero KL weight, the online rows for the KL (MCE --gx)
+    no_ca = mce_teacher_loss(f_v, f_r, None, y, mems, cfg)
+    assert set(no_ca) == {"gc", "mem", "sid", "kl"}
+    assert float(mce_teacher_loss(f_v, f_r, f_ca, y, mems, MCELossConfig(kl_weight=0.0))["kl"]) == 0.0
+    online = mce_teacher_loss(f_v, f_r, f_ca, y, mems, MCELossConfig(**ODD_MCE, kl_uses_online_memory=True))
+    rows = _rows(mems, "features")
+    want = np_mce_terms(f_v.numpy(), f_r.numpy(), f_ca.numpy(), y.numpy(), rows, {**rows, "g": centers["g"]}, ODD_MCE)
+    assert float(online["kl"]) == pytest.approx(want["kl"], rel=1e-4)
 
 
 # ------------------------------------------------------------------------------------------------ methods/dakd.py
@@ -465,11 +534,15 @@ def test_dakd_models_are_single_stream_without_classifier():
     assert two.two_stream
 
 
-def test_student_setup_prototypes_freezing_and_terms(vi_samples):
+# The teacher features' normalisation is invisible under the defaults (standardised logits, a scalar mask whose mean
+# is 1/2 whatever the confidences); the per-sample mask and raw logits show it.
+@pytest.mark.parametrize("options", [{}, {"mask_granularity": "per_sample", "standardize": False}],
+                         ids=["code", "per_sample_raw"])
+def test_student_setup_prototypes_freezing_and_terms(vi_samples, options):
     torch.manual_seed(0)
     cfg = smoke_cfg("dakd")
     teacher = DAKDTeacher().build_model(cfg, N_IDS)
-    cfg = cfg.override(method_options={"teacher_model": teacher})
+    cfg = cfg.override(method_options={"teacher_model": teacher, **options})
     method = DAKD()
     student = method.build_model(cfg, N_IDS)
     method.setup(student, cfg, vi_samples, torch.device("cpu"))
@@ -478,7 +551,8 @@ def test_student_setup_prototypes_freezing_and_terms(vi_samples):
     teacher.eval()
     torch.testing.assert_close(method.C_v, oracle_prototypes(feats, vi_samples, "rgb"), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(method.C_r, oracle_prototypes(feats, vi_samples, "ir"), rtol=1e-4, atol=1e-5)
-    # the terms are dakd_loss of the student's train-mode BN outputs and the teacher's normalised eval outputs
+    # the terms are the written-out loss (np_dakd) of the student's train-mode BN outputs and the teacher's
+    # normalised eval outputs
     batch = fixed_batch()
     student.train()
     terms = method.training_losses(student, batch, cfg)
@@ -486,11 +560,21 @@ def test_student_setup_prototypes_freezing_and_terms(vi_samples):
     with torch.no_grad():
         b_v = F.normalize(teacher(batch["rgb"], zeros).feats, dim=1)
         b_r = F.normalize(teacher(batch["ir"], ones).feats, dim=1)
-    want = dakd_loss(student(batch["rgb"], zeros).feats, student(batch["ir"], ones).feats, b_v, b_r,
-                     method.C_v, method.C_r)
+        a_v, a_r = student(batch["rgb"], zeros).feats, student(batch["ir"], ones).feats
+    loss_cfg = DAKDLossConfig(**options)
+    want = np_dakd(*(x.double().numpy() for x in (a_v, a_r, b_v, b_r, method.C_v, method.C_r)),
+                   mode=loss_cfg.mask_mode, per_sample=loss_cfg.mask_granularity == "per_sample",
+                   standardize=loss_cfg.standardize)
     assert set(terms) == set(want)
     for k in want:
-        torch.testing.assert_close(terms[k], want[k])
+        assert terms[k].item() == pytest.approx(want[k], rel=1e-4), k
+    if options:  # the normalisation matters here: un-normalised teacher features give other terms
+        with torch.no_grad():
+            raw_v, raw_r = teacher(batch["rgb"], zeros).feats, teacher(batch["ir"], ones).feats
+        assert not torch.allclose(raw_v.norm(dim=1), torch.ones(8), atol=0.1)
+        for pair in ((raw_v, b_r), (b_v, raw_r)):
+            other = dakd_loss(a_v, a_r, *pair, method.C_v, method.C_r, loss_cfg)
+            assert any(abs(other[k].item() - want[k]) > 1e-3 * abs(want[k]) for k in want)
 
 
 def test_distillation_steps_reduce_the_loss_and_never_touch_the_teacher(vi_samples):
@@ -583,14 +667,45 @@ def test_teacher_memories_and_losses(vi_samples, channels):
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     terms = method.training_losses(model, fixed_batch(), cfg)
     want = {"gc", "mem", "sid", "kl"} | ({"caid"} if channels == 3 else set())
-    assert set(terms) == want and all(torch.isfinite(t) for t in terms.values())
-    assert not torch.equal(mem.rgb.features, mem.rgb.centers)  # momentum update after the batch
+    assert set(terms) == want  # values and updates: test_teacher_training_losses_and_updates_equal_the_loop_oracle
     opt.zero_grad()
     sum(terms.values()).backward()
     opt.step()
     # the next epoch starts from fresh memories of the new weights
     method.on_epoch_start(model, 1)
     assert method.memories is not mem and torch.equal(method.memories.rgb.features, method.memories.rgb.centers)
+
+
+def test_teacher_training_losses_and_updates_equal_the_loop_oracle(vi_samples):
+    """Two steps of `DAKDTeacher.training_losses` with non-unit weights against the loop oracle: the terms of the
+    train-mode features of the one [v; r; ca] forward, and the memory rows after each step."""
+    torch.manual_seed(5)
+    cfg = smoke_cfg("dakd_teacher", **ODD_MCE)
+    method = DAKDTeacher()
+    model = method.build_model(cfg, N_IDS)
+    method.setup(model, cfg, vi_samples, torch.device("cpu"))
+    assert method.loss_cfg == MCELossConfig(**ODD_MCE)
+    method.on_epoch_start(model, 0)
+    model.train()
+    centers = _rows(method.memories, "centers")
+    for step in range(2):
+        batch = fixed_batch(seed=10 + step)
+        g = torch.Generator().manual_seed(step)
+        batch["rgb_ca"] = batch["rgb"][:, torch.randint(0, 3, (1,), generator=g)].expand(-1, 3, -1, -1).clone()
+        n = len(batch["label"])
+        with torch.no_grad():  # train mode: batch statistics, so this forward gives the method's features
+            mods = torch.tensor([0] * n + [1] * n + [0] * n)
+            f_v, f_r, f_ca = model(torch.cat([batch["rgb"], batch["ir"], batch["rgb_ca"]]), mods).feats.split(n)
+        rows = _rows(method.memories, "features")
+        terms = method.training_losses(model, batch, cfg)
+        y = batch["label"].numpy()
+        want = np_mce_terms(f_v.numpy(), f_r.numpy(), f_ca.numpy(), y, rows, centers, ODD_MCE)
+        assert set(terms) == set(want)
+        for k in want:
+            assert float(terms[k].detach()) == pytest.approx(want[k], rel=1e-4, abs=1e-6), (step, k)
+        after = np_mce_update(f_v.numpy(), f_r.numpy(), f_ca.numpy(), y, rows, ODD_MCE)
+        for k, got in _rows(method.memories, "features").items():
+            np.testing.assert_allclose(got, after[k], rtol=1e-4, atol=1e-5, err_msg=f"step {step}, memory {k}")
 
 
 def test_method_options_from_the_command_line_are_parsed(vi_samples):

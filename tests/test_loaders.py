@@ -278,6 +278,21 @@ def test_sysu_unreadable_image(sysu_root):
     assert str(bad) in {s.paths[s.modality] for s in ds.train}
 
 
+@pytest.mark.parametrize("name,fixture", [("sysu-mm01", "sysu_root"), ("llcm", "llcm_root"),
+                                          ("regdb", "regdb_root"), ("rgbnt201", "rgbnt201_root")])
+def test_unreadable_test_image_is_reported(name, fixture, request):
+    """A corrupt image in the test split (not only in training) fails the load with its path."""
+    root = request.getfixturevalue(fixture)
+    root = root[0] if isinstance(root, tuple) else root
+    ds = load_dataset(name, root, verify=False)
+    sample = ds.gallery[0]
+    bad = Path(sorted(sample.paths.values())[0])
+    assert str(bad) not in {p for s in ds.train for p in s.paths.values()}
+    bad.write_bytes(b"this is not an image")
+    with pytest.raises(DatasetFormatError, match=re.escape(str(bad))):
+        load_dataset(name, root)
+
+
 # ----------------------------------------------------------------------------------------------- draw oracle
 
 
@@ -431,6 +446,10 @@ def llcm_root(tmp_path: Path) -> Path:
             for pid in LLCM_TEST:
                 for k in range(_llcm_count(pid, cam, mod)):
                     _write_img(root / top / f"cam{cam}" / f"{pid:04d}" / f"{pid:04d}_c{cam:02d}_{k:03d}.jpg")
+    # decoys outside the protocol's camera lists (NIR has no cam 3; there is no cam 10): never read
+    for top, cam in (("test_nir", 3), ("test_vis", 10)):
+        for pid in LLCM_TEST:
+            _write_img(root / top / f"cam{cam}" / f"{pid:04d}" / f"{pid:04d}_c{cam:02d}_decoy.jpg")
     (root / "idx").mkdir()
     (root / "idx" / "train_vis.txt").write_text("\n".join(lines["vis"]) + "\n")
     (root / "idx" / "train_nir.txt").write_text("\n".join(lines["nir"]) + "\n")
@@ -459,6 +478,14 @@ def _ref_llcm(data_path: str, mode: int, trial: int | None) -> list[str]:
                 else:
                     files.append(random.choice(new_files))
     return files
+
+
+def test_llcm_ignores_camera_folders_outside_the_protocol(llcm_root):
+    ds = load_dataset("llcm", llcm_root)
+    cams = {(m, cam) for (m, _, cam) in ds.test_images}
+    assert {cam for m, cam in cams if m == "rgb"} <= set(LLCM_VIS_CAMS) and ("ir", 3) not in cams
+    for split in ds.eval_splits("ir->rgb", trials=range(3)) + ds.eval_splits("rgb->ir", trials=range(3)):
+        assert not any("decoy" in p for p in _paths(split.query) + _paths(split.gallery))
 
 
 def test_llcm_train(llcm_root):

@@ -98,6 +98,41 @@ def test_shared_query_batched_distances_equal_per_pair(monkeypatch, batch_elemen
         assert res.trials[t].mINP == pytest.approx(single.mINP, abs=1e-12)
 
 
+def test_batched_distances_with_unequal_query_and_gallery_sizes(monkeypatch):
+    """30 queries against galleries of 48, 20, 36, 44 and 12 images, at most 30 x 70 distances per product: the
+    products group consecutive galleries as [48, 20], [36], [44, 12] (by hand), and each trial gets its own
+    columns (the same numbers as one pair at a time)."""
+    import workbench.metrics.protocols as protocols
+
+    monkeypatch.setattr(protocols, "_BATCH_ELEMENTS", 30 * 70)
+    widths = []
+    real = protocols.pairwise_distance
+
+    def spy(a, b, *args, **kwargs):
+        widths.append((len(a), len(b)))
+        return real(a, b, *args, **kwargs)
+
+    q0, _ = sysu_trial(0)
+    query = EvalSet(q0.feats[:30], q0.pids[:30], q0.camids[:30])
+    sizes = (48, 20, 36, 44, 12)
+    trials = []
+    for s, n in enumerate(sizes):
+        g = sysu_trial(s + 1)[1]
+        keep = np.random.default_rng(s).permutation(len(g.pids))[:n]
+        trials.append((query, EvalSet(g.feats[keep], g.pids[keep], g.camids[keep])))
+    spec = PROTOCOLS["sysu-mm01"]
+    monkeypatch.setattr(protocols, "pairwise_distance", spy)
+    res = evaluate_trials(trials, spec)
+    assert widths == [(30, 68), (30, 36), (30, 56)]
+    monkeypatch.setattr(protocols, "pairwise_distance", real)
+    for t, (q, g) in enumerate(trials):
+        single = protocols.evaluate_pair(q, g, spec)
+        np.testing.assert_allclose(res.trials[t].cmc, single.cmc, atol=1e-12)
+        assert res.trials[t].mAP == pytest.approx(single.mAP, abs=1e-12)
+        assert res.trials[t].mINP == pytest.approx(single.mINP, abs=1e-12)
+    assert len({round(r.mAP, 9) for r in res.trials}) == len(sizes)  # distinct galleries, distinct scores
+
+
 def multimodal_set(seed, n=60, ids=10):
     rng = np.random.default_rng(seed)
     pids = rng.integers(0, ids, n)
@@ -187,7 +222,20 @@ def test_directions_table():
     table = evaluate_directions({"visible->thermal": v2t, "thermal->visible": t2v}, spec)
     assert list(table.index) == ["visible->thermal", "thermal->visible"]
     assert {"rank1", "mAP", "mINP", "mAP_std", "num_trials"} <= set(table.columns)
-    assert table.loc["thermal->visible", "mAP"] == pytest.approx(evaluate_trials(t2v, spec).mean["mAP"])
+    # oracle: per trial, cosine distances written out and rank_metrics with the RegDB rules; mean and std over trials
+    for name, trials in (("visible->thermal", v2t), ("thermal->visible", t2v)):
+        per = []
+        for q, g in trials:
+            d = 1.0 - unit(q.feats) @ unit(g.feats).T
+            per.append(rank_metrics(d, q.pids, g.pids, q.camids, g.camids, junk="none", max_rank=spec.max_rank))
+        for key in ("rank1", "mAP", "mINP"):
+            values = [r.as_dict()[key] for r in per]
+            assert table.loc[name, key] == pytest.approx(np.mean(values), abs=1e-12), (name, key)
+            assert table.loc[name, f"{key}_std"] == pytest.approx(np.std(values), abs=1e-12), (name, key)
+        assert table.loc[name, "num_trials"] == len(trials)
+    assert table.loc["visible->thermal", "mAP"] != pytest.approx(table.loc["thermal->visible", "mAP"], abs=1e-6)
+    with pytest.raises(ValueError, match="directions is empty"):
+        evaluate_directions({}, spec)
 
 
 def test_rerank_spec():

@@ -1,4 +1,4 @@
-"""Every ordered notebook executes headless with SMOKE=True and records finite numbers."""
+"""Every ordered notebook executes headless with SMOKE=True; the numbers it records are its runs' results."""
 
 import json
 import math
@@ -38,6 +38,44 @@ def test_notebook_executes_in_smoke_mode(notebook, tmp_path, monkeypatch):
         if isinstance(value, float):
             assert math.isfinite(value), f"{notebook.name}: {name} = {value}"
     assert list((tmp_path / "figures" / notebook.stem).glob("*.png")), "the notebook saved no figure"
+    scored = check_recorded_scores_are_run_results(records, tmp_path / "runs")
+    assert scored == SCORED_RUNS.get(notebook.stem, set())
+    if notebook.stem in RECORD_CHECKS:
+        RECORD_CHECKS[notebook.stem](records)
+
+
+# The runs whose test scores each notebook records as `<tag>_rank1`, `<tag>_mAP`, `<tag>_mINP`.
+SCORED_RUNS = {"02_baselines": {"vi", "mm"}, "03_dakd": {"baseline", "teacher", "student", "student_from_baseline"}}
+
+
+def check_recorded_scores_are_run_results(records: dict, runs_dir) -> set[str]:
+    """Each recorded `<tag>_rank1/_mAP/_mINP` triple is the test result of one run the notebook wrote; returns
+    the tags."""
+    from workbench.runs import load_run
+
+    results = [load_run(p.parent).results["test"]["mean"] for p in runs_dir.glob("*/results.json")]
+    tags = {name.removesuffix("_mINP") for name in records if name.endswith("_mINP")}
+    for tag in tags:
+        triple = tuple(records[f"{tag}_{m}"] for m in ("rank1", "mAP", "mINP"))
+        assert 0.0 <= triple[2] <= triple[1] <= 1.0, (tag, triple)  # INP <= AP query by query
+        assert any(triple == pytest.approx(tuple(r[m] for m in ("rank1", "mAP", "mINP")), abs=1e-9)
+                   for r in results), f"{tag}: {triple} is the test result of no run in {runs_dir}"
+    return tags
+
+
+def _check_data_tour(records: dict) -> None:
+    """The smoke data tour summarises the 12-identity presets: recount them here."""
+    from workbench import data
+
+    vi = data.load_dataset("synthetic-vi", ids=12, seed=0, difficulty="default")
+    mm = data.load_dataset("synthetic-rgbnt", ids=12, seed=0, difficulty="default")
+    assert records["vi_train_images"] == len(vi.train)
+    assert records["vi_train_ids"] == vi.num_train_ids == len({s.pid for s in vi.train})
+    assert records["vi_queries"] == len(vi.eval_splits(mode="all", shot=1)[0].query)
+    assert records["rgbnt_train_triplets"] == len(mm.train)
+
+
+RECORD_CHECKS = {"01_data_tour": _check_data_tour}
 
 
 def test_read_records_parses_stream_outputs():

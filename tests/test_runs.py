@@ -89,13 +89,27 @@ def test_find_run_matches_recipe_not_name(tmp_path):
     assert find_run(_cfg(tmp_path, "x").override(**{"optim.lr": 0.7})) is None
 
 
-def test_compare_throughput_ranks_a_slower_function_lower():
-    import time
+def test_compare_throughput_is_images_over_the_median_call_time(monkeypatch):
+    """A fake clock that only the timed functions advance: exact rates, the median (not the mean) of the calls,
+    warm-up calls run but not timed. (Real timing belongs in benchmarks/.)"""
+    import workbench.profiling as profiling
 
-    from workbench.profiling import compare_throughput
+    clock = {"t": 0.0}
+    monkeypatch.setattr(profiling.time, "perf_counter", lambda: clock["t"])
+    calls = {"fast": 0, "slow": 0}
+    # two warm-up calls each (slow ones: compiling, caches), then five timed calls; "slow" has one outlier
+    durations = {"fast": [9.0, 9.0, 9.0, 0.5, 0.5, 0.5, 0.5], "slow": [50.0, 50.0, 1.0, 2.0, 4.0, 30.0, 3.0]}
 
-    rates = compare_throughput({"fast": lambda: None, "slow": lambda: time.sleep(0.01)}, 10, iters=3, warmup=0)
-    assert rates["fast"] > rates["slow"] and rates["slow"] == pytest.approx(10 / 0.01, rel=0.5)
+    def make(name):
+        def fn():
+            clock["t"] += durations[name][calls[name]]
+            calls[name] += 1
+        return fn
+
+    rates = profiling.compare_throughput({"fast": make("fast"), "slow": make("slow")}, {"fast": 8, "slow": 6},
+                                         iters=5, warmup=2)
+    assert calls == {"fast": 7, "slow": 7}
+    assert rates == {"fast": 8 / 0.5, "slow": 6 / 3.0}  # medians 0.5 s and 3 s (the mean of "slow" is 8 s)
 
 
 def test_automatic_names_never_collide(tmp_path):

@@ -265,6 +265,27 @@ def test_triplet_num_batches_determinism_and_distributed():
     assert interleaved[:25] == plan and interleaved[25:] == plan[:2]
 
 
+def test_triplet_extra_passes_are_fresh_passes():
+    """num_batches beyond one pass appends further passes drawn on: each is a whole TransReID pass of its own
+    (with P = 1 every pass holds every chunk, 12 batches here), and none repeats an earlier one."""
+    labels = [i for i in range(6) for _ in range(4)]
+    first = TripletIdentitySampler(labels, 1, 2, seed=3).plan(0)
+    assert len(first) == 12
+    plan = TripletIdentitySampler(labels, 1, 2, seed=3, num_batches=30).plan(0)
+    assert len(plan) == 30 and plan[:12] == first
+    passes = [plan[:12], plan[12:24], plan[24:]]
+    for one in passes[:2]:
+        _transreid_pass_oracle(labels, 1, 2, one)
+        assert sorted(i for b in one for i in b) == list(range(24))  # every triplet once per pass
+    assert passes[1] != passes[0] and passes[2] != passes[0][:6] and passes[2] != passes[1][:6]
+    # P > 1: the batches after the first pass are not a copy of it
+    labels = _triplet_labels()
+    one_pass = TripletIdentitySampler(labels, 2, 2, seed=4).plan(0)
+    n = len(one_pass)
+    plan = TripletIdentitySampler(labels, 2, 2, seed=4, num_batches=2 * n).plan(0)
+    assert plan[:n] == one_pass and plan[n:] != one_pass
+
+
 def test_triplet_resume():
     labels = _triplet_labels()
     ref = TripletIdentitySampler(labels, 2, 2, seed=1)

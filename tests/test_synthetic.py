@@ -490,3 +490,44 @@ def test_medium_difficulty_lies_halfway_between_default_and_hard():
     for name in ("occlusion_rate", "noise", "viewpoint_spread", "garment_sharing"):
         assert getattr(m, name) == pytest.approx((getattr(d, name) + getattr(h, name)) / 2)
     assert SyntheticConfig.from_difficulty("medium") == m
+
+
+# ----------------------------------------------------------------------------------------------------- thermal physics
+def test_thermal_follows_insulation_emissivity_and_skin_temperature():
+    """Noise, occluders and gain jitter off: the automatic gain maps [ambient - 4, 37] deg C linearly onto grey
+    0.12..0.84, so changing one material property of one part shifts that part's interior (away from the blur) by
+    exactly `255 * 0.72 * dT / (41 - ambient)` grey levels, with the apparent temperature
+    `T = eps * (amb + (skin - amb) * (1 - insulation)) + (1 - eps) * amb` (skin: insulation 0, eps 0.98)."""
+    cfg = SyntheticConfig(noise=0.0, occlusion_rate=0.0, illumination_jitter=0.0)
+    cam = rgbnt201_cameras()[1]
+    skin_part = PART_NAMES.index("skin")
+    ident = _with(make_identities(4, 0, cfg)[0])
+    ident = dc.replace(ident, upper=dc.replace(ident.upper, pattern="plain", insulation=0.2, emissivity=0.95))
+    amb, skin = cam.ambient, ident.skin_temp
+    scale = 255 * 0.72 / (37.0 - (amb - 4.0))
+
+    def tir(idn):
+        ims, _ = render_triplet(idn, camera=cam, viewpoint="front", rng=rng(3), config=cfg)
+        return ims["tir"][..., 0].astype(float)
+
+    labels = render_parts(ident, camera=cam, viewpoint="front", rng=rng(3), config=cfg)[0]
+    reach = np.ones((3, 3), bool)  # the 3 x 3 thermal blur at 64 pixels wide
+    upper, face = (ndimage.binary_erosion(labels == p, reach) for p in (UPPER, skin_part))
+    assert upper.sum() > 200 and face.sum() > 20
+    base = tir(ident)
+    assert base[face].mean() > base[upper].mean() + 10  # skin is warmer than insulated clothing
+
+    def shift(**upper_fields):
+        other = dc.replace(ident, upper=dc.replace(ident.upper, **upper_fields))
+        return tir(other)[upper] - base[upper]
+
+    # more insulation: colder by eps (skin - amb) d_insulation
+    d = shift(insulation=0.7)
+    assert np.abs(d - scale * 0.95 * (skin - amb) * (0.2 - 0.7)).max() <= 1.0
+    # lower emissivity: the fabric reflects the colder surroundings
+    d = shift(emissivity=0.6)
+    assert np.abs(d - scale * (0.6 - 0.95) * (skin - amb) * (1 - 0.2)).max() <= 1.0
+    # warmer skin: uninsulated skin follows it almost fully (eps 0.98), the garment by eps (1 - insulation)
+    warm = tir(dc.replace(ident, skin_temp=skin + 2.0))
+    assert np.abs(warm[face] - base[face] - scale * 0.98 * 2.0).max() <= 1.0
+    assert np.abs(warm[upper] - base[upper] - scale * 0.95 * 0.8 * 2.0).max() <= 1.0

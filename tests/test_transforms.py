@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -113,6 +114,27 @@ def test_cutswap_intended_pastes_one_single_channel_rectangle():
     assert min(heights) <= math.floor(H * lo) + 1 and max(heights) >= math.floor(H * hi) - 1
     assert min(tops) == 0 and len(tops) > 10 and len(lefts) > 5
     assert max(ratio_gaps) > 0.15
+
+
+def test_cutswap_intended_position_and_channel_are_uniform():
+    """With fixed ratios the box is h x w; its top-left corner is uniform on [0, H - h] x [0, W - w] (both ends
+    included, so the box reaches every edge) and the source channel is uniform on R, G, B."""
+    g = torch.Generator().manual_seed(5)
+    op = CutSwap(p=1.0, ratio=(0.5, 0.5), mode="intended", generator=g)
+    h, w = H // 2, W // 2
+    img = _noise(7)
+    n = 1500
+    tops, lefts, channels = Counter(), Counter(), Counter()
+    for _ in range(n):
+        out = op(img)
+        box = _changed_box(img, out)
+        assert box is not None and box[2:] == (h, w)
+        tops[box[0]] += 1
+        lefts[box[1]] += 1
+        channels[_single_channel_source(img, out, box)] += 1
+    for counts, k in ((tops, H - h + 1), (lefts, W - w + 1), (channels, 3)):
+        assert set(counts) == set(range(k)), sorted(counts)  # every position, edges included; every channel
+        assert all(_binomial_ok(counts[v], n, 1 / k) for v in range(k)), counts
 
 
 def test_cutswap_off_is_identity_and_input_untouched():

@@ -280,3 +280,9 @@ def figure_png(fig, dpi: int = 90) -> bytes:
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
+
+
+def comparable_runs(a: Run | str | Path, b: Run | str | Path) -> tuple[bool, str]:
+    """Whether two runs can be compared query by query under their default protocol, and if not, why not
+    (evaluates a run once if its per-query results are missing)."""
+    return store.comparable(ensure_evaluation(a), ensure_evaluation(b))

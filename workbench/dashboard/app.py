@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import time
+from collections import Counter
 from pathlib import Path
 
 import ipywidgets as W
@@ -40,7 +41,8 @@ class Dashboard:
         self.configs = V.run_configs(self.runs)
         self.comparison: C.PairedComparison | None = None
         self.timings: dict[str, float] = {}
-        datasets = sorted({c.get("data.dataset") for c in self.configs.values()})
+        counts = Counter(c.get("data.dataset") for c in self.configs.values())
+        datasets = sorted(counts, key=lambda d: (-counts[d], str(d)))  # the dataset with most runs first
         if run_a in self.configs:
             datasets.sort(key=lambda d: d != self.configs[run_a].get("data.dataset"))
         self.dataset = W.Dropdown(options=datasets, description="dataset")

@@ -150,3 +150,17 @@ def test_the_app_follows_its_selections(two_runs):
     app.selected.value = ("b",)
     assert ">a<" not in app.table.value and ">b<" in app.table.value
     assert set(app.timings) >= {"start", "table", "comparison", "detail"}
+
+
+@pytest.mark.slow
+def test_the_app_says_why_it_does_not_compare(two_runs, tmp_path):
+    for name in ("a", "b"):
+        shutil.copytree(two_runs[name].path, tmp_path / name)
+    meta_path = next((tmp_path / "b" / store.EVALUATIONS).glob("*/protocol.json"))
+    meta = json.loads(meta_path.read_text())
+    meta["identity"]["split_options"] = {"mode": "indoor"}
+    meta_path.write_text(json.dumps(meta))
+    app = dashboard.Dashboard(tmp_path, run_a="a", run_b="b", compute_missing=False)
+    assert app.comparison is None
+    assert "Not compared" in app.summary.value and "split_options" in app.summary.value
+    assert app.query.options == () and app.detail.value == b""

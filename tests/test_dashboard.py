@@ -124,6 +124,12 @@ def test_static_figure_detail_view_and_table(two_runs):
     sample = int(cmp.per_query["sample"].iloc[0])
     fig = dashboard.detail_view(cmp, sample, k=4)
     assert len(fig.axes) == 2 * 5
+    import io
+
+    from PIL import Image
+
+    png = Image.open(io.BytesIO(dashboard.detail_png(cmp, sample, k=4, size=(48, 96))))
+    assert png.size == (5 * (48 + 8) + 90, 2 * (96 + 8 + 26))
     lists = dashboard.ranked_lists(cmp, sample, k=4)
     assert set(lists) == {"A", "B"} and len(lists["A"]) == 4
     with pytest.raises(ValueError, match="not a valid query"):

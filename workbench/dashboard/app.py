@@ -188,15 +188,15 @@ class Dashboard:
         self._refresh_detail(draw_scatter=True)
         self.timings["comparison"] = time.perf_counter() - t0
 
-    def _refresh_detail(self, draw_scatter: bool = True) -> None:
+    def _refresh_detail(self, draw_scatter: bool = False) -> None:
         if self._busy or self.comparison is None or self.query.value is None:
             return
         t0 = time.perf_counter()
         sample = int(self.query.value)
-        if draw_scatter:
-            ax = C.plot_paired(self.comparison, highlight=sample)
+        if draw_scatter:  # once per comparison: a matplotlib figure costs about a second
+            ax = C.plot_paired(self.comparison)
             self.scatter.value = C.figure_png(ax.figure)
-        self.detail.value = C.figure_png(C.detail_view(self.comparison, sample))
+        self.detail.value = C.detail_png(self.comparison, sample)
         lists = C.ranked_lists(self.comparison, sample)
         parts = []
         for tag, table in lists.items():

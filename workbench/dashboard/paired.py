@@ -274,6 +274,40 @@ def detail_view(cmp: PairedComparison, sample: int, k: int = 6, size: tuple[int,
     return fig
 
 
+def detail_png(cmp: PairedComparison, sample: int, k: int = 6, size: tuple[int, int] = (48, 96)) -> bytes:
+    """The same picture as `detail_view`, composed directly with PIL as PNG bytes: tens of milliseconds instead of
+    a matplotlib figure's second, for the app's query picker."""
+    from PIL import Image, ImageDraw
+
+    lists = ranked_lists(cmp, sample, k)
+    row = cmp.per_query[cmp.per_query["sample"] == sample].iloc[0]
+    query_paths = cmp.a.samples.set_index("row").loc[sample, "paths"]
+    w, h = size
+    pad, head = 4, 26
+    canvas = Image.new("RGB", ((k + 1) * (w + 2 * pad) + 90, 2 * (h + 2 * pad + head)), "white")
+    draw = ImageDraw.Draw(canvas)
+    colors = {True: (44, 160, 44), False: (214, 39, 40)}
+    for r, (tag, table) in enumerate(lists.items()):
+        top = r * (h + 2 * pad + head)
+        name = cmp.name_a if tag == "A" else cmp.name_b
+        ap = row.AP_a if tag == "A" else row.AP_b
+        draw.text((2, top + head + h // 2 - 12), f"{tag}: AP {ap:.2f}", fill="black")
+        draw.text((2, top + head + h // 2 + 2), name[-14:], fill=(90, 90, 90))
+        x0 = 90
+        canvas.paste(Image.fromarray(_first_image(query_paths, size)), (x0 + pad, top + head + pad))
+        draw.text((x0 + pad, top + 2), f"query\nid {int(row.pid)}", fill="black")
+        for c in range(min(k, len(table))):
+            g = table.iloc[c]
+            x = x0 + (c + 1) * (w + 2 * pad)
+            color = colors[bool(g["match"])]
+            draw.rectangle([x, top + head, x + w + 2 * pad - 1, top + head + h + 2 * pad - 1], fill=color)
+            canvas.paste(Image.fromarray(_first_image(g["paths"], size)), (x + pad, top + head + pad))
+            draw.text((x + 2, top + 2), f"{int(g['rank'])}: id {int(g['pid'])}\nd={g['distance']:.3f}", fill=color)
+    buf = io.BytesIO()
+    canvas.save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def figure_png(fig, dpi: int = 90) -> bytes:
     """A figure as PNG bytes (for an image widget); the figure is closed."""
     buf = io.BytesIO()

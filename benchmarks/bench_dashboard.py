@@ -102,7 +102,8 @@ def in_browser(root: Path, repeats: int, chromium: str) -> dict[str, float]:
             except OSError:
                 time.sleep(0.5)
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+            browser = p.chromium.launch(executable_path=chromium, headless=True,
+                                        args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(300_000)
             page.goto(f"{base}/lab/tree/notebooks/bench.ipynb?reset&token={token}")

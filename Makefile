@@ -28,7 +28,7 @@ test: venv
 	$(PY) -m pytest -q
 
 test-fast: venv
-	$(PY) -m pytest -q -m "not slow and not notebooks"
+	$(PY) -m pytest -q -m "not slow and not notebooks and not browser"
 
 lab: venv
 	$(VENV)/bin/jupyter lab --notebook-dir=.
@@ -44,6 +44,7 @@ bench: venv
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/bench_inference.py --batch 8 --iters 5
 	$(PY) benchmarks/bench_dakd.py
+	$(PY) benchmarks/bench_dashboard.py
 
 clean-outputs:
 	rm -rf $(OUT)

@@ -1,4 +1,4 @@
-"""Session-wide test settings.
+"""Session-wide test settings and shared fixtures.
 
 Derived data (synthetic dataset exports, feature caches) goes to `$WORKBENCH_CACHE`, by default the user's
 `~/.cache/reid-workbench`. A test session must not write there: unless the caller set `WORKBENCH_CACHE` explicitly
@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+
+import pytest
 
 _OWNED: list[str] = []
 
@@ -29,3 +31,18 @@ def pytest_unconfigure(config) -> None:
         if os.environ.get("WORKBENCH_CACHE") == path:
             del os.environ["WORKBENCH_CACHE"]
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def two_runs(tmp_path_factory):
+    """Two finished smoke runs on synthetic-vi that differ in one key (the triplet loss), trained once per session:
+    {"root": runs folder, "a": Run (wrt), "b": Run (hard)}."""
+    from workbench.config import get_config
+    from workbench.train import fit
+
+    root = tmp_path_factory.mktemp("runs")
+    base = get_config("baseline", "synthetic-vi", "smoke").override(
+        **{"run.out_dir": str(root), "run.device": "cpu"})
+    a = fit(base.override(**{"run.name": "a", "loss.triplet": "wrt"}), progress=False)
+    b = fit(base.override(**{"run.name": "b", "loss.triplet": "hard"}), progress=False)
+    return {"root": root, "a": a, "b": b}

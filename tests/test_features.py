@@ -48,7 +48,8 @@ def test_rows_follow_sample_order_across_modalities(setup):
     assert list(b.pids) == [s.pid for s in mixed]
 
 
-def test_cache_reuses_same_inputs_and_recomputes_when_code_changes(setup, monkeypatch):
+def test_cache_reuses_same_inputs_and_recomputes_when_code_changes(setup, monkeypatch, tmp_path):
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))  # an empty cache: the first call must compute
     cfg, samples, model = setup
     fwd = CountingForward()
     first = features.extract_features(model, samples, cfg, method=fwd, cache=True, progress=False)
@@ -58,11 +59,12 @@ def test_cache_reuses_same_inputs_and_recomputes_when_code_changes(setup, monkey
     assert fwd.calls == n, "same weights, samples, transform and code: the cache must answer"
     np.testing.assert_array_equal(first.branches["feats"], again.branches["feats"])
     # other code (a changed model file, transform or method): the old features must not be reused
+    original = features.code_fingerprint
     monkeypatch.setattr(features, "code_fingerprint", lambda: "another version")
     features.extract_features(model, samples, cfg, method=fwd, cache=True, progress=False)
     assert fwd.calls == 2 * n
     # another image size changes the transform, so the key
-    monkeypatch.undo()
+    monkeypatch.setattr(features, "code_fingerprint", original)
     features.extract_features(model, samples, cfg.override(**{"data.height": cfg.data.height + 8}), method=fwd,
                               cache=True, progress=False)
     assert fwd.calls == 3 * n
@@ -75,7 +77,8 @@ def test_cache_reuses_same_inputs_and_recomputes_when_code_changes(setup, monkey
         next(model.parameters()).sub_(1.0)
 
 
-def test_a_damaged_cache_file_is_recomputed_with_a_message(setup, capsys):
+def test_a_damaged_cache_file_is_recomputed_with_a_message(setup, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
     cfg, samples, model = setup
     fwd = CountingForward()
     key = features.feature_cache_key(model, samples, cfg, fwd)

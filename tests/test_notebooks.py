@@ -3,9 +3,12 @@
 import json
 import math
 
+import numpy as np
 import pytest
+import torch
 
 from workbench.notebooks import list_notebooks, read_records
+from workbench.utils import RECORD_MIME
 
 NOTEBOOKS = list_notebooks()
 
@@ -78,7 +81,34 @@ def _check_data_tour(records: dict) -> None:
 RECORD_CHECKS = {"01_data_tour": _check_data_tour}
 
 
-def test_read_records_parses_stream_outputs():
+def test_read_records_parses_display_and_stream_outputs():
     nb = {"cells": [{"outputs": [{"output_type": "stream", "text": ["x\n", 'WORKBENCH_RECORD {"a": 1.5}\n']}]},
-                    {"outputs": [{"output_type": "execute_result", "data": {}}]}]}
-    assert read_records(nb) == {"a": 1.5}
+                    {"outputs": [{"output_type": "display_data", "data": {RECORD_MIME: {"b": 2}}, "metadata": {}},
+                                 {"output_type": "display_data", "data": {RECORD_MIME: '{"c": [1, 2]}'}}]},
+                    {"outputs": [{"output_type": "execute_result", "data": {"text/plain": "{'d': 1}"}}]}]}
+    assert read_records(nb) == {"a": 1.5, "b": 2, "c": [1, 2]}
+
+
+def test_record_prints_no_raw_json_outside_a_kernel(capsys):
+    """Scripts get one readable line; the raw `WORKBENCH_RECORD {...}` form is gone from what a reader sees."""
+    from workbench import utils
+
+    assert utils.record("x", np.float32(0.5)) == 0.5
+    out = capsys.readouterr().out
+    assert out == "recorded x = 0.5\n" and "WORKBENCH_RECORD" not in out
+
+
+def test_record_in_a_kernel_is_a_hidden_display_message(monkeypatch):
+    """In a notebook the value goes out as a display message of the record MIME type only: JupyterLab has no
+    renderer for it, so nothing shows, and read_records gets it back."""
+    import IPython.display
+
+    from workbench import utils
+
+    shown = []
+    monkeypatch.setattr(utils, "_in_kernel", lambda: True)
+    monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False: shown.append((obj, raw)))
+    utils.record("rank1", torch.tensor(0.25))
+    assert shown == [({RECORD_MIME: {"rank1": 0.25}}, True)]
+    nb = {"cells": [{"outputs": [{"output_type": "display_data", "data": shown[0][0]}]}]}
+    assert read_records(nb) == {"rank1": 0.25}

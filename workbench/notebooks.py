@@ -5,7 +5,8 @@
 Each notebook has a cell tagged `parameters` (SMOKE, seeds, sizes); papermill injects overrides after it. Executed
 copies go to `<out>/notebooks/`, and the values each notebook records with `workbench.utils.record()` are collected
 into `<out>/records.json`. Figures that notebooks save with `workbench.viz.savefig` land in `<out>/figures/`
-(the notebook reads `WORKBENCH_FIGURES`).
+(the notebook reads `WORKBENCH_FIGURES`). `<out>` defaults to the project's outputs folder
+(`workbench.utils.outputs_dir()`), whatever the working directory.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import sys
 import time
 from pathlib import Path
 
+from workbench.utils import RECORD_MIME, outputs_dir
+
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-RECORD_PREFIX = "WORKBENCH_RECORD "
+RECORD_PREFIX = "WORKBENCH_RECORD "  # the older printed form, still read back
 
 
 def list_notebooks(directory: Path = NOTEBOOK_DIR) -> list[Path]:
@@ -27,10 +30,15 @@ def list_notebooks(directory: Path = NOTEBOOK_DIR) -> list[Path]:
 
 
 def read_records(executed: dict) -> dict:
-    """Collect the `record()` values printed in an executed notebook (a dict loaded from the .ipynb JSON)."""
+    """Collect the `record()` values of an executed notebook (a dict loaded from the .ipynb JSON): the display
+    outputs of MIME type `RECORD_MIME`, and `WORKBENCH_RECORD {...}` lines printed by older versions."""
     records: dict = {}
     for cell in executed.get("cells", []):
         for output in cell.get("outputs", []):
+            if output.get("output_type") == "display_data" and RECORD_MIME in output.get("data", {}):
+                value = output["data"][RECORD_MIME]
+                records.update(json.loads(value) if isinstance(value, str) else value)
+                continue
             if output.get("output_type") != "stream":
                 continue
             text = output.get("text", "")
@@ -66,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workbench.notebooks", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute the notebooks headless")
-    run.add_argument("--out", default="outputs", help="folder for executed copies, figures and records.json")
+    run.add_argument("--out", default=None,
+                     help="folder for executed copies, figures and records.json (default: the project's outputs/)")
     run.add_argument("--smoke", action="store_true", help="run with SMOKE=True (seconds per notebook)")
     run.add_argument("--only", nargs="*", default=None, help="notebook number prefixes to run, e.g. 01 02")
     args = parser.parse_args(argv)
@@ -77,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     if not notebooks:
         print(f"no notebooks matched in {NOTEBOOK_DIR}", file=sys.stderr)
         return 2
-    out = Path(args.out)
+    out = outputs_dir(args.out)
     all_records = {}
     for nb in notebooks:
         start = time.perf_counter()

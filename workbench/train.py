@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from workbench import features
+from workbench import evaluation_store, features
 from workbench.config import Config, dataset_kind, dataset_layout
 from workbench.features import Features, test_transform  # noqa: F401  (re-exported: the public API)
 from workbench.methods import Method, get_method, load_run_model
@@ -368,7 +368,7 @@ def fit(cfg: Config, *, resume: bool | str | Path = False, overwrite: bool = Fal
         else:
             results["selected"] = "best validation mAP"
         model.load_state_dict(load_weights(run.best_weights))
-        test = evaluate(model, dataset, cfg=cfg, cache=False, progress=progress)
+        test = evaluation_store.evaluate_and_store(run, model, dataset, cfg, method=method, progress=progress)
         results["test"] = {"mean": test.mean, "std": test.std, "per_trial": test.per_trial.to_dict("records")}
         if cfg.run.test_rerank:  # DAKD's test.sh evaluates with --rerank: report the protocol both ways
             rr = evaluate(model, dataset, cfg=cfg, rerank=True, cache=False, progress=progress)

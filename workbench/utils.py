@@ -38,15 +38,38 @@ def get_device(preference: str = "auto") -> torch.device:
     return device
 
 
+RECORD_MIME = "application/vnd.workbench.record+json"
+
+
 def record(name: str, value: Any) -> Any:
-    """Record a value for the notebook tests and print it as one JSON line (`WORKBENCH_RECORD {...}`)."""
+    """Record a value for the notebook runner and the tests; returns it.
+
+    Inside a notebook kernel the value goes out as a display message of its own MIME type (`RECORD_MIME`), which
+    JupyterLab does not render, so the reader sees nothing; `workbench.notebooks.read_records` reads it back from
+    the executed notebook. Outside a kernel (scripts) one short line is printed.
+    """
     if isinstance(value, (np.floating, np.integer)):
         value = value.item()
     if isinstance(value, torch.Tensor):
         value = value.item() if value.numel() == 1 else value.tolist()
     _RECORDS[name] = value
-    print("WORKBENCH_RECORD " + json.dumps({name: value}))
+    payload = json.loads(json.dumps({name: value}))  # JSON-safe now, not when the notebook is saved
+    if _in_kernel():
+        from IPython.display import display
+
+        display({RECORD_MIME: payload}, raw=True)
+    else:
+        print(f"recorded {name} = {value!r}")
     return value
+
+
+def _in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and "IPKernelApp" in shell.config
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -58,3 +81,39 @@ def cache_dir() -> Path:
     """Where derived data (synthetic exports, feature caches) live: `$WORKBENCH_CACHE` or ~/.cache/reid-workbench."""
     root = os.environ.get("WORKBENCH_CACHE")
     return Path(root) if root else Path.home() / ".cache" / "reid-workbench"
+
+
+def project_dir() -> Path:
+    """The project folder that holds `runs/` and `outputs/`, the same from any working directory.
+
+    `$WORKBENCH_HOME` when set; otherwise the repository this package was imported from (the folder above
+    `workbench/` when it holds pyproject.toml: a source checkout or an editable install); otherwise the current
+    directory. A notebook kernel that JupyterLab starts in `notebooks/` thus finds the runs `make demo` trained at
+    the repository root.
+    """
+    env = os.environ.get("WORKBENCH_HOME")
+    if env:
+        return Path(env).expanduser().resolve()
+    repo = Path(__file__).resolve().parent.parent
+    if (repo / "pyproject.toml").is_file():
+        return repo
+    return Path.cwd()
+
+
+def _project_path(path: str | Path | None, default: str) -> Path:
+    if path is None or str(path) == "":
+        return project_dir() / default
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else project_dir() / path
+
+
+def runs_dir(path: str | Path | None = None) -> Path:
+    """The runs folder: `project_dir()/runs` for None; a relative path is taken from the project folder, not the
+    working directory (notebooks pass their `RUNS_DIR` parameter through this)."""
+    return _project_path(path, "runs")
+
+
+def outputs_dir(path: str | Path | None = None) -> Path:
+    """The outputs folder (executed notebooks, figures, records, screenshots): `project_dir()/outputs` for None;
+    a relative path is taken from the project folder."""
+    return _project_path(path, "outputs")

@@ -8,11 +8,14 @@ from pathlib import Path
 
 
 def savefig(fig, name: str, directory: str | Path | None = None) -> Path:
-    """Save a figure as PNG under `directory`, `$WORKBENCH_FIGURES`, or outputs/figures; return the path.
+    """Save a figure as PNG under `directory`, `$WORKBENCH_FIGURES`, or the project's outputs/figures (found from
+    any working directory, `workbench.utils.outputs_dir`); return the path.
 
     `make demo` and the notebook tests set `WORKBENCH_FIGURES` so every executed notebook leaves its figures behind.
     """
-    directory = Path(directory or os.environ.get("WORKBENCH_FIGURES") or "outputs/figures")
+    from workbench.utils import outputs_dir
+
+    directory = Path(directory or os.environ.get("WORKBENCH_FIGURES") or outputs_dir() / "figures")
     directory.mkdir(parents=True, exist_ok=True)
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "figure"
     path = directory / f"{safe}.png"

@@ -1,0 +1,170 @@
+"""Dashboard responsiveness: start time on a runs folder, and time from a selection change to the updated view, in
+process and in a real browser (JupyterLab + headless Chromium through Playwright).
+
+    python benchmarks/bench_dashboard.py                       # two smoke runs with ~500 queries, built once
+    python benchmarks/bench_dashboard.py --runs runs           # start time on an existing runs folder (make demo)
+    python benchmarks/bench_dashboard.py --no-browser          # in-process timings only
+
+"Updated view" in the browser: after run B changes, the summary, the scatter, the query list and the ranked-list
+image are all redrawn (the test waits for the last of them, the ranked-list caption); after a query changes, the
+ranked-list image and caption. Timings are medians over --repeats changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def build_runs(root: Path, ids: int) -> list[str]:
+    """Two smoke baselines on synthetic-vi with `ids` identities (320: about 500 queries) differing in the triplet
+    loss; reused when already there."""
+    from workbench.config import get_config
+    from workbench.train import fit
+
+    base = get_config("baseline", "synthetic-vi", "smoke")
+    base = base.override(**{"run.out_dir": str(root), "data.options": {**base.data.options, "ids": ids}})
+    return [fit(base.override(**{"loss.triplet": t}), reuse=True, progress=False).name for t in ("wrt", "hard")]
+
+
+def in_process(root: Path, repeats: int) -> dict[str, float]:
+    from workbench.dashboard import Dashboard
+
+    starts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        app = Dashboard(root)
+        starts.append(time.perf_counter() - t0)
+    names = list(app.run_a.options)
+    if len(names) < 2:
+        return {"start_s": statistics.median(starts)}
+    change, query = [], []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        app.run_b.value = names[i % 2]  # alternates away from the initial B (names[1])
+        change.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        app.query.value = app.query.options[(i + 1) % len(app.query.options)][1]
+        query.append(time.perf_counter() - t0)
+    return {"start_s": statistics.median(starts), "run_change_s": statistics.median(change),
+            "query_change_s": statistics.median(query), "queries": app.comparison.n_queries if app.comparison else 0}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def in_browser(root: Path, repeats: int, chromium: str) -> dict[str, float]:
+    from playwright.sync_api import sync_playwright
+
+    project = Path(tempfile.mkdtemp(prefix="bench-lab-")).resolve()
+    (project / "notebooks").mkdir()
+    cells = [f"from workbench import dashboard\nRUNS = {str(root)!r}",
+             "app = dashboard.Dashboard(RUNS)\napp", "app.timings"]
+    nb = {"cells": [{"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {}, "outputs": [],
+                     "source": src} for i, src in enumerate(cells)],
+          "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    (project / "notebooks" / "bench.ipynb").write_text(json.dumps(nb))
+    settings = project / ".settings" / "@jupyterlab" / "notebook-extension"
+    settings.mkdir(parents=True)
+    (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {**os.environ, "WORKBENCH_HOME": str(project), "JUPYTERLAB_SETTINGS_DIR": str(project / ".settings"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(project / ".ws"), "JUPYTER_RUNTIME_DIR": str(project / ".rt"),
+           "MPLBACKEND": "Agg", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={project}", "--LabApp.news_url="]
+        + (["--allow-root"] if os.geteuid() == 0 else []),
+        cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(180):
+            try:
+                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, headless=True,
+                                        args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(300_000)
+            page.goto(f"{base}/lab/tree/notebooks/bench.ipynb?reset&token={token}")
+            page.get_by_text("Python 3 (ipykernel) | Idle").wait_for()
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            t0 = time.perf_counter()
+            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+            page.locator(".wb-detail-text").get_by_text("top-").first.wait_for()
+            start_with_kernel = time.perf_counter() - t0
+            page.locator(".jp-OutputArea-output", has_text="'start'").wait_for()
+            names = [o for o in page.locator(".wb-run-b select option").all_inner_texts()]
+            change, query = [], []
+            for i in range(repeats):
+                caption = page.locator(".wb-detail-text").inner_text()
+                summary = page.locator(".wb-summary").inner_text()
+                t0 = time.perf_counter()
+                page.locator(".wb-run-b select").select_option(label=names[i % len(names)])
+                page.wait_for_function(
+                    "([s, c]) => document.querySelector('.wb-summary').innerText !== s && "
+                    "document.querySelector('.wb-detail-text').innerText !== c", arg=[summary, caption])
+                change.append(time.perf_counter() - t0)
+                caption = page.locator(".wb-detail-text").inner_text()
+                t0 = time.perf_counter()
+                page.locator(".wb-query select").select_option(index=(2 * i + 3) % 50)
+                page.wait_for_function("c => document.querySelector('.wb-detail-text').innerText !== c",
+                                       arg=caption)
+                query.append(time.perf_counter() - t0)
+            out_dir = REPO / "outputs" / "browser"
+            out_dir.mkdir(parents=True, exist_ok=True)
+            page.locator(".wb-dashboard").screenshot(path=str(out_dir / "bench_dashboard.png"))
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        shutil.rmtree(project, ignore_errors=True)
+    return {"browser_start_incl_kernel_s": start_with_kernel, "browser_run_change_s": statistics.median(change),
+            "browser_query_change_s": statistics.median(query)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", default=None, help="an existing runs folder (default: build two ~500-query runs)")
+    parser.add_argument("--ids", type=int, default=320, help="synthetic identities of the built runs (320: ~500 queries)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-browser", action="store_true")
+    args = parser.parse_args()
+    if args.runs:
+        root = Path(args.runs).resolve()
+    else:
+        root = Path(tempfile.gettempdir()) / f"bench-dashboard-{args.ids}ids" / "runs"
+        print("runs:", build_runs(root, args.ids), flush=True)
+    results = {"runs_dir": str(root), **in_process(root, args.repeats)}
+    print(json.dumps(results, indent=1), flush=True)
+    chromium = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not args.no_browser:
+        if chromium is None:
+            print("no chromium executable: browser timings skipped")
+        else:
+            results.update(in_browser(root, args.repeats, chromium))
+            print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

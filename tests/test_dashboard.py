@@ -1,0 +1,172 @@
+"""The dashboard's plain functions against oracles (varying keys, families, sign test, bootstrap, paired counts and
+the protocol mAP difference), its refusal across protocols, and the widgets app reacting to selections."""
+
+import json
+import math
+import shutil
+
+import matplotlib
+import numpy as np
+import pytest
+
+from workbench import dashboard
+from workbench import evaluation_store as store
+
+matplotlib.use("Agg")
+
+
+# -- run discovery -------------------------------------------------------------------------------------------
+
+CONFIGS = {
+    "t-wrt": {"loss.triplet": "wrt", "optim.lr": 0.1, "run.seed": 0},
+    "t-hard": {"loss.triplet": "hard", "optim.lr": 0.1, "run.seed": 0},
+    "t-soft": {"loss.triplet": "soft", "optim.lr": 0.1, "run.seed": 0},
+    "lr": {"loss.triplet": "wrt", "optim.lr": 0.01, "run.seed": 0},
+    "two": {"loss.triplet": "hard", "optim.lr": 0.01, "run.seed": 1},
+}
+
+
+def test_varying_keys_and_one_key_families():
+    assert dashboard.varying_keys(CONFIGS) == ["loss.triplet", "optim.lr", "run.seed"]
+    assert dashboard.varying_keys({"x": CONFIGS["t-wrt"]}) == []
+    fams = dashboard.families(CONFIGS)
+    assert sorted(fams.values()) == [["lr", "t-wrt"], ["t-hard", "t-soft", "t-wrt"]]
+    assert next(k for k, v in fams.items() if v == ["lr", "t-wrt"]).startswith("optim.lr:")
+    assert dashboard.family_members(CONFIGS, "loss.triplet") == {"wrt": "t-wrt", "hard": "t-hard", "soft": "t-soft"}
+    with pytest.raises(ValueError, match="run.seed"):
+        dashboard.family_members(CONFIGS, "run.seed")
+
+
+def test_flatten_config_uses_dotted_keys():
+    assert dashboard.flatten_config({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": 3}) == {"a.b": 1, "a.c.d": (1, 2), "e": 3}
+
+
+# -- statistics ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("better,worse", [(61, 35), (3, 0), (10, 10), (0, 0)])
+def test_sign_test_matches_the_binomial_sum(better, worse):
+    n = better + worse
+    if n == 0:
+        assert dashboard.sign_test(0, 0) == 1.0
+        return
+    k = min(better, worse)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    assert dashboard.sign_test(better, worse) == pytest.approx(min(1.0, 2 * tail), rel=1e-9)
+
+
+def test_bootstrap_interval_is_seeded_and_brackets_the_mean():
+    rng = np.random.default_rng(1)
+    d = rng.normal(0.03, 0.1, size=400)
+    lo, hi = dashboard.bootstrap_mean_ci(d, seed=3)
+    assert (lo, hi) == dashboard.bootstrap_mean_ci(d, seed=3)
+    assert lo < d.mean() < hi
+    se = d.std(ddof=1) / math.sqrt(len(d))  # the normal approximation the percentile interval should be close to
+    assert hi - lo == pytest.approx(2 * 1.96 * se, rel=0.15)
+    assert dashboard.bootstrap_mean_ci(np.full(7, 0.25)) == (0.25, 0.25)
+    with pytest.raises(ValueError, match="level"):
+        dashboard.bootstrap_mean_ci(d, level=95)
+
+
+# -- paired comparison on real runs --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_paired_comparison_counts_and_matches_the_protocol_difference(two_runs):
+    a, b = two_runs["a"], two_runs["b"]
+    cmp = dashboard.compare(a.path, b.path)
+    ev_a = store.load_evaluation(a)
+    n_valid = ev_a.per_query.query("valid").groupby("sample").ngroups
+    assert cmp.n_queries == n_valid == cmp.n_better + cmp.n_worse + cmp.n_tied
+    assert cmp.n_better == int((cmp.per_query["AP_b"] > cmp.per_query["AP_a"] + 1e-9).sum())
+    # every query is valid in every draw here, so the mean per-query difference is the protocol's mAP difference
+    expected = b.results["test"]["mean"]["mAP"] - a.results["test"]["mean"]["mAP"]
+    assert cmp.delta == pytest.approx(expected, abs=1e-12)
+    assert cmp.per_trial["diff"].mean() == pytest.approx(expected, abs=1e-12)
+    assert cmp.ci[0] <= cmp.delta <= cmp.ci[1]
+    text = cmp.summary()
+    assert f"better than A (a) on {cmp.n_better} of {cmp.n_queries} queries" in text and "95 % interval" in text
+    # swapping A and B mirrors everything
+    rev = dashboard.compare(b.path, a.path)
+    assert (rev.n_better, rev.n_worse, rev.delta) == (cmp.n_worse, cmp.n_better, pytest.approx(-cmp.delta))
+    assert rev.ci == pytest.approx((-cmp.ci[1], -cmp.ci[0]), abs=1e-12)  # same resamples, negated
+    same = dashboard.compare(a.path, a.path)
+    assert (same.n_tied, same.delta, same.ci, same.sign_p) == (same.n_queries, 0.0, (0.0, 0.0), 1.0)
+
+
+@pytest.mark.slow
+def test_runs_under_different_protocols_are_refused_with_the_reason(two_runs, tmp_path):
+    a = store.load_evaluation(two_runs["a"])
+    shutil.copytree(two_runs["b"].path, tmp_path / "b")
+    meta_path = next((tmp_path / "b" / store.EVALUATIONS).glob("*/protocol.json"))
+    meta = json.loads(meta_path.read_text())
+    meta["identity"]["rerank"] = True
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(dashboard.IncomparableRuns, match=r"rerank: False \(run a\) vs True \(run b\)"):
+        dashboard.compare(a, store.load_evaluation(tmp_path / "b"))
+
+
+@pytest.mark.slow
+def test_missing_results_are_recomputed_once_to_the_same_numbers(two_runs, tmp_path):
+    copy = tmp_path / "a"
+    shutil.copytree(two_runs["a"].path, copy)
+    shutil.rmtree(copy / store.EVALUATIONS)
+    ev = dashboard.ensure_evaluation(copy, device="cpu", progress=False)
+    original = store.load_evaluation(two_runs["a"])
+    np.testing.assert_allclose(ev.per_query["AP"], original.per_query["AP"], atol=1e-6)
+    assert ev.key == original.key
+
+
+@pytest.mark.slow
+def test_static_figure_detail_view_and_table(two_runs):
+    cmp = dashboard.compare(two_runs["a"].path, two_runs["b"].path)
+    fig = dashboard.comparison_figure(cmp)
+    assert len(fig.axes) == 3
+    sample = int(cmp.per_query["sample"].iloc[0])
+    fig = dashboard.detail_view(cmp, sample, k=4)
+    assert len(fig.axes) == 2 * 5
+    import io
+
+    from PIL import Image
+
+    png = Image.open(io.BytesIO(dashboard.detail_png(cmp, sample, k=4, size=(48, 96))))
+    assert png.size == (5 * (48 + 8) + 90, 2 * (96 + 8 + 26))
+    lists = dashboard.ranked_lists(cmp, sample, k=4)
+    assert set(lists) == {"A", "B"} and len(lists["A"]) == 4
+    with pytest.raises(ValueError, match="not a valid query"):
+        dashboard.ranked_lists(cmp, -5)
+    runs = dashboard.discover_runs(two_runs["root"])
+    table = dashboard.metrics_table(runs, ["a", "b"], columns=["loss.triplet"])
+    assert table["loss.triplet"].tolist() == ["wrt", "hard"]
+    assert table["mAP"].tolist() == [two_runs[n].results["test"]["mean"]["mAP"] for n in "ab"]
+    assert table["trials"].tolist() == [10, 10]
+    cell = dashboard.format_table(table)["mAP"].iloc[0]
+    assert cell == f"{table['mAP'].iloc[0]:.3f} ± {table['mAP_std'].iloc[0]:.3f}"
+
+
+@pytest.mark.slow
+def test_the_app_follows_its_selections(two_runs):
+    app = dashboard.Dashboard(two_runs["root"], run_a="a", run_b="b")
+    assert app.comparison is not None and "B (b)" in app.summary.value
+    assert "loss.triplet" in app.table.value and app.detail.value[:4] == b"\x89PNG"
+    first_detail = app.detail.value
+    app.query.value = app.query.options[-1][1]  # another query: another ranked-list image
+    assert app.detail.value != first_detail and f"query {app.query.value}" in app.detail_text.value
+    app.run_b.value = "a"  # A against itself: all queries tied
+    assert f"on 0 of {app.comparison.n_queries} queries" in app.summary.value
+    app.selected.value = ("b",)
+    assert ">a<" not in app.table.value and ">b<" in app.table.value
+    assert set(app.timings) >= {"start", "table", "comparison", "detail"}
+
+
+@pytest.mark.slow
+def test_the_app_says_why_it_does_not_compare(two_runs, tmp_path):
+    for name in ("a", "b"):
+        shutil.copytree(two_runs[name].path, tmp_path / name)
+    meta_path = next((tmp_path / "b" / store.EVALUATIONS).glob("*/protocol.json"))
+    meta = json.loads(meta_path.read_text())
+    meta["identity"]["split_options"] = {"mode": "indoor"}
+    meta_path.write_text(json.dumps(meta))
+    app = dashboard.Dashboard(tmp_path, run_a="a", run_b="b", compute_missing=False)
+    assert app.comparison is None
+    assert "Not compared" in app.summary.value and "split_options" in app.summary.value
+    assert app.query.options == () and app.detail.value == b""

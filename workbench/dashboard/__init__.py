@@ -1,0 +1,68 @@
+"""The ablation dashboard: is a difference between two runs real, and where does it come from?
+
+Plain functions (for scripts, tests and headless runs) and one ipywidgets app built on them:
+
+    from workbench import dashboard
+    dashboard.Dashboard()                                 # the app over the project's runs/
+    cmp = dashboard.compare("runs/a", "runs/b")           # paired comparison on the same queries
+    print(cmp.summary()); dashboard.comparison_figure(cmp)
+"""
+
+from workbench.dashboard.paired import (
+    IncomparableRuns,
+    PairedComparison,
+    bootstrap_mean_ci,
+    comparable_runs,
+    compare,
+    comparison_figure,
+    detail_png,
+    detail_view,
+    ensure_evaluation,
+    plot_paired,
+    ranked_lists,
+    sign_test,
+)
+from workbench.dashboard.runs_view import (
+    discover_runs,
+    families,
+    family_members,
+    flatten_config,
+    format_table,
+    metrics_table,
+    plot_curves_overlay,
+    run_configs,
+    varying_keys,
+)
+
+__all__ = [
+    "Dashboard",
+    "IncomparableRuns",
+    "PairedComparison",
+    "bootstrap_mean_ci",
+    "comparable_runs",
+    "compare",
+    "comparison_figure",
+    "detail_png",
+    "detail_view",
+    "discover_runs",
+    "ensure_evaluation",
+    "families",
+    "family_members",
+    "flatten_config",
+    "format_table",
+    "metrics_table",
+    "plot_curves_overlay",
+    "plot_paired",
+    "ranked_lists",
+    "run_configs",
+    "sign_test",
+    "varying_keys",
+]
+
+
+def __getattr__(name):  # the widgets app imports ipywidgets: only when asked for
+    if name == "Dashboard":
+        from workbench.dashboard.app import Dashboard
+
+        return Dashboard
+    raise AttributeError(f"module 'workbench.dashboard' has no attribute {name!r}")

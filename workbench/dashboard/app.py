@@ -1,0 +1,206 @@
+"""The ipywidgets app: pick a dataset, a protocol and runs (by name or by a one-key family), read the metrics table
+and the overlaid curves, then compare two runs query by query. Every view is drawn by a plain function of
+`runs_view` or `compare`; this file only wires widgets to them."""
+
+from __future__ import annotations
+
+import html
+import time
+from collections import Counter
+from pathlib import Path
+
+import ipywidgets as W
+import pandas as pd
+
+from workbench import evaluation_store as store
+from workbench.dashboard import paired as C
+from workbench.dashboard import runs_view as V
+from workbench.utils import runs_dir as _runs_dir
+
+DEFAULT_PROTOCOL = "default test protocol"
+
+
+def _table_html(table: pd.DataFrame) -> str:
+    return V.format_table(table).to_html(index=False, border=0, classes="wb-metrics", na_rep="-")
+
+
+class Dashboard:
+    """The dashboard over a runs folder. Display it with `app.widget` (or as the last expression of a cell).
+
+    Attributes:
+        widget: the top-level widget. comparison: the current `PairedComparison` (None until two comparable runs
+            are picked). timings: seconds spent in the last table / comparison / detail update.
+    """
+
+    def __init__(self, runs_dir: str | Path | None = None, *, run_a: str | None = None, run_b: str | None = None,
+                 compute_missing: bool = True):
+        t0 = time.perf_counter()
+        self.root = _runs_dir(runs_dir)
+        self.compute_missing = compute_missing
+        self.runs = V.discover_runs(self.root)
+        self.configs = V.run_configs(self.runs)
+        self.comparison: C.PairedComparison | None = None
+        self.timings: dict[str, float] = {}
+        counts = Counter(c.get("data.dataset") for c in self.configs.values())
+        datasets = sorted(counts, key=lambda d: (-counts[d], str(d)))  # the dataset with most runs first
+        if run_a in self.configs:
+            datasets.sort(key=lambda d: d != self.configs[run_a].get("data.dataset"))
+        self.dataset = W.Dropdown(options=datasets, description="dataset")
+        self.protocol = W.Dropdown(description="protocol", layout=W.Layout(width="420px"))
+        self.family = W.Dropdown(description="family", layout=W.Layout(width="520px"))
+        self.selected = W.SelectMultiple(description="runs", rows=6, layout=W.Layout(width="520px"))
+        self.table = W.HTML()
+        self.curves = W.Image(format="png")
+        self.run_a = W.Dropdown(description="A", layout=W.Layout(width="420px"))
+        self.run_b = W.Dropdown(description="B", layout=W.Layout(width="420px"))
+        self.summary = W.HTML()
+        self.scatter = W.Image(format="png")
+        self.query = W.Select(description="query", rows=8, layout=W.Layout(width="520px"))
+        self.detail = W.Image(format="png")
+        self.detail_text = W.HTML()
+        self.progress = W.Output()
+        for w, cls in ((self.dataset, "wb-dataset"), (self.protocol, "wb-protocol"), (self.family, "wb-family"),
+                       (self.selected, "wb-runs"), (self.table, "wb-table"), (self.curves, "wb-curves"),
+                       (self.run_a, "wb-run-a"), (self.run_b, "wb-run-b"), (self.summary, "wb-summary"),
+                       (self.scatter, "wb-scatter"), (self.query, "wb-query"), (self.detail, "wb-detail"),
+                       (self.detail_text, "wb-detail-text")):
+            w.add_class(cls)
+        self.widget = W.VBox([
+            W.HTML(f"<b>Runs in</b> <code>{html.escape(str(self.root))}</code>: {len(self.runs)}"),
+            W.HBox([self.dataset, self.protocol]), self.family, self.selected, self.table, self.curves,
+            W.HTML("<b>Paired comparison</b> (same queries, B against A)"), W.HBox([self.run_a, self.run_b]),
+            self.progress, self.summary, W.HBox([self.scatter, self.query]), self.detail, self.detail_text,
+        ])
+        self.widget.add_class("wb-dashboard")
+        self._busy = False
+        self._on_dataset(None, run_a=run_a, run_b=run_b)
+        self.dataset.observe(self._on_dataset, "value")
+        self.protocol.observe(lambda _: self._refresh_table(), "value")
+        self.family.observe(self._on_family, "value")
+        self.selected.observe(lambda _: self._refresh_table(), "value")
+        self.run_a.observe(lambda _: self._refresh_comparison(), "value")
+        self.run_b.observe(lambda _: self._refresh_comparison(), "value")
+        self.query.observe(lambda _: self._refresh_detail(), "value")
+        self.timings["start"] = time.perf_counter() - t0
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+    # -- selection --------------------------------------------------------------------------------------------
+
+    def _names(self) -> list[str]:
+        return [n for n, c in self.configs.items() if c.get("data.dataset") == self.dataset.value]
+
+    def _on_dataset(self, _change, run_a: str | None = None, run_b: str | None = None) -> None:
+        self._busy = True
+        names = self._names()
+        labels = {}
+        for n in names:
+            for ev in store.list_evaluations(self.runs[n]):
+                labels.setdefault(ev.key, ev.label)
+        default_keys = {store.load_evaluation(self.runs[n]).key for n in names if store.list_evaluations(self.runs[n])}
+        self.protocol.options = [(DEFAULT_PROTOCOL, None)] + [(f"{lab} ({k})", k) for k, lab in labels.items()
+                                                             if k not in default_keys]
+        self.protocol.value = None
+        fams = V.families({n: self.configs[n] for n in names})
+        self.family.options = [("(pick runs by name below)", None)] + [(lab, lab) for lab in fams]
+        self._families = fams
+        self.selected.options = names
+        self.selected.value = tuple(names)
+        self.run_a.options = names
+        self.run_b.options = names
+        if names:
+            self.run_a.value = run_a if run_a in names else names[0]
+            self.run_b.value = run_b if run_b in names else names[min(1, len(names) - 1)]
+        self._busy = False
+        self._refresh_table()
+        self._refresh_comparison()
+
+    def _on_family(self, change) -> None:
+        if change["new"] is None:
+            return
+        members = self._families[change["new"]]
+        self._busy = True
+        self.selected.value = tuple(members)
+        self.run_a.value, self.run_b.value = members[0], members[-1]
+        self._busy = False
+        self._refresh_table()
+        self._refresh_comparison()
+
+    # -- views ------------------------------------------------------------------------------------------------
+
+    def _refresh_table(self) -> None:
+        if self._busy:
+            return
+        t0 = time.perf_counter()
+        names = list(self.selected.value)
+        keys = V.varying_keys({n: self.configs[n] for n in names}) if len(names) > 1 else []
+        table = V.metrics_table(self.runs, names, self.protocol.value, columns=keys[:4])
+        self.table.value = _table_html(table)
+        if names:
+            axes = V.plot_curves_overlay(self.runs, names)
+            self.curves.value = C.figure_png(axes[0].figure)
+        self.timings["table"] = time.perf_counter() - t0
+
+    def _evaluation(self, name: str) -> store.StoredEvaluation:
+        run = self.runs[name]
+        key = self.protocol.value
+        if not self.compute_missing:
+            return store.load_evaluation(run, key)
+        if key is None:
+            return C.ensure_evaluation(run)
+        for n in self._names():  # the protocol's options, from a run that has it
+            for ev in store.list_evaluations(self.runs[n]):
+                if ev.key == key:
+                    ident = ev.identity
+                    return C.ensure_evaluation(run, split_options=ident["split_options"] or None,
+                                               rerank=ident["rerank"], branches=ident["branches"])
+        return store.load_evaluation(run, key)
+
+    def _refresh_comparison(self) -> None:
+        if self._busy:
+            return
+        t0 = time.perf_counter()
+        self.comparison = None
+        a, b = self.run_a.value, self.run_b.value
+        if a is None or b is None:
+            self.summary.value = "<i>no runs for this dataset</i>"
+            return
+        try:
+            with self.progress:
+                ev_a, ev_b = self._evaluation(a), self._evaluation(b)
+            self.comparison = C.compare(ev_a, ev_b)
+        except (C.IncomparableRuns, FileNotFoundError, KeyError) as exc:
+            self.summary.value = f"<span style='color:#b00'>Not compared: {html.escape(str(exc))}</span>"
+            self.scatter.value, self.detail.value = b"", b""
+            self.query.options = []
+            self.detail_text.value = ""
+            return
+        self.progress.clear_output()
+        self.summary.value = f"<p>{html.escape(self.comparison.summary())}</p>"
+        choices = self.comparison.query_choices()
+        self._busy = True
+        self.query.options = choices
+        self.query.value = choices[0][1] if choices else None
+        self._busy = False
+        self._refresh_detail(draw_scatter=True)
+        self.timings["comparison"] = time.perf_counter() - t0
+
+    def _refresh_detail(self, draw_scatter: bool = False) -> None:
+        if self._busy or self.comparison is None or self.query.value is None:
+            return
+        t0 = time.perf_counter()
+        sample = int(self.query.value)
+        if draw_scatter:  # once per comparison: a matplotlib figure costs about a second
+            ax = C.plot_paired(self.comparison)
+            self.scatter.value = C.figure_png(ax.figure)
+        self.detail.value = C.detail_png(self.comparison, sample)
+        lists = C.ranked_lists(self.comparison, sample)
+        parts = []
+        for tag, table in lists.items():
+            marks = " ".join(f"{'✓' if m else '✗'}{int(p)}" for p, m in zip(table["pid"], table["match"]))
+            parts.append(f"<b>{tag}</b> top-{len(table)} identities: {marks}")
+        self.detail_text.value = f"<span class='wb-query-id'>query {sample}</span>: " + " | ".join(parts)
+        self.timings["detail"] = time.perf_counter() - t0

@@ -121,10 +121,14 @@ class ICRE(Method):
     def build_model(self, cfg: Config, num_classes: int) -> nn.Module:
         from workbench.models import ICRENet
 
-        model = super().build_model(cfg, num_classes)
+        hint = f"method 'icre' needs an ICRE network, model.name={cfg.model.name!r} is not one; use 'icre_r50' or " \
+               "'test_icre_resnet'"
+        try:
+            model = super().build_model(cfg, num_classes)
+        except TypeError as err:  # another network refuses the ICRE switches
+            raise ValueError(f"{hint} ({err})") from err
         if not isinstance(model, ICRENet):
-            raise ValueError(f"method 'icre' needs an ICRE network; model.name={cfg.model.name!r} is a "
-                             f"{type(model).__name__}. Use 'icre_r50' or 'test_icre_resnet'")
+            raise ValueError(hint)
         return model
 
     def model_kwargs(self, cfg: Config) -> dict[str, Any]:

@@ -97,11 +97,8 @@ class FeedForward(nn.Sequential):
         super().__init__(nn.LayerNorm(dim), nn.Linear(dim, ratio * dim), nn.GELU(), nn.Linear(ratio * dim, dim))
 
 
-class CrossAttentionBlock(nn.Module):
-    """`x = x + MHA(LN(x), LN(ctx), LN(ctx)); x = x + FFN(x)`; queries from `x`, keys and values from `ctx`.
-
-    No positional embedding is added to the context tokens, so the output is invariant to any permutation of them
-    (keys and values move together). INFERRED: pre-LN transformer block (METHODS.md 3.2).
+class SelfAttentionBlock(nn.Module):
+    """`x = x + MHA(LN(x)); x = x + FFN(x)` (the second SDCE stage; INFERRED pre-LN transformer block).
 
     Args:
         dim: token width d.
@@ -114,28 +111,34 @@ class CrossAttentionBlock(nn.Module):
         if dim % heads:
             raise ValueError(f"sdce_dim={dim} must be divisible by sdce_heads={heads}")
         self.norm_q = nn.LayerNorm(dim)
-        self.norm_kv = nn.LayerNorm(dim)
         self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.ffn = FeedForward(dim, ffn_ratio)
 
-    def forward(self, x: Tensor, ctx: Tensor, return_attn: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        """x (B, N, d) queries, ctx (B, M, d) keys and values -> (B, N, d) [and head-averaged weights (B, N, M)]."""
-        kv = self.norm_kv(ctx)
+    def _attend(self, x: Tensor, kv: Tensor, return_attn: bool) -> Tensor | tuple[Tensor, Tensor]:
         attended, weights = self.attn(self.norm_q(x), kv, kv, need_weights=return_attn)
         x = x + attended
         x = x + self.ffn(x)
         return (x, weights) if return_attn else x
 
+    def forward(self, x: Tensor, return_attn: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """x (B, N, d) -> (B, N, d) [and head-averaged weights (B, N, N)]."""
+        return self._attend(x, self.norm_q(x), return_attn)
 
-class SelfAttentionBlock(CrossAttentionBlock):
-    """`x = x + MHA(LN(x)); x = x + FFN(x)` (the second SDCE stage; INFERRED pre-LN block)."""
 
-    def forward(self, x: Tensor, ctx: Tensor | None = None, return_attn: bool = False):  # noqa: D102
-        h = self.norm_q(x)
-        attended, weights = self.attn(h, h, h, need_weights=return_attn)
-        x = x + attended
-        x = x + self.ffn(x)
-        return (x, weights) if return_attn else x
+class CrossAttentionBlock(SelfAttentionBlock):
+    """`x = x + MHA(LN(x), LN(ctx), LN(ctx)); x = x + FFN(x)`; queries from `x`, keys and values from `ctx`.
+
+    No positional embedding is added to the context tokens, so the output is invariant to any permutation of them
+    (keys and values move together). INFERRED: pre-LN transformer block (METHODS.md 3.2).
+    """
+
+    def __init__(self, dim: int, heads: int, ffn_ratio: int = 4) -> None:
+        super().__init__(dim, heads, ffn_ratio)
+        self.norm_kv = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor, ctx: Tensor, return_attn: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """x (B, N, d) queries, ctx (B, M, d) keys and values -> (B, N, d) [and weights (B, N, M)]."""
+        return self._attend(x, self.norm_kv(ctx), return_attn)
 
 
 class SDCE(nn.Module):

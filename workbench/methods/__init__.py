@@ -9,5 +9,7 @@ from __future__ import annotations
 from workbench.methods.base import Method, get_method, list_methods, load_run_model, register_method
 from workbench.methods.baseline import Baseline
 from workbench.methods.dakd import DAKD, DAKDTeacher
+from workbench.methods.icre import ICRE
 
-__all__ = ["Method", "Baseline", "DAKD", "DAKDTeacher", "get_method", "list_methods", "load_run_model", "register_method"]
+__all__ = ["Method", "Baseline", "DAKD", "DAKDTeacher", "ICRE", "get_method", "list_methods", "load_run_model",
+           "register_method"]

@@ -1,6 +1,7 @@
-"""Backbones and baselines: registry (`create_model`, `list_models`), the AGW-style visible-infrared CNN and the
+"""Backbones and baselines: registry (`create_model`, `list_models`), the AGW-style visible-infrared CNN, ICRE and the
 multi-modal ViT, and their building blocks. Importing this package registers every model."""
 
+from .icre import ICRENet
 from .layers import BNNeck, GeM, NonLocal, gem_pool
 from .mm_vit import MultiModalViT, block_forward_with_attention
 from .output import ReIDOutput
@@ -11,6 +12,7 @@ from .vi_cnn import VIReIDNet
 __all__ = [
     "BNNeck",
     "GeM",
+    "ICRENet",
     "LoadReport",
     "MultiModalViT",
     "NonLocal",

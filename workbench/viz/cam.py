@@ -455,6 +455,8 @@ def plot_cam(image: Tensor, cam: np.ndarray, *, mean: Sequence[float] | None = N
     if ax is None:
         _, ax = plt.subplots(figsize=(1.4, 2.6))
     ax.imshow(overlay(_display(image, mean, std), cam, alpha))
+    if not cam.max() > 0:  # Grad-CAM's ReLU removed everything: no location raises the target
+        title = f"{title}\n(empty map)" if title else "(empty map)"
     ax.set_title(title, fontsize=7)
     ax.set_xticks([])
     ax.set_yticks([])

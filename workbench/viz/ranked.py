@@ -417,8 +417,12 @@ def failure_figure(retrieval: Retrieval, q: int, *, k: int = 8, model=None, meth
         contrast = cam.contrastive_cam(model, q_in, true_in, false_in, method=method, cam_method=cam_method,
                                        query_camid=q_cam)
         m = modality if modality in q_in else next(iter(q_in))
-        panels = [("query vs top false", q_in[m], vs_false[m]), ("top false", false_in[m], None),
-                  ("query vs 1st true", q_in[m], vs_true[m]), ("1st true", true_in[m], None),
+
+        def pick(images):  # the gallery's own modality for visible-infrared data, else the same one
+            return images[m] if m in images else next(iter(images.values()))
+
+        panels = [("query vs top false", q_in[m], vs_false[m]), ("top false", pick(false_in), None),
+                  ("query vs 1st true", q_in[m], vs_true[m]), ("1st true", pick(true_in), None),
                   ("true - false", q_in[m], contrast[m])]
         for j, (title, img, heat) in enumerate(panels):
             ax = fig.add_subplot(grid[1, j])

@@ -125,7 +125,9 @@ def scatter(coords, pids, modalities, *, ax=None, title: str = "", legend: bool 
     if ax is None:
         _, ax = plt.subplots(figsize=(3.4, 3.4))
     ids = {p: i for i, p in enumerate(np.unique(pids))}
-    colours = plt.get_cmap("tab20")(np.array([ids[p] % 20 for p in pids]))
+    # tab20 holds ten hue pairs (dark, light): take the ten dark hues first so few identities get distinct colours
+    order = np.r_[np.arange(0, 20, 2), np.arange(1, 20, 2)]
+    colours = plt.get_cmap("tab20")(order[np.array([ids[p] % 20 for p in pids])])
     for j, m in enumerate(pd.unique(modalities)):
         sel = modalities == m
         ax.scatter(coords[sel, 0], coords[sel, 1], c=colours[sel], marker=MARKERS[j % len(MARKERS)], s=s,

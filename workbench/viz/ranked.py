@@ -18,7 +18,14 @@ import numpy as np
 import pandas as pd
 
 from workbench.features import Features
-from workbench.metrics import EvalSet, ProtocolSpec, RankResult, combine_branches, pairwise_distance, rank_metrics
+from workbench.metrics import (
+    EvalSet,
+    ProtocolSpec,
+    RankResult,
+    combine_branches,
+    pairwise_distance,
+    rank_metrics,
+)
 from workbench.metrics.ranking import JUNK_RULES, SYSU_SAME_LOCATION, TIE_POLICIES
 
 MATCH_COLOUR, FALSE_COLOUR, JUNK_COLOUR = "tab:green", "tab:red", "0.6"

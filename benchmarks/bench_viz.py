@@ -10,6 +10,9 @@
 * Deletion check: the tiny model of `tests/test_viz_cam.py`, trained for 40 steps on synthetic tensors; similarity
   drop after blanking the top-10% CAM pixels vs 10% random pixels, per query.
 
+Each figure is given as wall seconds and as CPU seconds of this process (`time.process_time`, one thread with
+OMP_NUM_THREADS=1): on a shared machine the wall time depends on the other load, the CPU time much less.
+
 Usage:
     OMP_NUM_THREADS=1 python benchmarks/bench_viz.py --quick      # cpu-demo models only
     OMP_NUM_THREADS=1 python benchmarks/bench_viz.py              # + paper-size models
@@ -41,22 +44,24 @@ def _sample(model, size, gen):
             {m: torch.randn(3, *size, generator=gen) for m in mods})
 
 
-def time_cam(name: str, size: tuple[int, int], cam_method: str, repeats: int) -> dict:
+def time_cam(name: str, size: tuple[int, int], cam_method: str, repeats: int, warmup: bool = True) -> dict:
     torch.manual_seed(0)
     kwargs = {"img_size": size} if "vit" in name else {}
     model = create_model(name, num_classes=10, **kwargs).eval()
     gen = torch.Generator().manual_seed(0)
     query, _ = _sample(model, size, gen)
     galleries = [_sample(model, size, gen)[1] for _ in range(5)]
-    cam.query_cams(model, query, galleries[:1], both=False, cam_method=cam_method)  # warm-up
-    times = []
+    if warmup:
+        cam.query_cams(model, query, galleries[:1], both=False, cam_method=cam_method)
+    walls, cpus = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         pairs = cam.query_cams(model, query, galleries, both=False, cam_method=cam_method)
-        times.append(time.perf_counter() - start)
+        walls.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - cpu)
     maps = sum(len(p.query_maps) for p in pairs)
     return {"model": name, "size": f"{size[0]}x{size[1]}", "cam": cam_method, "maps": maps,
-            "seconds": round(float(np.median(times)), 3)}
+            "wall_s": round(float(np.median(walls)), 2), "cpu_s": round(float(np.median(cpus)), 2)}
 
 
 def time_embedding(dim: int, n: int = 2000, ids: int = 200) -> dict:
@@ -64,13 +69,13 @@ def time_embedding(dim: int, n: int = 2000, ids: int = 200) -> dict:
     pids = np.repeat(np.arange(ids), n // ids)
     mods = np.tile(np.array(["rgb", "ir"]), n // 2)
     feats = rng.normal(size=(ids, dim))[pids] + rng.normal(size=(n, dim))
-    start = time.perf_counter()
-    embedding.embedding_map({"f": feats}, pids, mods, scores=False, progress=False)
-    umap_s = time.perf_counter() - start
-    start = time.perf_counter()
-    embedding.embedding_map({"f": feats}, pids, mods, scores=True, progress=False)
-    both_s = time.perf_counter() - start
-    return {"dim": dim, "n": n, "umap_s": round(umap_s, 2), "umap_and_scores_s": round(both_s, 2)}
+    out = {"dim": dim, "n": n}
+    for key, scores in (("umap", False), ("umap_and_scores", True)):
+        start, cpu = time.perf_counter(), time.process_time()
+        embedding.embedding_map({"f": feats}, pids, mods, scores=scores, progress=False)
+        out[f"{key}_wall_s"] = round(time.perf_counter() - start, 2)
+        out[f"{key}_cpu_s"] = round(time.process_time() - cpu, 2)
+    return out
 
 
 def deletion_numbers() -> list[dict]:
@@ -92,25 +97,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="cpu-demo models only")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--skip-deletion", action="store_true")
+    parser.add_argument("--models", nargs="*", default=None, help="only these models (e.g. mm_vit_b16)")
+    parser.add_argument("--cams", nargs="*", default=["gradcam", "eigencam"], help="CAM methods to time")
+    parser.add_argument("--dims", nargs="*", type=int, default=None, help="embedding-map feature sizes (none: skip)")
+    parser.add_argument("--no-warmup", action="store_true", help="skip the untimed first CAM (slow paper models)")
     args = parser.parse_args()
     models = TINY | ({} if args.quick else FULL)
+    if args.models is not None:
+        models = {k: v for k, v in (TINY | FULL).items() if k in args.models}
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     embedding.umap_2d(np.random.default_rng(0).normal(size=(50, 8)))
-    print(f"umap-learn first call (numba compilation): {time.perf_counter() - start:.1f} s", flush=True)
+    print(f"umap-learn first call (numba compilation): {time.perf_counter() - start:.1f} s wall, "
+          f"{time.process_time() - cpu:.1f} s CPU", flush=True)
 
-    results = {"cam": [], "embedding": [], "deletion": deletion_numbers()}
+    results = {"cam": [], "embedding": [], "deletion": [] if args.skip_deletion else deletion_numbers()}
     for row in results["deletion"]:
         print("deletion", json.dumps(row), flush=True)
-    drops = results["deletion"]
+    drops = results["deletion"] or [{"cam_drop": np.nan, "random_drop": np.nan}]
     print(f"deletion mean: cam {np.mean([r['cam_drop'] for r in drops]):.3f} vs random "
           f"{np.mean([r['random_drop'] for r in drops]):.3f}", flush=True)
     for name, size in models.items():
-        for method in ("gradcam", "eigencam"):
-            row = time_cam(name, size, method, args.repeats)
+        for method in args.cams:
+            row = time_cam(name, size, method, args.repeats, warmup=not args.no_warmup)
             results["cam"].append(row)
             print("cam", json.dumps(row), flush=True)
     dims = {96, 192} | (set() if args.quick else {2048, 2304})  # tiny VI, tiny MM, ResNet-50, 3 x ViT-B
+    if args.dims is not None:
+        dims = set(args.dims)
     for dim in sorted(dims):
         row = time_embedding(dim)
         results["embedding"].append(row)

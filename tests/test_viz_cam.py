@@ -282,3 +282,12 @@ def test_deleting_top_cam_pixels_lowers_similarity_more_than_random_pixels(train
     cam_drop = np.mean([r.cam_drop for r in results])
     random_drop = np.mean([r.random_drop for r in results])
     assert cam_drop > 2 * random_drop and cam_drop > 0.05, (cam_drop, random_drop)
+
+
+def test_single_modality_vit_takes_the_multimodal_path():
+    model = create_model("test_mm_vit", modalities=("tir",)).eval()
+    x = {"tir": torch.randn(3, 64, 32)}
+    emb = cam.embed(model, x)
+    torch.testing.assert_close(emb, model({"tir": x["tir"][None]}).feats[0].detach())
+    maps = cam.compute_cam(model, x, cam.SimilarityTarget(emb + 0.1))
+    assert list(maps) == ["tir"] and maps["tir"].shape == (64, 32)

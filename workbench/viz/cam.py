@@ -257,6 +257,15 @@ def _single(images: Images) -> tuple[str | None, Tensor]:
     return m, x
 
 
+def _context(model: nn.Module, images: Images, device: torch.device, plain: bool) -> dict[str, Tensor] | None:
+    """The fixed modalities of a multi-modal sample (a model with `modalities`, or several images), else None."""
+    if plain:
+        return None
+    if len(images) > 1 or hasattr(unwrap_model(model), "modalities"):
+        return {k: v[None].to(device) for k, v in images.items()}
+    return None
+
+
 @torch.no_grad()
 def embed(model: nn.Module, images: Images, *, method: EvalForward | None = None, camid: int | None = None,
           plain: bool = False) -> Tensor:
@@ -270,14 +279,9 @@ def embed(model: nn.Module, images: Images, *, method: EvalForward | None = None
     was = model.training
     model.eval()
     cams = None if camid is None else torch.tensor([camid], device=device)
-    if plain or len(images) == 1:
-        m, x = _single(images)
-        wrapper = EmbeddingModel(model, None if plain else m, method, camids=cams)
-    else:
-        m = next(iter(images))
-        wrapper = EmbeddingModel(model, m, method, context={k: v[None].to(device) for k, v in images.items()},
-                                 camids=cams)
-        x = images[m]
+    m, x = _single(images)
+    context = _context(model, images, device, plain)
+    wrapper = EmbeddingModel(model, None if plain else m, method, context=context, camids=cams)
     out = wrapper(x[None].to(device))[0]
     model.train(was)
     return out
@@ -310,7 +314,7 @@ def compute_cam(model: nn.Module, images: Images, target: Callable[[Tensor], Ten
     device = _device(model)
     was = model.training
     cams_t = None if camid is None else torch.tensor([camid], device=device)
-    context = {k: v[None].to(device) for k, v in images.items()} if len(images) > 1 else None
+    context = _context(model, images, device, plain)
     maps = {}
     try:
         for m, x in images.items():

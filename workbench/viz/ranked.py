@@ -229,7 +229,7 @@ class Retrieval:
             dedup_cmc=self.spec.dedup_cmc, q_scene=scenes_q, g_scenes=self.gallery.scenes, query=q)
 
     def query_table(self) -> pd.DataFrame:
-        """`RankResult.per_query` plus the query's modality, the distance to its top item and to its first match."""
+        """`RankResult.per_query` plus the query's modality and the distance to its closest gallery item."""
         table = self.result.per_query.copy()
         table.insert(2, "modality", self.q_modalities)
         first = self.distmat.min(axis=1)

@@ -101,10 +101,10 @@ def plot_distance_distributions(distances: pd.DataFrame, *, axes=None, bins: int
         axes = axes[0]
     axes = np.atleast_1d(axes)
     sep = separation_table(distances)
-    lo, hi = distances["distance"].min(), distances["distance"].max()
-    edges = np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)
     for ax, pair in zip(axes, pairs):
         df = distances[distances["pair"] == pair]
+        lo, hi = df["distance"].min(), df["distance"].max()  # per pair: branches can live on very different scales
+        edges = np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)
         for kind, colour in (("positive", "tab:green"), ("negative", "tab:red")):
             values = df.loc[df["kind"] == kind, "distance"]
             if len(values):

@@ -104,3 +104,12 @@ def test_plots_run_headless():
     assert len(figs) == 2
     assert isinstance(ranked.browse(r, interactive=False, n_static=1, k=3), list)
     assert isinstance(r.query_table(), pd.DataFrame)
+
+
+def test_failure_browser_lists_queries_in_the_chosen_order_and_builds_its_widget():
+    r = _retrieval()
+    browser = ranked.FailureBrowser(r, k=3)
+    hardest = [q for _, q in browser.options("hardest")]
+    assert hardest == ranked.sort_queries(r.query_table(), "hardest")["query"].tolist()
+    box = browser.show()  # outside a kernel, display() prints a text representation
+    assert len(box.children) == 2

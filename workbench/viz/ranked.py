@@ -377,7 +377,7 @@ def plot_ranked_list(retrieval: Retrieval, q: int, *, k: int = 10, modality: str
             head, colour = "junk", JUNK_COLOUR
         else:
             head, colour = f"#{rl.rank[j]}", MATCH_COLOUR if rl.is_match[j] else FALSE_COLOUR
-        ax.set_title(f"{head} d={rl.distances[j]:.3f}\npid {gs.pids[gi]}\n"
+        ax.set_title(f"{head} d={rl.distances[j]:.3g}\npid {gs.pids[gi]}\n"
                      f"{_label(None, gi, gs.camids, retrieval.g_modalities)}", fontsize=6)
         _frame(ax, colour, dashed=bool(rl.is_junk[j]))
     return axes

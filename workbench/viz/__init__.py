@@ -1,4 +1,11 @@
-"""Plotting helpers. Plot functions take `ax=None`, return the Axes and never call `plt.show()`."""
+"""Plotting helpers and analysis instruments. Plot functions take `ax=None`/`axes=None`, return the Axes and never
+call `plt.show()`.
+
+Instruments (one module each): `embedding` (UMAP maps of feature branches with disentanglement numbers), `cam`
+(similarity Grad-CAM for the CNNs and ViTs), `attention` (CLS attention, rollout, masks), `ranked` (ranked lists,
+per-query tables, failure browser), `distances` (positive / negative distances per modality pair). Heavy
+dependencies (umap-learn, pytorch-grad-cam) are imported when first used.
+"""
 
 from __future__ import annotations
 
@@ -21,3 +28,12 @@ def savefig(fig, name: str, directory: str | Path | None = None) -> Path:
     path = directory / f"{safe}.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
+
+
+def __getattr__(name: str):
+    """`viz.cam`, `viz.embedding`, ... import on first access (the engine imports `viz.curves` alone)."""
+    import importlib
+
+    if name in ("attention", "cam", "curves", "data", "distances", "embedding", "ranked"):
+        return importlib.import_module(f"workbench.viz.{name}")
+    raise AttributeError(f"module 'workbench.viz' has no attribute {name!r}")

@@ -1,0 +1,200 @@
+"""Embedding maps: 2-D UMAP projections of feature branches, identity by colour, modality by marker.
+
+Compute once, plot many: `embedding_map({"semantic": f1, "style": f2}, pids, modalities)` projects each named
+branch with umap-learn (McInnes et al., 2018; seeded with `random_state`, which makes umap-learn run its
+deterministic single-threaded path) and scores it with `workbench.metrics.disentanglement`; `EmbeddingMap.plot`
+draws the branches side by side with the same colour per identity and marker per modality in every panel, and the
+disentanglement numbers in each panel's title. Used for SD2-ReID (semantic vs style codes), ICRE (shallow clue vs
+enhanced), DAKD (teacher vs student) and any run's retrieval feature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+MARKERS = ("o", "^", "s", "D", "v", "P", "X", "*")
+SCORE_KEYS = ("identity_probe_acc", "modality_probe_acc", "cross_modal_purity", "centroid_gap_ratio")
+
+
+def _array(name: str, x, ndim: int) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    if x.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {x.shape}")
+    return x
+
+
+def subsample(n: int, max_points: int | None, seed: int = 0, groups: np.ndarray | None = None) -> np.ndarray:
+    """Sorted indices of at most `max_points` of `n` rows, seeded; with `groups` (e.g. pids), whole groups are kept
+    (a random subset of identities), so every plotted identity shows all its images."""
+    if max_points is None or n <= max_points:
+        return np.arange(n)
+    if max_points < 1:
+        raise ValueError(f"max_points must be >= 1 or None, got {max_points}")
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        return np.sort(rng.choice(n, max_points, replace=False))
+    keep, total = [], 0
+    for gid in rng.permutation(np.unique(groups)):
+        rows = np.flatnonzero(groups == gid)
+        if total + len(rows) > max_points and keep:
+            break
+        keep.append(rows)
+        total += len(rows)
+    return np.sort(np.concatenate(keep))[:max_points]
+
+
+def umap_2d(feats, *, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1, metric: str = "cosine",
+            **kwargs) -> np.ndarray:
+    """2-D UMAP of `feats` (N, D); deterministic for a fixed `seed` (umap-learn's `random_state`). Returns (N, 2)."""
+    import umap  # lazy: numba compilation on first import
+
+    x = _array("feats", feats, 2).astype(np.float32)
+    if len(x) < 4:
+        raise ValueError(f"UMAP needs at least 4 points, got {len(x)}")
+    reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(x) - 1), min_dist=min_dist, metric=metric,
+                        random_state=seed, **kwargs)
+    return reducer.fit_transform(x).astype(np.float32)
+
+
+@dataclass
+class EmbeddingMap:
+    """2-D maps of several feature branches of the same samples.
+
+    Attributes:
+        coords: branch name -> (n, 2) UMAP coordinates.
+        pids, modalities: (n,) labels of the plotted rows.
+        rows: (n,) indices of the plotted rows in the input (after subsampling).
+        scores: branch name -> `DisentanglementReport.as_dict()` (empty when not computed).
+        images: optional (n,) sequence of displayable images (for thumbnails).
+    """
+
+    coords: dict[str, np.ndarray]
+    pids: np.ndarray
+    modalities: np.ndarray
+    rows: np.ndarray
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    images: Sequence | None = field(default=None, repr=False)
+
+    def table(self) -> pd.DataFrame:
+        """Disentanglement numbers, one row per branch."""
+        return pd.DataFrame(self.scores).T
+
+    def plot(self, *, axes=None, thumbnails: int = 0, seed: int = 0, size: float = 3.4, legend: bool = True):
+        """Branches side by side (same identity colours and modality markers in every panel). Returns the Axes.
+
+        Args:
+            thumbnails: draw this many images (seeded choice) at their points; needs `images`.
+        """
+        names = list(self.coords)
+        if axes is None:
+            _, axes = plt.subplots(1, len(names), figsize=(size * len(names), size), squeeze=False)
+            axes = axes[0]
+        axes = np.atleast_1d(axes)
+        rng = np.random.default_rng(seed)
+        chosen = rng.choice(len(self.rows), min(thumbnails, len(self.rows)), replace=False) if thumbnails else []
+        for ax, name in zip(axes, names):
+            scatter(self.coords[name], self.pids, self.modalities, ax=ax, legend=legend and ax is axes[-1],
+                    title=_title(name, self.scores.get(name)))
+            if len(chosen):
+                if self.images is None:
+                    raise ValueError("thumbnails need images; pass images= to embedding_map")
+                add_thumbnails(ax, self.coords[name][chosen], [self.images[i] for i in chosen])
+        return axes
+
+
+def _title(name: str, scores: Mapping[str, float] | None) -> str:
+    if not scores:
+        return name
+    return (f"{name}\nid probe {scores['identity_probe_acc']:.2f} (chance {scores['identity_probe_chance']:.2f}) · "
+            f"mod probe {scores['modality_probe_acc']:.2f} (chance {scores['modality_probe_chance']:.2f})\n"
+            f"cross-modal kNN purity {scores['cross_modal_purity']:.2f} · centroid gap {scores['centroid_gap_ratio']:.2f}")
+
+
+def scatter(coords, pids, modalities, *, ax=None, title: str = "", legend: bool = True, s: float = 14):
+    """Points coloured by identity (one colour per pid, cycled through tab20) and shaped by modality."""
+    coords = _array("coords", coords, 2)
+    pids, modalities = np.asarray(pids), np.asarray(modalities)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.4, 3.4))
+    ids = {p: i for i, p in enumerate(np.unique(pids))}
+    # tab20 holds ten hue pairs (dark, light): take the ten dark hues first so few identities get distinct colours
+    order = np.r_[np.arange(0, 20, 2), np.arange(1, 20, 2)]
+    colours = plt.get_cmap("tab20")(order[np.array([ids[p] % 20 for p in pids])])
+    for j, m in enumerate(pd.unique(modalities)):
+        sel = modalities == m
+        ax.scatter(coords[sel, 0], coords[sel, 1], c=colours[sel], marker=MARKERS[j % len(MARKERS)], s=s,
+                   linewidths=0.3, edgecolors="k", label=str(m))
+    ax.set_title(title, fontsize=7)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_aspect("equal", adjustable="datalim")
+    if legend:
+        handles = [plt.Line2D([], [], marker=MARKERS[j % len(MARKERS)], color="0.3", ls="", label=str(m))
+                   for j, m in enumerate(pd.unique(modalities))]
+        ax.legend(handles=handles, fontsize=7, title="modality", title_fontsize=7, loc="best")
+    return ax
+
+
+def add_thumbnails(ax, points, images, *, zoom: float = 0.25):
+    """Draw images (H, W, 3) at 2-D points of an Axes."""
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+
+    for (x, y), img in zip(points, images):
+        ax.add_artist(AnnotationBbox(OffsetImage(img, zoom=zoom), (x, y), frameon=True, pad=0.1))
+    return ax
+
+
+def embedding_map(branches: Mapping[str, object], pids, modalities, *, max_points: int | None = 2000, seed: int = 0,
+                  scores: bool = True, images: Sequence | None = None, progress: bool = True,
+                  **umap_kwargs) -> EmbeddingMap:
+    """UMAP each named branch of the same samples and score it.
+
+    Args:
+        branches: name -> (N, D) features of the same N samples (e.g. {"semantic": ..., "style": ...}).
+        pids, modalities: (N,) labels.
+        max_points: subsample whole identities down to this many points (None: all).
+        scores: compute `disentanglement_report` per branch (needs >= 2 identities and 2 modalities).
+        images: optional (N,) images for thumbnails (subsampled with the points).
+        progress: a progress bar over branches.
+    """
+    from tqdm.auto import tqdm
+
+    from workbench.metrics import disentanglement_report
+
+    if not branches:
+        raise ValueError("branches is empty; pass {name: (N, D) features}")
+    pids, modalities = _array("pids", pids, 1), _array("modalities", modalities, 1)
+    n = len(pids)
+    for name, f in branches.items():
+        if _array(f"branches[{name!r}]", f, 2).shape[0] != n or len(modalities) != n:
+            raise ValueError(f"branches[{name!r}], pids and modalities must have the same N={n} rows")
+    rows = subsample(n, max_points, seed, groups=pids)
+    coords, reports = {}, {}
+    for name, f in tqdm(branches.items(), desc="embedding maps", disable=not progress, leave=False):
+        x = _array(name, f, 2)[rows]
+        coords[name] = umap_2d(x, seed=seed, **umap_kwargs)
+        if scores and len(np.unique(modalities[rows])) > 1:
+            reports[name] = disentanglement_report(x, pids[rows], modalities[rows], seed=seed).as_dict()
+    imgs = None if images is None else [images[i] for i in rows]
+    return EmbeddingMap(coords, pids[rows], modalities[rows], rows, reports, imgs)
+
+
+def branches_as_points(branches: Mapping[str, object], pids, names: Sequence[str]
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-modality branches of multi-modal samples as separate points: (feats (M*N, D), pids (M*N,), modality
+    (M*N,) = the branch name), so a triplet model's RGB / NIR / TIR features share one map (same D needed)."""
+    arrays = [_array(f"branches[{n!r}]", branches[n], 2) for n in names]
+    if len({a.shape for a in arrays}) != 1:
+        raise ValueError(f"branches {list(names)} must have the same shape to share a map, got "
+                         f"{[a.shape for a in arrays]}")
+    pids = _array("pids", pids, 1)
+    return (np.concatenate(arrays), np.tile(pids, len(names)),
+            np.repeat(np.asarray(list(names), dtype=object), len(pids)))

@@ -59,14 +59,14 @@ class StandInRecipe:
         epochs, batch_size, lr, weight_decay: AdamW with a cosine decay over all steps.
     """
 
-    pool_ids: int = 600
+    pool_ids: int = 400
     images_per_id: int = 6
-    holdout_ids: int = 60
+    holdout_ids: int = 40
     pool_seed: int = 7_919_001
     height: int = 128
     width: int = 64
     difficulty: str = "default"
-    epochs: int = 6
+    epochs: int = 4
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.05

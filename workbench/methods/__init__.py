@@ -9,5 +9,6 @@ from __future__ import annotations
 from workbench.methods.base import Method, get_method, list_methods, register_method
 from workbench.methods.baseline import Baseline
 from workbench.methods.dakd import DAKD, DAKDTeacher
+from workbench.methods.sd2reid import SD2ReID
 
-__all__ = ["Method", "Baseline", "DAKD", "DAKDTeacher", "get_method", "list_methods", "register_method"]
+__all__ = ["Method", "Baseline", "DAKD", "DAKDTeacher", "SD2ReID", "get_method", "list_methods", "register_method"]

@@ -94,7 +94,7 @@ class SD2ReIDNet(nn.Module):
 
     Output (`forward`): the backbone's `ReIDOutput` (`pooled` = concatenated CLS, `logits` and `parts["cls_<m>"]`,
     `parts["logits_<m>"]` for the base losses) with `feats` = concatenated BN(semantic codes) when `ddm`, and
-    `parts["sem_<m>"]` (B, D) semantic code, `parts["sem_logits_<m>"]` (B, C); with the style branch
+    `parts["sem_<m>"]` (B, D) semantic code, `parts["sem_logits_<m>"]` (B, C) (training); with the style branch
     `parts["sty_<m>"]` (B, D), `parts["sty_pred_<m>"]` (B, 2D), `parts["mod_logits_<m>"]` (B, M),
     `parts["shared_tokens_<m>"]` (B, 1+N, D) the tokens after block L_s (the style target's source);
     with attention `attn` (B, M, N).
@@ -226,7 +226,7 @@ class SD2ReIDNet(nn.Module):
             parts[f"sem_{m}"] = s
             bn = self.sem_bnnecks[i](s)
             sem_feats.append(bn)
-            if self.sem_classifier is not None:
+            if self.sem_classifier is not None and (self.training or with_style):  # not on the inference path
                 parts[f"sem_logits_{m}"] = self.sem_classifier(bn)
             if with_style:
                 tokens = parts[f"final_tokens_{m}"]

@@ -370,3 +370,40 @@ def test_cli_trains_and_evaluates_sd2reid_on_each_multimodal_layout(tmp_path, da
     assert all(f'"loss/{t}"' in metrics for t in FULL)
     assert math.isfinite(summary["test"]["mAP"])
 
+
+
+# ------------------------------------------------------------------------------------------------ analysis
+@pytest.mark.slow
+def test_codes_and_robustness_curves_on_a_tiny_model():
+    from workbench import sd2_analysis
+    from workbench.data import load_dataset
+    from workbench.train import evaluate_splits
+
+    cfg = _cfg()
+    ds = load_dataset(cfg.data.dataset, **cfg.data.options)
+    torch.manual_seed(0)
+    model = get_method("sd2reid").build_model(cfg, num_classes=4).eval()
+    samples = list(ds.query)[:5]
+    codes = sd2_analysis.extract_codes(model, samples, cfg)
+    assert codes.sem.shape == codes.sty.shape == codes.cls.shape == (15, 64)
+    assert list(codes.modality) == ["rgb"] * 5 + ["nir"] * 5 + ["tir"] * 5
+    assert list(codes.pids[:5]) == [s.pid for s in samples] == list(codes.pids[10:])
+    model_input = {m: torch.stack([_test_image(cfg, s, m) for s in samples]) for m in MODS}
+    with torch.no_grad():  # row i * N + j is modality i of sample j
+        ref = model(model_input, with_style=True)
+    np.testing.assert_allclose(codes.sty[5:10], ref.parts["sty_nir"].numpy(), atol=1e-5)
+    base_codes = sd2_analysis.extract_codes(create_model("test_mm_vit", num_classes=4).eval(), samples, cfg)
+    assert base_codes.sem is None and base_codes.sty is None and base_codes.cls.shape == (15, 64)
+
+    curve = sd2_analysis.robustness_curve(model, cfg, ds, "occlusion", [0.0, 0.5], seed=0)
+    clean = evaluate_splits(model, ds.eval_splits(), cfg, method=get_method("sd2reid"), progress=False)
+    assert curve.loc[0.0, "mAP"] == pytest.approx(clean.mean["mAP"], abs=1e-9)
+    assert curve.loc[0.5, "mAP"] != pytest.approx(clean.mean["mAP"], abs=1e-9)
+    style = sd2_analysis.robustness_curve(model, cfg, ds, "style", [0.0], seed=0)
+    assert style.loc[0.0, "mAP"] == pytest.approx(clean.mean["mAP"], abs=1e-6)
+
+
+def _test_image(cfg, sample, modality):
+    from workbench.train import test_transform
+
+    return test_transform(cfg)(sample.load_image(modality))

@@ -60,7 +60,8 @@ def mask_overlay(image: torch.Tensor, mask: torch.Tensor, grid: tuple[int, int],
     for idx in np.flatnonzero(mask.detach().cpu().numpy()):
         r, c = divmod(int(idx), w)
         ax.add_patch(plt.Rectangle((c * pw - 0.5, r * ph - 0.5), pw, ph, color="k", alpha=0.55, lw=0))
-    ax.set(title=title, xticks=[], yticks=[])
+    ax.set(xticks=[], yticks=[])
+    ax.set_title(title, fontsize=9)
     return ax
 
 
@@ -74,5 +75,6 @@ def attention_overlay(image: torch.Tensor, attn: torch.Tensor, grid: tuple[int, 
     ax.imshow(img)
     ax.imshow(heat, cmap="inferno", alpha=0.55, extent=(-0.5, img.shape[1] - 0.5, img.shape[0] - 0.5, -0.5),
               interpolation="nearest")
-    ax.set(title=title, xticks=[], yticks=[])
+    ax.set(xticks=[], yticks=[])
+    ax.set_title(title, fontsize=9)
     return ax

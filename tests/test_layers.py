@@ -19,7 +19,7 @@ FLOORS = {
     "features": 2, "runs": 2, "pretrain": 2, "optim": 2, "evaluation_store": 2,
     "methods": 3,
     "train": 4, "recipe": 4,
-    "viz": 5, "dashboard": 6,
+    "viz": 5, "sd2_analysis": 5, "dashboard": 6,
     "viz.curves": 2,  # training curves drawn from a run's log: the engine's live plot uses them
     "__main__": 7, "notebooks": 7, "__init__": 7,
 }

@@ -136,8 +136,35 @@ def test_rgbnt100_round_trip(exports):
     panels = {ln["paths"]["rgb"]: ln["panel"] for ln in lines}
     for s in ds.train + ds.query:
         assert dict(s.panel) == panels[Path(s.paths["rgb"]).relative_to(root).as_posix()]
-        assert s.load_image("tir").size == (TINY.width, TINY.height)
+        assert s.load_image("tir").size == (256, 128)  # real panel geometry, whatever the render size
     _check_factors(ds, lines, root, [ds.train, ds.query, ds.gallery])
+
+
+def test_rgbnt100_files_have_the_real_geometry_for_the_reference_readers(exports):
+    """TOP-ReID / DeMo `bases.read_image` crop fixed 256-pixel panels at x = 0, 256, 512 of a 768x128 file: with the
+    real geometry every crop is a full, non-black panel equal to what the workbench loader reads."""
+    import numpy as np
+    from PIL import Image
+
+    root, manifest, lines = exports["rgbnt100"]
+    assert manifest["panel_hw"] == [128, 256]
+    ds = load_dataset("rgbnt100", root)
+    for s in ds.train[:4]:
+        im = Image.open(s.paths["rgb"]).convert("RGB")
+        assert im.size == (768, 128)
+        for i, m in enumerate(("rgb", "nir", "tir")):
+            crop = np.asarray(im.crop((256 * i, 0, 256 * (i + 1), 128)))
+            assert crop.shape == (128, 256, 3) and crop.mean() > 5  # not the black area past a 192-pixel file
+            assert np.array_equal(crop, np.asarray(s.load_image(m)))
+
+
+def test_rgbnt100_render_size_export_is_still_possible(tmp_path):
+    from PIL import Image
+
+    synthetic.export("rgbnt100", tmp_path, ids=4, seed=1, config=TINY, images_per_id_cam=1, progress=False,
+                     panel_hw=None)
+    files = sorted(tmp_path.glob("rgbir/*/*.jpg"))
+    assert files and all(Image.open(f).size == (3 * TINY.width, TINY.height) for f in files)
 
 
 def test_msvr310_round_trip(exports):

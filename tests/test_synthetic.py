@@ -390,7 +390,7 @@ def test_export_identity_splits(exports, layout):
     elif layout == "rgbnt100":
         for line in _lines(out):
             w, h = Image.open(out / line["paths"]["rgb"]).size
-            assert (w, h) == (3 * 32, 64) and line["panel"] == {"rgb": 0, "nir": 1, "tir": 2}
+            assert (w, h) == (768, 128) and line["panel"] == {"rgb": 0, "nir": 1, "tir": 2}  # the real geometry
         assert pids_by_split["query"] == test and pids_by_split["gallery"] == test
     elif layout == "msvr310":
         assert set(splits["query"]) <= test and pids_by_split["query"] == set(splits["query"])

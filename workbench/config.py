@@ -318,6 +318,10 @@ def get_config(method: str = "baseline", dataset: str = "synthetic-vi", profile:
         raise ValueError(f"method {method!r} is for visible-infrared data; got the multi-modal dataset {dataset!r}")
     base = {"dakd": _dakd_student_paper, "dakd_teacher": _dakd_teacher_paper, "icre": _icre_paper}.get(
         method, _vi_paper if kind == "vi" else _mm_paper)()
+    if method == "sd2reid":  # SD2-ReID (METHODS.md 4.2): the TOP-ReID recipe with synchronised crop/flip; HMFE's
+        if kind != "mm":     # L_s defaults to half the backbone's depth (6 of 12), see workbench.methods.sd2reid
+            raise ValueError(f"method 'sd2reid' is for multi-modal triplets; got the visible-infrared {dataset!r}")
+        base = base.override(**{"data.sync_geometry": True})
     cfg = base.override(**{"data.dataset": dataset, "run.method": method, "run.profile": profile})
     cfg = _follow_dataset(cfg, method, dataset_layout(dataset))
     if dataset.startswith("synthetic"):

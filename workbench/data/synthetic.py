@@ -463,6 +463,9 @@ class _Plan:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# RGBNT100 file geometry [CODE: 924973292/DeMo, data/datasets/bases.py::read_image crops fixed 256-pixel panels at
+# x = 0/256/512 of a 768x128 file]: each rendered panel is resized to 128x256 (H x W) so the reference readers work.
+RGBNT100_PANEL_HW = (128, 256)
 _DEFAULT_IDS = {"sysu-mm01": 100, "regdb": 100, "llcm": 100, "rgbnt201": 60, "rgbnt100": 40, "msvr310": 60}
 _DEFAULT_K = {"sysu-mm01": 6, "regdb": 10, "llcm": 4, "rgbnt201": 6, "rgbnt100": 4, "msvr310": 2}
 # real identity proportions [METHODS.md 5.x]: SYSU 296/99/96, LLCM 713/351, RGBNT201 171/30, RGBNT100 50/50,
@@ -723,7 +726,7 @@ def _save(arr: np.ndarray, path: Path) -> None:
 
 def export(layout: str, out: str | Path, *, ids: int | None = None, seed: int = 0,
            config: SyntheticConfig | None = None, images_per_id_cam: int | None = None, progress: bool = True,
-           overwrite: bool = False) -> dict[str, Any]:
+           overwrite: bool = False, panel_hw: tuple[int, int] | None = RGBNT100_PANEL_HW) -> dict[str, Any]:
     """Write a synthetic dataset in the on-disk layout of a real one (METHODS.md section 6).
 
     Args:
@@ -734,6 +737,8 @@ def export(layout: str, out: str | Path, *, ids: int | None = None, seed: int = 
         images_per_id_cam: images (or triplets) per identity and camera; SYSU/LLCM/RGBNT draw between half of it and
             it, MSVR310 per (scene, camera); RegDB: images per modality per identity (10 in the real dataset).
         overwrite: replace a non-empty directory that is not a previous export of this layout.
+        panel_hw: (H, W) of each RGBNT100 panel in the file; default the real 128x256 (768x128 files, what the
+            reference readers crop); None keeps the render size (config.height x config.width).
 
     Files besides the layout: `synthetic_factors.jsonl`, one line per image (VI layouts) or triplet (multi-modal
     layouts): `{"paths": {modality: relative path}, "pid", "camid", "modality", "split", "scene", "factors"}`
@@ -780,7 +785,7 @@ def export(layout: str, out: str | Path, *, ids: int | None = None, seed: int = 
     start = time.perf_counter()
     with open(out / FACTORS, "w") as fh:
         for item in tqdm(plan.items, desc=f"synthetic {layout}", unit="img", disable=not progress):
-            lines, written = _render_item(item, identities[item.pid], config, out, made_dirs)
+            lines, written = _render_item(item, identities[item.pid], config, out, made_dirs, panel_hw)
             n_images += written
             for line in lines:
                 fh.write(json.dumps(line) + "\n")
@@ -805,6 +810,7 @@ def export(layout: str, out: str | Path, *, ids: int | None = None, seed: int = 
         "seed": seed,
         "ids": ids,
         "images_per_id_cam": k,
+        **({"panel_hw": list(panel_hw) if panel_hw is not None else None} if layout == "rgbnt100" else {}),
         "config": asdict(config),
         "splits": plan.splits,
         **plan.extra,
@@ -825,7 +831,7 @@ def export(layout: str, out: str | Path, *, ids: int | None = None, seed: int = 
 
 
 def _render_item(item: _Item, identity: Identity, config: SyntheticConfig, out: Path,
-                 made_dirs: set[Path]) -> tuple[list[dict[str, Any]], int]:
+                 made_dirs: set[Path], panel_hw: tuple[int, int] | None = None) -> tuple[list[dict[str, Any]], int]:
     rng = np.random.default_rng(list(item.key))
     camera = item.camera_override or item.camera
     spectra = ("rgb", "nir", "tir") if item.kind in ("triplet", "panel") else tuple(item.files)
@@ -845,7 +851,11 @@ def _render_item(item: _Item, identity: Identity, config: SyntheticConfig, out: 
     base = {"pid": item.pid, "split": item.split, "scene": item.scene}
     if item.kind == "panel":
         rel = item.files["panel"]
-        write(rel, np.concatenate([images["rgb"], images["nir"], images["tir"]], axis=1))
+        panels = [images[m] for m in ("rgb", "nir", "tir")]
+        if panel_hw is not None and panels[0].shape[:2] != tuple(panel_hw):
+            size = (int(panel_hw[1]), int(panel_hw[0]))  # PIL: (W, H)
+            panels = [np.asarray(Image.fromarray(p).resize(size, Image.BILINEAR)) for p in panels]
+        write(rel, np.concatenate(panels, axis=1))
         line = {**base, "paths": {"rgb": rel, "nir": rel, "tir": rel}, "panel": {"rgb": 0, "nir": 1, "tir": 2},
                 "camid": item.camid, "modality": TRIPLET,
                 "factors": {**factors, "modality": TRIPLET, "spectrum": TRIPLET}}

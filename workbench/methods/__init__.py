@@ -10,6 +10,7 @@ from workbench.methods.base import Method, get_method, list_methods, load_run_mo
 from workbench.methods.baseline import Baseline
 from workbench.methods.dakd import DAKD, DAKDTeacher
 from workbench.methods.icre import ICRE
+from workbench.methods.sd2reid import SD2ReID
 
-__all__ = ["Method", "Baseline", "DAKD", "DAKDTeacher", "ICRE", "get_method", "list_methods", "load_run_model",
-           "register_method"]
+__all__ = ["Method", "Baseline", "DAKD", "DAKDTeacher", "ICRE", "SD2ReID", "get_method", "list_methods",
+           "load_run_model", "register_method"]

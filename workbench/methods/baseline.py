@@ -26,6 +26,7 @@ from workbench.losses import (
     weighted_regularized_triplet_loss,
 )
 from workbench.methods.base import Method, register_method
+from workbench.models.output import ReIDOutput
 
 MM_HEADS = ("direct", "per_modality", "both")
 
@@ -70,16 +71,29 @@ class Baseline(Method):
         camids = batch.get("camid")
         out = model({m: batch[m].to(device, non_blocking=True) for m in mods},
                     camids=camids.to(device) if camids is not None else None)
-        if lc.mm_heads not in MM_HEADS:
-            raise ValueError(f"loss.mm_heads must be one of {MM_HEADS}, got {lc.mm_heads!r}")
-        heads = []  # (logits, feature) pairs, each contributing CE + triplet
-        if lc.mm_heads in ("direct", "both"):
-            heads.append((out.logits, out.pooled))
-        if lc.mm_heads in ("per_modality", "both"):
-            heads += [(out.parts[f"logits_{m}"], out.parts[f"cls_{m}"]) for m in mods]
-        id_terms = [cross_entropy_loss(lg, labels, label_smoothing=lc.label_smoothing) for lg, _ in heads]
-        tri_terms = [metric_loss(f, labels, lc) for _, f in heads]
-        terms["id"] = lc.id_weight * torch.stack(id_terms).sum()
-        if tri_terms[0] is not None:
-            terms["triplet"] = lc.triplet_weight * torch.stack(tri_terms).sum()
-        return terms
+        return terms | multimodal_identity_terms(out, labels, mods, lc)
+
+
+def multimodal_identity_terms(out: ReIDOutput, labels: Tensor, mods: list[str], lc: LossConfig) -> dict[str, Tensor]:
+    """The TOP-ReID baseline's `id` and `triplet` terms of a triplet batch, on the heads `lc.mm_heads` names:
+    "direct" (the concatenated feature), "per_modality" (each modality's CLS feature) or "both" (summed).
+
+    Args:
+        out: the model's output; `logits`/`pooled` for the direct head, `parts["logits_<m>"]`/`parts["cls_<m>"]`
+            for the per-modality heads.
+        labels: (B,) identity labels.
+        mods: the modalities of the batch.
+    """
+    if lc.mm_heads not in MM_HEADS:
+        raise ValueError(f"loss.mm_heads must be one of {MM_HEADS}, got {lc.mm_heads!r}")
+    heads = []  # (logits, feature) pairs, each contributing CE + triplet
+    if lc.mm_heads in ("direct", "both"):
+        heads.append((out.logits, out.pooled))
+    if lc.mm_heads in ("per_modality", "both"):
+        heads += [(out.parts[f"logits_{m}"], out.parts[f"cls_{m}"]) for m in mods]
+    id_terms = [cross_entropy_loss(lg, labels, label_smoothing=lc.label_smoothing) for lg, _ in heads]
+    tri_terms = [metric_loss(f, labels, lc) for _, f in heads]
+    terms = {"id": lc.id_weight * torch.stack(id_terms).sum()}
+    if tri_terms[0] is not None:
+        terms["triplet"] = lc.triplet_weight * torch.stack(tri_terms).sum()
+    return terms

@@ -43,7 +43,7 @@ from workbench.config import Config, _coerce, dataset_kind
 from workbench.losses import cross_entropy_loss
 from workbench.losses import sd2reid as L
 from workbench.methods.base import Method, register_method
-from workbench.methods.baseline import Baseline, metric_loss
+from workbench.methods.baseline import Baseline, metric_loss, multimodal_identity_terms
 from workbench.models.output import ReIDOutput
 from workbench.models.sd2reid import MASKING_MODES, SD2ReIDNet, build_sd2reid, sample_patch_mask
 from workbench.utils import unwrap_model
@@ -214,17 +214,9 @@ class SD2ReID(Method):
 
 
 def base_terms(out: ReIDOutput, labels: Tensor, mods: list[str], cfg: Config) -> dict[str, Tensor]:
-    """The TOP-ReID baseline's terms, computed exactly as `Baseline.training_losses` does (`id`, `triplet`)."""
-    lc = cfg.loss
-    id_terms = [cross_entropy_loss(out.logits, labels, label_smoothing=lc.label_smoothing)]
-    tri_terms = [metric_loss(out.pooled, labels, lc)]
-    for m in mods:
-        id_terms.append(cross_entropy_loss(out.parts[f"logits_{m}"], labels, label_smoothing=lc.label_smoothing))
-        tri_terms.append(metric_loss(out.parts[f"cls_{m}"], labels, lc))
-    terms = {"id": lc.id_weight * torch.stack(id_terms).sum()}
-    if tri_terms[0] is not None:
-        terms["triplet"] = lc.triplet_weight * torch.stack(tri_terms).sum()
-    return terms
+    """The TOP-ReID baseline's terms (`id`, `triplet`), on the heads `cfg.loss.mm_heads` names, exactly as
+    `Baseline.training_losses` computes them."""
+    return multimodal_identity_terms(out, labels, mods, cfg.loss)
 
 
 def _num_patches(net: SD2ReIDNet) -> int:

@@ -42,7 +42,8 @@ the MCE teacher recipe has none.
 Inferred details (not in either public code): the teacher's third view is built by `ChannelExchange` from the
 already augmented visible batch (`batch["rgb"]`) when the loader gives no `batch["rgb_ca"]`, so it shares the visible
 image's crop and erasing (MCE draws them independently); a two-stem teacher (e.g. the AGW baseline) sees that view
-through its visible stem; a run resumed mid-epoch rebuilds the teacher memories from the resumed weights.
+through its visible stem. A run resumed mid-epoch restores the teacher memories as they were at the
+interrupted step (`DAKDTeacher.state_dict`), so it continues exactly.
 """
 
 from __future__ import annotations
@@ -159,6 +160,7 @@ class DAKDTeacher(_DAKDModel):
         self.num_classes = len({s.label for s in train_samples})
         self.memories: MCEMemories | None = None
         self.epoch = 0
+        self.device = device
 
     def build_memories(self, model: nn.Module, epoch: int = 0) -> MCEMemories:
         """Memories from eval-mode features of all training images (resize-only transform)."""
@@ -180,6 +182,36 @@ class DAKDTeacher(_DAKDModel):
         """Re-initialise the four memories from the current weights [CODE: IDLNL/MCE, train.py::train]."""
         self.epoch = epoch
         self.memories = self.build_memories(model, epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The epoch's memories as updated by the steps so far (a mid-epoch resume continues from them)."""
+        if self.memories is None:
+            return {"epoch": self.epoch}
+        mems = {name: getattr(self.memories, name) for name in ("global_", "rgb", "ir", "ca")}
+        return {"epoch": self.epoch, "memories": {
+            name: {"features": m.features, "centers": m.centers, "momentum": m.momentum, "rule": m.rule}
+            for name, m in mems.items() if m is not None}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore `state_dict()`; without saved memories they are rebuilt from the current weights at the next
+        step (a checkpoint written before the memories were saved: not an exact resume)."""
+        from workbench.losses.memory import ClassMemory
+
+        self.epoch = int(state.get("epoch", self.epoch))
+        saved = state.get("memories")
+        if not saved:
+            self.memories = None
+            return
+        device = getattr(self, "device", "cpu")
+
+        def memory(name: str) -> ClassMemory | None:
+            if name not in saved:
+                return None
+            m = ClassMemory(saved[name]["features"].to(device), saved[name]["momentum"], saved[name]["rule"])
+            m.centers = saved[name]["centers"].clone()
+            return m
+
+        self.memories = MCEMemories(memory("global_"), memory("rgb"), memory("ir"), memory("ca"))
 
     def _third_view(self, batch: dict[str, Any], rgb: Tensor) -> Tensor:
         if "rgb_ca" in batch:

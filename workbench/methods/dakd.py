@@ -271,15 +271,53 @@ def load_teacher(cfg: Config, device: torch.device | str, method: Method | None 
     if path.is_dir():
         from workbench.runs import load_run
 
-        return load_run_model(load_run(path), device)
+        run = load_run(path)
+        check_teacher_run(run.config, cfg, str(source))
+        return load_run_model(run, device)
     if not path.is_file():
         raise FileNotFoundError(f"method_options['teacher'] = {str(source)!r} is neither a run folder nor a weights "
                                 "file; pass e.g. runs/<teacher run name>")
     from workbench.runs import load_weights
 
     teacher = (method or DAKD()).build_model(cfg, 0)
-    teacher.load_state_dict(load_weights(path))
+    state = load_weights(path)
+    target = teacher.state_dict()
+    missing = [k for k in target if k not in state]
+    unexpected = [k for k in state if k not in target]
+    mismatched = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in target.items()
+                  if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if missing or unexpected or mismatched:
+        raise ValueError(
+            f"the teacher weights {str(source)!r} do not fit the student's architecture (model.name="
+            f"{cfg.model.name!r}, the architecture a weights-file teacher is built with): {len(missing)} tensors "
+            f"missing {missing[:3]}, {len(unexpected)} unexpected {unexpected[:3]}, {len(mismatched)} of another "
+            f"shape {mismatched[:2]}. Pass the teacher's run folder instead (it is rebuilt with its own "
+            "architecture), or weights saved from a model of the student's architecture.")
+    teacher.load_state_dict(state)
     return teacher.to(device)
+
+
+def check_teacher_run(teacher: Config, student: Config, source: str) -> None:
+    """Refuse a teacher run DAKD cannot distil from: multi-modal data, or another dataset than the student's.
+
+    The teacher's features define the student's prototypes per training identity, so both must see the same
+    training identities: same dataset, root and loader options (synthetic size and seed, RegDB trial, ...).
+    """
+    from workbench.config import dataset_kind
+
+    t, s = teacher.data, student.data
+    if dataset_kind(t.dataset) != "vi":
+        raise ValueError(
+            f"method_options['teacher'] = {source!r} is a multi-modal run (method {teacher.run.method!r} on "
+            f"{t.dataset!r}); a DAKD teacher must be a visible-infrared run (e.g. --method dakd_teacher or "
+            f"baseline on {s.dataset!r}).")
+    mine, theirs = (s.dataset, s.root, s.options), (t.dataset, t.root, t.options)
+    if mine != theirs:
+        raise ValueError(
+            f"method_options['teacher'] = {source!r} was trained on dataset {t.dataset!r} (root {t.root}, options "
+            f"{t.options}); the student trains on {s.dataset!r} (root {s.root}, options {s.options}). Its "
+            "identities are not the student's, so its prototypes mean nothing here: train the teacher on the "
+            "student's data.")
 
 
 @register_method("dakd")

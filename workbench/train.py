@@ -681,7 +681,8 @@ def _replica_checksums(model: nn.Module) -> list[float]:
 
 def _check_resume_config(saved: Config, given: Config) -> Config:
     """A resumed run keeps its saved config; only the stopping point and display options may change."""
-    mutable = {("run", "max_steps"), ("optim", "epochs"), ("run", "live_plot"), ("run", "tensorboard")}
+    mutable = {("run", "max_steps"), ("optim", "epochs"), ("run", "live_plot"), ("run", "tensorboard"),
+               ("run", "out_dir")}  # out_dir: a run folder moved or copied elsewhere
     a, b = saved.to_dict(), given.to_dict()
     changes = {}
     for section, values in b.items():

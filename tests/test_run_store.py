@@ -102,6 +102,29 @@ def test_resume_of_a_finished_run_is_refused(tmp_path):
     assert (run.path / "results.json").read_text() == before
 
 
+@pytest.mark.slow
+def test_a_run_finished_early_by_a_resume_is_not_reused_as_the_longer_recipe(tmp_path):
+    from workbench.runs import find_run
+    from workbench.train import fit
+
+    cfg = smoke(tmp_path, "short", **{"optim.epochs": 2})
+    stopped = fit(cfg.override(**{"run.max_steps": 3}), progress=False)  # 3 batches per epoch: epoch 1 of 2
+    assert stopped.results["status"] == "stopped" and stopped.results["epochs_done"] == 1
+    done = fit(cfg.override(**{"optim.epochs": 1}), resume=True, progress=False)
+    assert done.results["status"] == "finished" and done.results["epochs_done"] == 1
+    assert done.config.optim.epochs == 1  # config.json says what ran
+    assert find_run(cfg) is None  # the 2-epoch recipe was never finished
+    assert find_run(cfg.override(**{"optim.epochs": 1})).path == done.path
+
+
+def test_find_run_needs_every_epoch_of_the_recipe(tmp_path):
+    from workbench.runs import find_run
+
+    cfg = smoke(tmp_path, "a", **{"optim.epochs": 50})
+    Run.create(cfg).save_results({"status": "finished", "epochs_done": 14})
+    assert find_run(cfg) is None
+
+
 # ---------------------------------------------------------------------------------------------------- item 5: lock
 
 def test_a_second_writer_is_refused_and_told_who_holds_the_lock(tmp_path):

@@ -76,8 +76,11 @@ def test_status_transitions_are_explicit(tmp_path):
     run.set_status("running", num_classes=3)
     run.set_status("interrupted", signal="SIGTERM")
     run.set_status("running")
+    run.set_status("stopped", test={"mean": {"mAP": 0.1}})
+    run.set_status("running")
+    assert "test" not in run.results  # a new attempt does not show the numbers of the last one
     run.set_status("finished")
-    assert run.results["num_classes"] == 3 and "signal" not in run.results
+    assert run.results["num_classes"] == 3 and "signal" not in run.results and run.results["attempts"] == 3
     with pytest.raises(ValueError, match="cannot go from 'finished' to 'running'"):
         run.set_status("running")
     run.unlock()

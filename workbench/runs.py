@@ -349,7 +349,11 @@ class Run:
         if status not in TRANSITIONS.get(current, ()):
             raise ValueError(f"run {self.path} cannot go from {current!r} to {status!r} (allowed: "
                              f"{TRANSITIONS.get(current, ())})")
-        keep = {k: v for k, v in self.results.items() if k not in ("error", "signal", "stop_reason")}
+        if status == "running":  # a new attempt: results of an earlier one (a stopped run's test) no longer hold
+            keep = {k: v for k, v in self.results.items() if k in ("num_classes", "attempts")}
+            fields = {"attempts": int(keep.get("attempts", 0)) + 1, **fields}
+        else:
+            keep = {k: v for k, v in self.results.items() if k not in ("error", "signal", "stop_reason")}
         self.save_results({**keep, "status": status, **fields, "updated": _now()})
 
     # ------------------------------------------------------------------------------------------------- files

@@ -15,6 +15,7 @@ import random
 import signal
 import threading
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -606,7 +607,9 @@ def _train(cfg: Config, run: Run, s: _Setup, state: dict | None, dist_info: Dist
                 save_last(epoch, consumed)
                 break
             consumed = 0
-            scheduler.step()
+            with warnings.catch_warnings():  # resumed right at an epoch end: no optimiser step yet in this process
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+                scheduler.step()
             epochs_done = epoch + 1
             if dist_info.main and s.val_query is not None and (
                     (epoch + 1) % cfg.run.eval_every == 0 or epoch + 1 == cfg.optim.epochs):

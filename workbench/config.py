@@ -242,7 +242,7 @@ def check_value(key: str, value: Any, annotation: Any) -> Any:
     Raises:
         ValueError: naming the key, the value and what it accepts.
     """
-    kinds = {t.strip() for t in str(annotation).split("|")}
+    kinds = {t.strip().split("[")[0] for t in str(annotation).split("|")}  # "tuple[int, ...]" -> "tuple"
     if "Any" in kinds:
         return _coerce(value, None)
     optional = "None" in kinds

@@ -151,7 +151,8 @@ def test_dakd_teacher_resumed_mid_epoch_logs_the_same_losses(tmp_path):
 # ------------------------------------------------------------------------------------------- signals, subprocess
 
 def _train_until(tmp_path, name, n_steps, sig):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # the same intra-op thread count as this process: the in-process reference must add floats in the same order
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     cmd = [sys.executable, "-m", "workbench", "train", "--dataset", "synthetic-vi", "--profile", "smoke",
            "--name", name, f"run.out_dir={tmp_path}", "run.device=cpu", "optim.epochs=50"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,10 @@ class Config:
     def override(self, **changes: Any) -> Config:
         """Return a copy with dotted keys changed: `cfg.override(**{"optim.lr": 0.01, "data.p": 4})`.
 
-        Undotted keys name a whole section (`data=DataConfig(...)`) or `method_options`.
+        Undotted keys name a whole section (`data=DataConfig(...)`) or `method_options`; a key into a dict field
+        sets one entry (`"data.options.trial": 2`). Every value is parsed (command-line strings) and checked
+        against the field's type and range here, before any work: a bad one raises a `ValueError` naming the key
+        and what it accepts.
         """
         sections = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         for key, value in changes.items():
@@ -133,13 +137,32 @@ class Config:
                 continue
             target = sections[section]
             if isinstance(target, dict):
-                sections[section] = {**target, attr: value}
+                sections[section] = {**target, attr: _coerce(value, None)}
                 continue
             names = {f.name: f for f in dataclasses.fields(target)}
+            head, _, entry = attr.partition(".")
+            if entry and head in names and isinstance(getattr(target, head), dict):  # data.options.trial=2
+                new = {**getattr(target, head), entry: _coerce(value, None)}
+                sections[section] = dataclasses.replace(target, **{head: new})
+                continue
             if attr not in names:
                 raise ValueError(f"unknown option {key!r}; {section} has {sorted(names)}")
-            sections[section] = dataclasses.replace(target, **{attr: _coerce(value, getattr(target, attr))})
+            parsed = check_value(key, value, names[attr].type)
+            sections[section] = dataclasses.replace(target, **{attr: parsed})
         return Config(**sections)
+
+    def validate(self) -> Config:
+        """Check every field against its type and range (`check_value`); return self. `fit` calls this first."""
+        for f in dataclasses.fields(self):
+            section = getattr(self, f.name)
+            if dataclasses.is_dataclass(section):
+                for g in dataclasses.fields(section):
+                    value = getattr(section, g.name)
+                    if check_value(f"{f.name}.{g.name}", value, g.type) != value:
+                        raise ValueError(f"{f.name}.{g.name}={value!r} has the wrong type; expected {g.type}")
+            elif not isinstance(section, dict):
+                raise ValueError(f"{f.name} must be a dict, got {type(section).__name__}")
+        return self
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -188,6 +211,117 @@ def _coerce(value: Any, current: Any) -> Any:
         return json.loads(text)
     except json.JSONDecodeError:
         return text
+
+
+# Allowed values of string options and ranges of numeric ones, checked by `check_value` (and so by `override` and
+# `Config.validate`). A new field needs an entry only when its type alone does not say what is valid.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "data.cutswap": ("off", "code_faithful", "intended"),
+    "loss.triplet": ("wrt", "hard", "soft", "none"),
+    "optim.optimizer": ("sgd", "adam", "adamw"),
+    "optim.schedule": ("step", "cosine", "constant"),
+    "optim.warmup_style": ("agw", "transreid"),
+    "run.profile": PROFILES,
+}
+_AT_LEAST_1 = (1, None, "an integer >= 1")
+_AT_LEAST_0 = (0, None, "a number >= 0")
+RANGES: dict[str, tuple[float | None, float | None, str]] = {  # key: (min, max, how to say it); both inclusive
+    "data.height": _AT_LEAST_1, "data.width": _AT_LEAST_1, "data.p": _AT_LEAST_1, "data.k": _AT_LEAST_1,
+    "data.val_ids": (0, None, "an integer >= 0 (0: no validation)"), "data.num_workers": _AT_LEAST_0,
+    "data.batches_per_epoch": _AT_LEAST_1,
+    "loss.id_weight": _AT_LEAST_0, "loss.triplet_weight": _AT_LEAST_0, "loss.margin": _AT_LEAST_0,
+    "loss.center_weight": _AT_LEAST_0, "loss.hetero_center_weight": _AT_LEAST_0,
+    "loss.label_smoothing": (0, 0.999, "a number in [0, 1)"),
+    "optim.lr": (1e-12, None, "a number > 0"), "optim.backbone_lr_mult": _AT_LEAST_0,
+    "optim.bias_lr_mult": _AT_LEAST_0, "optim.momentum": (0, 1, "a number in [0, 1]"),
+    "optim.weight_decay": _AT_LEAST_0, "optim.warmup_epochs": (0, None, "an integer >= 0"),
+    "optim.warmup_start": (1e-12, 1, "a number in (0, 1]"), "optim.gamma": (1e-12, None, "a number > 0"),
+    "optim.min_lr_factor": (0, 1, "a number in [0, 1]"), "optim.milestones": _AT_LEAST_1,
+    "optim.epochs": (1, None, "an integer >= 1 (the number of training epochs)"),
+    "optim.grad_clip": (1e-12, None, "a number > 0, or none to disable"),
+    "run.seed": (0, None, "an integer >= 0"), "run.eval_every": _AT_LEAST_1, "run.test_batch_size": _AT_LEAST_1,
+    "run.max_steps": (1, None, "an integer >= 1, or none"),
+}
+
+
+_EXAMPLES = {"int": "2", "float": "0.01", "bool": "true", "str": "name", "tuple": "20,50", "dict": '{"trial":2}'}
+
+
+def check_value(key: str, value: Any, annotation: Any) -> Any:
+    """Parse `value` (command-line text or a Python value) into the type `annotation` names, check its range.
+
+    Args:
+        key: the dotted option ("optim.epochs"), for the message and the `CHOICES` / `RANGES` tables.
+        annotation: the dataclass field's type, as written ("int", "float | None", "tuple", "Any", ...).
+
+    Raises:
+        ValueError: naming the key, the value and what it accepts.
+    """
+    kinds = {t.strip().split("[")[0] for t in str(annotation).split("|")}  # "tuple[int, ...]" -> "tuple"
+    if "Any" in kinds:
+        return _coerce(value, None)
+    optional = "None" in kinds
+    kinds.discard("None")
+    kind = kinds.pop() if len(kinds) == 1 else "str"
+    example = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "text",
+               "tuple": "comma-separated numbers", "dict": "a JSON object"}.get(kind, kind)
+
+    def bad(what: str) -> ValueError:
+        accepts = RANGES[key][2] if key in RANGES else example + (" or none" if optional else "")
+        choices = f", one of {CHOICES[key]}" if key in CHOICES else ""
+        return ValueError(f"{key}={value!r}: {what}. Expected {accepts}{choices}, e.g. {key}={CHOICES[key][0] if choices else _EXAMPLES.get(kind)}.")
+
+    parsed = value
+    if isinstance(value, str) and kind != "str":
+        text = value.strip()
+        if text.lower() in ("none", "null"):
+            parsed = None
+        elif kind == "bool":
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise bad("not a boolean")
+            parsed = text.lower() in ("true", "1")
+        elif kind == "tuple":
+            parsed = tuple(_coerce(v, 0) for v in text.split(",") if v.strip())
+        else:
+            try:
+                parsed = json.loads(text)
+            except json.JSONDecodeError:
+                raise bad("cannot be parsed") from None
+    if parsed is None:
+        if not optional:
+            raise bad("none is not allowed")
+        return None
+    if kind == "int" and (isinstance(parsed, bool) or not isinstance(parsed, int)):
+        if isinstance(parsed, float) and parsed.is_integer():
+            parsed = int(parsed)
+        else:
+            raise bad(f"got {type(parsed).__name__}")
+    elif kind == "float":
+        if isinstance(parsed, bool) or not isinstance(parsed, (int, float)):
+            raise bad(f"got {type(parsed).__name__}")
+        parsed = float(parsed)
+        if not math.isfinite(parsed):
+            raise bad("not a finite number")
+    elif kind == "bool" and not isinstance(parsed, bool):
+        raise bad(f"got {type(parsed).__name__}")
+    elif kind == "str" and not isinstance(parsed, str):
+        raise bad(f"got {type(parsed).__name__}")
+    elif kind == "dict" and not isinstance(parsed, dict):
+        raise bad(f"got {type(parsed).__name__}")
+    elif kind == "tuple":
+        if not isinstance(parsed, (tuple, list)):
+            raise bad(f"got {type(parsed).__name__}")
+        parsed = tuple(parsed)
+    if key in CHOICES and parsed not in CHOICES[key]:
+        raise bad("not a valid choice")
+    if key in RANGES:
+        low, high, _ = RANGES[key]
+        for x in (parsed if isinstance(parsed, tuple) else (parsed,)):
+            if isinstance(x, bool) or not isinstance(x, (int, float)):
+                raise bad(f"{x!r} is not a number")
+            if (low is not None and x < low) or (high is not None and x > high):
+                raise bad("out of range")
+    return parsed
 
 
 # --------------------------------------------------------------------------------------------------------------------

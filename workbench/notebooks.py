@@ -49,9 +49,53 @@ def read_records(executed: dict) -> dict:
     return records
 
 
+# Parameters the runner passes to every notebook; a notebook that does not declare one does not get it.
+SHARED_PARAMETERS = ("RUNS_DIR",)
+
+
+def notebook_parameters(notebook: Path) -> set[str]:
+    """Names assigned in a notebook's cell tagged `parameters`."""
+    import re
+
+    cells = json.loads(Path(notebook).read_text()).get("cells", [])
+    names: set[str] = set()
+    for cell in cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            source = "".join(cell.get("source", []))
+            names |= set(re.findall(r"^([A-Za-z_][A-Za-z0-9_]*)\s*=", source, flags=re.MULTILINE))
+    return names
+
+
+def select_notebooks(only: list[str] | None, notebooks: list[Path] | None = None) -> list[Path]:
+    """The notebooks `--only` names: numbers ("2", "02") or names ("02_baselines"); every token must match one.
+
+    Raises:
+        ValueError: a token matches no notebook (the message lists the valid ones).
+    """
+    notebooks = list_notebooks() if notebooks is None else notebooks
+    if only is None:
+        return notebooks
+    chosen = []
+    for token in only:
+        token = token.strip()
+        hits = [nb for nb in notebooks if (token.isdigit() and int(token) == int(nb.name[:2]))
+                or token in (nb.stem, nb.name)]
+        if not token or not hits:
+            valid = ", ".join(f"{nb.name[:2]} ({nb.stem})" for nb in notebooks)
+            raise ValueError(f"--only {token!r} matches no notebook; valid: {valid}")
+        chosen += [nb for nb in hits if nb not in chosen]
+    return sorted(chosen)
+
+
 def execute(notebook: Path, out_dir: Path, parameters: dict | None = None, timeout: int = 3600) -> dict:
-    """Run one notebook with papermill; return its recorded values. Raises papermill's error on a failing cell."""
+    """Run one notebook with papermill; return its recorded values. Raises papermill's error on a failing cell.
+
+    `SHARED_PARAMETERS` the notebook does not declare are left out (papermill would warn about each).
+    """
     import papermill as pm
+
+    declared = notebook_parameters(notebook)
+    parameters = {k: v for k, v in (parameters or {}).items() if k not in SHARED_PARAMETERS or k in declared}
 
     out_dir.mkdir(parents=True, exist_ok=True)
     out_path = out_dir / notebook.name
@@ -77,12 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--out", default=None,
                      help="folder for executed copies, figures and records.json (default: the project's outputs/)")
     run.add_argument("--smoke", action="store_true", help="run with SMOKE=True (seconds per notebook)")
-    run.add_argument("--only", nargs="*", default=None, help="notebook number prefixes to run, e.g. 01 02")
+    run.add_argument("--only", nargs="*", default=None, help="notebooks to run, by number or name, e.g. 1 02 03_dakd")
     args = parser.parse_args(argv)
 
-    notebooks = list_notebooks()
-    if args.only:
-        notebooks = [nb for nb in notebooks if any(nb.name.startswith(prefix) for prefix in args.only)]
+    try:
+        notebooks = select_notebooks(args.only)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if not notebooks:
         print(f"no notebooks matched in {NOTEBOOK_DIR}", file=sys.stderr)
         return 2

@@ -90,6 +90,19 @@ class Method:
     def on_epoch_start(self, model: nn.Module, epoch: int) -> None:
         """Called at the start of every epoch (per-epoch memories, schedules of loss weights)."""
 
+    def state_dict(self) -> dict[str, Any]:
+        """Per-epoch state a run resumed mid-epoch needs (what `on_epoch_start` built and the steps updated since).
+
+        Saved in every training checkpoint; tensors, numbers, strings and containers of them only (checkpoints are
+        read with `weights_only=True`). Stateless methods return {}.
+        """
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore `state_dict()` output. A run resumed mid-epoch calls this instead of `on_epoch_start` for that
+        epoch (after `setup`), so the epoch continues exactly as an uninterrupted one; {} comes from a checkpoint
+        written before the method had state."""
+
     def training_losses(self, model: nn.Module, batch: dict[str, Any], cfg: Config) -> dict[str, Tensor]:
         """Weighted loss terms of one batch; the engine back-propagates their sum and logs each."""
         raise NotImplementedError

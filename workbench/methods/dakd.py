@@ -42,7 +42,8 @@ the MCE teacher recipe has none.
 Inferred details (not in either public code): the teacher's third view is built by `ChannelExchange` from the
 already augmented visible batch (`batch["rgb"]`) when the loader gives no `batch["rgb_ca"]`, so it shares the visible
 image's crop and erasing (MCE draws them independently); a two-stem teacher (e.g. the AGW baseline) sees that view
-through its visible stem; a run resumed mid-epoch rebuilds the teacher memories from the resumed weights.
+through its visible stem. A run resumed mid-epoch restores the teacher memories as they were at the
+interrupted step (`DAKDTeacher.state_dict`), so it continues exactly.
 """
 
 from __future__ import annotations
@@ -159,6 +160,7 @@ class DAKDTeacher(_DAKDModel):
         self.num_classes = len({s.label for s in train_samples})
         self.memories: MCEMemories | None = None
         self.epoch = 0
+        self.device = device
 
     def build_memories(self, model: nn.Module, epoch: int = 0) -> MCEMemories:
         """Memories from eval-mode features of all training images (resize-only transform)."""
@@ -180,6 +182,36 @@ class DAKDTeacher(_DAKDModel):
         """Re-initialise the four memories from the current weights [CODE: IDLNL/MCE, train.py::train]."""
         self.epoch = epoch
         self.memories = self.build_memories(model, epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The epoch's memories as updated by the steps so far (a mid-epoch resume continues from them)."""
+        if self.memories is None:
+            return {"epoch": self.epoch}
+        mems = {name: getattr(self.memories, name) for name in ("global_", "rgb", "ir", "ca")}
+        return {"epoch": self.epoch, "memories": {
+            name: {"features": m.features, "centers": m.centers, "momentum": m.momentum, "rule": m.rule}
+            for name, m in mems.items() if m is not None}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore `state_dict()`; without saved memories they are rebuilt from the current weights at the next
+        step (a checkpoint written before the memories were saved: not an exact resume)."""
+        from workbench.losses.memory import ClassMemory
+
+        self.epoch = int(state.get("epoch", self.epoch))
+        saved = state.get("memories")
+        if not saved:
+            self.memories = None
+            return
+        device = getattr(self, "device", "cpu")
+
+        def memory(name: str) -> ClassMemory | None:
+            if name not in saved:
+                return None
+            m = ClassMemory(saved[name]["features"].to(device), saved[name]["momentum"], saved[name]["rule"])
+            m.centers = saved[name]["centers"].clone()
+            return m
+
+        self.memories = MCEMemories(memory("global_"), memory("rgb"), memory("ir"), memory("ca"))
 
     def _third_view(self, batch: dict[str, Any], rgb: Tensor) -> Tensor:
         if "rgb_ca" in batch:
@@ -239,15 +271,53 @@ def load_teacher(cfg: Config, device: torch.device | str, method: Method | None 
     if path.is_dir():
         from workbench.runs import load_run
 
-        return load_run_model(load_run(path), device)
+        run = load_run(path)
+        check_teacher_run(run.config, cfg, str(source))
+        return load_run_model(run, device)
     if not path.is_file():
         raise FileNotFoundError(f"method_options['teacher'] = {str(source)!r} is neither a run folder nor a weights "
                                 "file; pass e.g. runs/<teacher run name>")
     from workbench.runs import load_weights
 
     teacher = (method or DAKD()).build_model(cfg, 0)
-    teacher.load_state_dict(load_weights(path))
+    state = load_weights(path)
+    target = teacher.state_dict()
+    missing = [k for k in target if k not in state]
+    unexpected = [k for k in state if k not in target]
+    mismatched = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in target.items()
+                  if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if missing or unexpected or mismatched:
+        raise ValueError(
+            f"the teacher weights {str(source)!r} do not fit the student's architecture (model.name="
+            f"{cfg.model.name!r}, the architecture a weights-file teacher is built with): {len(missing)} tensors "
+            f"missing {missing[:3]}, {len(unexpected)} unexpected {unexpected[:3]}, {len(mismatched)} of another "
+            f"shape {mismatched[:2]}. Pass the teacher's run folder instead (it is rebuilt with its own "
+            "architecture), or weights saved from a model of the student's architecture.")
+    teacher.load_state_dict(state)
     return teacher.to(device)
+
+
+def check_teacher_run(teacher: Config, student: Config, source: str) -> None:
+    """Refuse a teacher run DAKD cannot distil from: multi-modal data, or another dataset than the student's.
+
+    The teacher's features define the student's prototypes per training identity, so both must see the same
+    training identities: same dataset, root and loader options (synthetic size and seed, RegDB trial, ...).
+    """
+    from workbench.config import dataset_kind
+
+    t, s = teacher.data, student.data
+    if dataset_kind(t.dataset) != "vi":
+        raise ValueError(
+            f"method_options['teacher'] = {source!r} is a multi-modal run (method {teacher.run.method!r} on "
+            f"{t.dataset!r}); a DAKD teacher must be a visible-infrared run (e.g. --method dakd_teacher or "
+            f"baseline on {s.dataset!r}).")
+    mine, theirs = (s.dataset, s.root, s.options), (t.dataset, t.root, t.options)
+    if mine != theirs:
+        raise ValueError(
+            f"method_options['teacher'] = {source!r} was trained on dataset {t.dataset!r} (root {t.root}, options "
+            f"{t.options}); the student trains on {s.dataset!r} (root {s.root}, options {s.options}). Its "
+            "identities are not the student's, so its prototypes mean nothing here: train the teacher on the "
+            "student's data.")
 
 
 @register_method("dakd")

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from .layers import BNNeck, bias_free_classifier
 from .output import ReIDOutput
-from .pretrained import load_state_dict_into, resample_pos_embed, resolve_pretrained
+from .pretrained import finish_pretrained, load_state_dict_into, resample_pos_embed, resolve_pretrained
 from .registry import register_model
 
 
@@ -194,7 +194,7 @@ class MultiModalViT(nn.Module):
         self.load_report = None
         if resolved is not None:
             state, source = resolved
-            self.load_report = load_state_dict_into(vit, state, source)
+            self.load_report = load_state_dict_into(vit, state, source, warn=False)
             if "pos_embed" in state:  # resample once, checkpoint grid -> final grid (TransReID's resize_pos_embed)
                 pos_src = state["pos_embed"]
                 n_src = pos_src.shape[1] - 1
@@ -229,6 +229,7 @@ class MultiModalViT(nn.Module):
             self.bnnecks = nn.ModuleList([BNNeck(self.embed_dim) for _ in range(n_mod)])
             self.classifiers = nn.ModuleList([bias_free_classifier(self.embed_dim, num_classes)
                                               for _ in range(n_mod)])
+        self.load_report = finish_pretrained(self, resolved, self.load_report)  # checks how much was filled
 
     @property
     def grid_size(self) -> tuple[int, int]:

@@ -25,6 +25,8 @@ from torch import Tensor, nn
 
 HEAD_PREFIXES: tuple[str, ...] = ("fc.", "head.", "head_dist.", "classifier.", "last_linear.", "pre_logits.")
 _TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar")
+RUN_WEIGHTS = ("checkpoints/best.safetensors", "checkpoints/last.pt")  # a run folder's weights (workbench.runs)
+MIN_FILLED = 0.5  # a pretrained source must fill at least this fraction of the backbone's tensors
 
 
 class PretrainedWeightsError(RuntimeError):
@@ -67,20 +69,31 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         ValueError: the file holds something other than a mapping of tensors.
     """
     path = Path(path).expanduser()
+    if path.is_dir():  # a run folder: its validation-selected weights, else its last training state
+        for name in RUN_WEIGHTS:
+            if (path / name).is_file():
+                return read_state_dict(path / name)
+        raise FileNotFoundError(f"{str(path)!r} is a folder without {' or '.join(RUN_WEIGHTS)}; pass a run folder "
+                                "that has trained, or a weights file")
     if not path.is_file():
         raise FileNotFoundError(
             f"pretrained weights file {str(path)!r} does not exist; pass the path of a .safetensors or .pth "
             "state dict (e.g. one saved with timm.create_model(name, pretrained=True).state_dict() on a machine "
             "that is online)"
         )
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    if path.suffix not in _TORCH_SUFFIXES + (".safetensors",):
+        warnings.warn(f"{path.name}: unknown suffix, trying torch.load(weights_only=True)", stacklevel=2)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        state: object = load_file(str(path), device="cpu")
-    else:
-        if path.suffix not in _TORCH_SUFFIXES:
-            warnings.warn(f"{path.name}: unknown suffix, trying torch.load(weights_only=True)", stacklevel=2)
-        state = torch.load(path, map_location="cpu", weights_only=True)
+            state: object = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # our words: torch's message may suggest loading with code execution, never do that
+        raise ValueError(f"pretrained weights file {str(path)!r} is damaged or is not a plain state dict "
+                         f"({type(exc).__name__}); it was not loaded. Re-export it as .safetensors, or use another "
+                         "copy.") from None
     for wrapper in ("state_dict", "model", "module"):
         if isinstance(state, Mapping) and wrapper in state and isinstance(state[wrapper], Mapping):
             state = state[wrapper]
@@ -149,7 +162,7 @@ def _target_grid(model: nn.Module) -> tuple[int, int] | None:
 
 
 def load_state_dict_into(model: nn.Module, state: Mapping[str, Tensor], source: str = "state_dict",
-                         head_prefixes: tuple[str, ...] = HEAD_PREFIXES) -> LoadReport:
+                         head_prefixes: tuple[str, ...] = HEAD_PREFIXES, warn: bool = True) -> LoadReport:
     """Copy matching tensors of `state` into `model` (non-strict, with a report); see `load_pretrained`."""
     target = model.state_dict()
     new_state: dict[str, Tensor] = {}
@@ -176,7 +189,7 @@ def load_state_dict_into(model: nn.Module, state: Mapping[str, Tensor], source: 
     missing = [k for k in target if k not in new_state and not k.endswith("num_batches_tracked")]
     report = LoadReport(source, tuple(new_state), tuple(missing), tuple(unexpected), tuple(skipped),
                         tuple(mismatched), tuple(resized))
-    if report.missing or report.unexpected or report.mismatched:
+    if warn and (report.missing or report.unexpected or report.mismatched):
         warnings.warn(
             f"loading {source}: {len(report.missing)} missing keys {list(report.missing)[:5]}, "
             f"{len(report.unexpected)} unexpected {list(report.unexpected)[:5]}, "
@@ -243,3 +256,59 @@ def load_pretrained(model: nn.Module, pretrained: bool | str | Path | Mapping[st
         return None
     state, source = resolved
     return load_state_dict_into(model, state, source=source)
+
+
+def filled_fraction(report: LoadReport) -> float:
+    """Fraction of the target's tensors that received one (buffers such as num_batches_tracked excluded)."""
+    total = len(report.loaded) + len(report.missing)
+    return len(report.loaded) / total if total else 0.0
+
+
+def finish_pretrained(model: nn.Module, resolved: tuple[dict[str, Tensor], str] | None,
+                      backbone_report: LoadReport | None, min_fraction: float = MIN_FILLED) -> LoadReport | None:
+    """Second step of pretrained loading, once a workbench model is fully built around its backbone.
+
+    A source with the workbench model's own keys (a run folder, its `best.safetensors` or `last.pt`, of the same
+    architecture) fills the backbone with nothing; it is loaded into the whole model here instead (classifier
+    heads of another size skipped). Then the check: a source that fills less than `min_fraction` of the tensors is
+    an error that names what was expected and what was found, never a silent start from random weights.
+
+    Args:
+        model: the built model.
+        resolved: `resolve_pretrained(...)` output (None: nothing requested).
+        backbone_report: what loading `resolved` into the bare backbone did (`load_state_dict_into(...,
+            warn=False)`).
+
+    Raises:
+        ValueError: the source fills too little of the model.
+    """
+    if resolved is None:
+        return None
+    state, source = resolved
+    report = backbone_report
+    target = model.state_dict()
+    own = sum(1 for k, v in state.items() if k in target and tuple(target[k].shape) == tuple(v.shape))
+    if report is None or own > len(report.loaded):  # the workbench model's own keys: load into the whole model
+        report = load_state_dict_into(model, state, source, head_prefixes=HEAD_PREFIXES + ("classifiers.",),
+                                      warn=False)
+        scope = f"the {type(model).__name__} model"
+    else:
+        scope = "the backbone"
+    fraction = filled_fraction(report)
+    if fraction < min_fraction:
+        expected = list(report.missing)[:3]
+        found = list(state)[:3]
+        raise ValueError(
+            f"pretrained weights {source} fill {len(report.loaded)} of {len(report.loaded) + len(report.missing)} "
+            f"tensors of {scope} ({fraction:.0%}; at least {min_fraction:.0%} needed). Expected keys such as "
+            f"{expected} (a timm ImageNet state dict of the backbone, or a workbench run folder / its weights of the "
+            f"same architecture); the file has keys such as {found}"
+            f"{'' if not report.mismatched else f' and shape mismatches such as {list(report.mismatched)[:2]}'}.")
+    if report.missing or report.unexpected or report.mismatched:
+        warnings.warn(
+            f"loading {source}: {len(report.missing)} missing keys {list(report.missing)[:5]}, "
+            f"{len(report.unexpected)} unexpected {list(report.unexpected)[:5]}, "
+            f"{len(report.mismatched)} shape mismatches {list(report.mismatched)[:3]}",
+            stacklevel=3,
+        )
+    return report

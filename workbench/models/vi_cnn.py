@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from .layers import BNNeck, GeM, NonLocal, bias_free_classifier
 from .output import ReIDOutput
-from .pretrained import load_pretrained
+from .pretrained import finish_pretrained, load_state_dict_into, resolve_pretrained
 from .registry import register_model
 
 STAGES: tuple[str, ...] = ("stem", "layer1", "layer2", "layer3", "layer4")
@@ -131,7 +131,8 @@ class VIReIDNet(nn.Module):
 
         backbone = timm.create_model(arch, pretrained=False, num_classes=0, global_pool="", **self.timm_kwargs)
         _check_resnet(backbone, arch)
-        self.load_report = load_pretrained(backbone, pretrained, timm_name=arch)
+        resolved = resolve_pretrained(pretrained, arch, backbone)
+        backbone_report = load_state_dict_into(backbone, *resolved, warn=False) if resolved else None
         if last_stride == 1:
             _remove_last_stride(backbone.layer4)
         channels = [info["num_chs"] for info in backbone.feature_info]  # act1, layer1..layer4
@@ -155,6 +156,7 @@ class VIReIDNet(nn.Module):
         self.pool = GeM(gem_p, learn_p=learn_gem_p)
         self.bnneck = BNNeck(self.feat_dim) if bnneck else None
         self.classifier = bias_free_classifier(self.feat_dim, num_classes) if num_classes > 0 else None
+        self.load_report = finish_pretrained(self, resolved, backbone_report)  # checks how much was filled
 
     @property
     def two_stream(self) -> bool:

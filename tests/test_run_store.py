@@ -1,0 +1,234 @@
+"""The run store never loses work (issue 12): overwrite only replaces runs inside out_dir and only after the new
+request is checked, one writer per run folder, honest statuses, damaged checkpoints refused in our words, leftover
+temp files cleaned, run files as readable as config.json."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from workbench.config import get_config
+from workbench.runs import Run, load_run
+
+
+def smoke(tmp_path, name="r", method="baseline", **overrides):
+    cfg = get_config(method, "synthetic-vi", "smoke")
+    return cfg.override(**{"run.out_dir": str(tmp_path / "runs"), "run.name": name, "run.device": "cpu",
+                           **overrides})
+
+
+def finished_run(tmp_path, name="done"):
+    """A run folder as the store leaves it after training, without training (fast)."""
+    run = Run.create(smoke(tmp_path, name))
+    run.save_results({"status": "finished", "num_classes": 12, "test": {"mean": {"mAP": 0.5}}})
+    return run
+
+
+# ------------------------------------------------------------------------------------------------ item 1: overwrite
+
+@pytest.mark.parametrize("name", ["..", "../victim", "/tmp/abs-victim", "a/b", ".hidden", ""])
+def test_overwrite_refuses_names_that_leave_out_dir(tmp_path, name):
+    from workbench.train import fit
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "thesis.tex").write_text("years of work")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "keep.txt").write_text("x")
+    with pytest.raises(ValueError, match="run.name"):
+        fit(smoke(tmp_path, name), overwrite=True, progress=False)
+    assert (victim / "thesis.tex").read_text() == "years of work" and (tmp_path / "keep.txt").exists()
+
+
+def test_overwrite_refuses_a_folder_the_run_store_did_not_create(tmp_path):
+    from workbench.train import fit
+
+    folder = tmp_path / "runs" / "mine"
+    folder.mkdir(parents=True)
+    (folder / "notes.txt").write_text("not a run")
+    with pytest.raises(ValueError, match="not a run folder"):
+        fit(smoke(tmp_path, "mine"), overwrite=True, progress=False)
+    assert (folder / "notes.txt").read_text() == "not a run"
+
+
+def test_overwrite_with_a_typo_in_the_method_keeps_the_finished_run(tmp_path):
+    from workbench.train import fit
+
+    run = finished_run(tmp_path, "done")
+    with pytest.raises(ValueError, match="unknown method 'basline'"):
+        fit(smoke(tmp_path, "done", **{"run.method": "basline"}), overwrite=True, progress=False)
+    assert run.results["status"] == "finished" and run.results["test"]["mean"]["mAP"] == 0.5
+
+
+# ------------------------------------------------------------------------------------------- item 2: state machine
+
+def test_status_transitions_are_explicit(tmp_path):
+    run = Run.create(smoke(tmp_path, "s"))
+    assert run.status == "created"
+    with pytest.raises(ValueError, match="cannot go from 'created' to 'finished'"):
+        run.set_status("finished")
+    run.lock()
+    run.set_status("running", num_classes=3)
+    run.set_status("interrupted", signal="SIGTERM")
+    run.set_status("running")
+    run.set_status("stopped", test={"mean": {"mAP": 0.1}})
+    run.set_status("running")
+    assert "test" not in run.results  # a new attempt does not show the numbers of the last one
+    run.set_status("finished")
+    assert run.results["num_classes"] == 3 and "signal" not in run.results and run.results["attempts"] == 3
+    with pytest.raises(ValueError, match="cannot go from 'finished' to 'running'"):
+        run.set_status("running")
+    run.unlock()
+
+
+def test_a_running_run_without_a_live_writer_reads_as_interrupted(tmp_path):
+    run = Run.create(smoke(tmp_path, "k"))
+    run.save_results({"status": "running"})  # what a SIGKILLed process leaves
+    assert load_run(run.path).status == "interrupted"
+    run.lock()
+    assert load_run(run.path).status == "running"  # someone holds the lock: it is really running
+    run.unlock()
+
+
+def test_resume_of_a_finished_run_is_refused(tmp_path):
+    from workbench.train import fit
+
+    run = finished_run(tmp_path, "done")
+    before = (run.path / "results.json").read_text()
+    with pytest.raises(ValueError, match="finished"):
+        fit(smoke(tmp_path, "done", **{"optim.epochs": 5}), resume=run.path, progress=False)
+    assert (run.path / "results.json").read_text() == before
+
+
+@pytest.mark.slow
+def test_a_run_finished_early_by_a_resume_is_not_reused_as_the_longer_recipe(tmp_path):
+    from workbench.runs import find_run
+    from workbench.train import fit
+
+    cfg = smoke(tmp_path, "short", **{"optim.epochs": 2})
+    stopped = fit(cfg.override(**{"run.max_steps": 3}), progress=False)  # 3 batches per epoch: epoch 1 of 2
+    assert stopped.results["status"] == "stopped" and stopped.results["epochs_done"] == 1
+    done = fit(cfg.override(**{"optim.epochs": 1}), resume=True, progress=False)
+    assert done.results["status"] == "finished" and done.results["epochs_done"] == 1
+    assert done.config.optim.epochs == 1  # config.json says what ran
+    assert find_run(cfg) is None  # the 2-epoch recipe was never finished
+    assert find_run(cfg.override(**{"optim.epochs": 1})).path == done.path
+
+
+def test_find_run_needs_every_epoch_of_the_recipe(tmp_path):
+    from workbench.runs import find_run
+
+    cfg = smoke(tmp_path, "a", **{"optim.epochs": 50})
+    Run.create(cfg).save_results({"status": "finished", "epochs_done": 14})
+    assert find_run(cfg) is None
+
+
+# ---------------------------------------------------------------------------------------------------- item 5: lock
+
+def test_a_second_writer_is_refused_and_told_who_holds_the_lock(tmp_path):
+    from workbench.runs import RunLockedError
+    from workbench.train import fit
+
+    run = Run.create(smoke(tmp_path, "busy"))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time
+            from workbench.runs import load_run
+            load_run({str(run.path)!r}).lock()
+            print("locked", flush=True)
+            sys.stdin.read()
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={**os.environ})
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunLockedError, match=f"process {holder.pid} on"):
+            fit(smoke(tmp_path, "busy"), resume=run.path, progress=False)
+        with pytest.raises(RunLockedError, match=str(holder.pid)):
+            Run.create(smoke(tmp_path, "busy"), overwrite=True)
+        assert run.path.exists()
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    run.lock()  # released when the holder ended
+    run.unlock()
+
+
+# ------------------------------------------------------------------------------ item 11: damaged files, temp files
+
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory):
+    """A smoke run stopped after one step (has checkpoints/last.pt)."""
+    from workbench.train import fit
+
+    tmp = tmp_path_factory.mktemp("stopped")
+    return fit(smoke(tmp, "stopped", **{"run.max_steps": 1}), progress=False)
+
+
+def _copy(run, tmp_path):
+    import shutil
+
+    dst = tmp_path / "runs" / run.name
+    shutil.copytree(run.path, dst)
+    return load_run(dst)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["truncate", "pickle"])
+def test_a_damaged_checkpoint_is_refused_in_our_words(stopped_run, tmp_path, damage):
+    from workbench.runs import CheckpointError
+    from workbench.train import fit
+
+    run = _copy(stopped_run, tmp_path)
+    last = run.last_checkpoint
+    if damage == "truncate":
+        last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    else:
+        torch.save({"model": _Evil()}, last)
+    with pytest.raises(CheckpointError) as info:
+        fit(smoke(tmp_path, "stopped", **{"run.max_steps": 1}), resume=run.path, progress=False)
+    message = str(info.value)
+    assert str(last) in message and "damaged" in message
+    assert "weights_only" not in message and "False" not in message
+    assert load_run(run.path).status == "interrupted" or load_run(run.path).results["status"] == "stopped"
+
+
+def test_a_malicious_pretrained_file_is_refused_without_suggesting_unsafe_loading(tmp_path):
+    from workbench.models import create_model
+
+    path = tmp_path / "evil.pth"
+    torch.save({"conv1.weight": _Evil()}, path)
+    with pytest.raises(ValueError) as info:
+        create_model("test_vi_resnet", num_classes=0, pretrained=str(path))
+    assert str(path) in str(info.value) and "weights_only" not in str(info.value)
+
+
+@pytest.mark.slow
+def test_temp_files_left_by_a_killed_save_are_removed_on_the_next_start(stopped_run, tmp_path):
+    from workbench.train import fit
+
+    run = _copy(stopped_run, tmp_path)
+    leftover = run.path / "checkpoints" / ".last.pt.x1y2z3.tmp"
+    leftover.write_bytes(b"half a checkpoint")
+    fit(smoke(tmp_path, "stopped", **{"run.max_steps": 2}), resume=run.path, progress=False)
+    assert not leftover.exists()
+    assert not list(run.path.rglob("*.tmp"))
+
+
+# ------------------------------------------------------------------------------------------- item 14: file modes
+
+def test_run_files_are_as_readable_as_config_json(tmp_path):
+    run = Run.create(smoke(tmp_path, "m"))
+    run.save_results({"status": "created"})
+    mode = stat.S_IMODE((run.path / "config.json").stat().st_mode)
+    for name in ("results.json", "environment.json"):
+        assert stat.S_IMODE((run.path / name).stat().st_mode) == mode, name
+    assert json.loads((run.path / "results.json").read_text())["status"] == "created"

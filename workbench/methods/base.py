@@ -65,13 +65,17 @@ class Method:
     def build_model(self, cfg: Config, num_classes: int) -> nn.Module:
         from workbench.models import create_model
 
-        pretrained = cfg.model.pretrained
-        if pretrained == "synthetic":  # the cpu-demo stand-in for ImageNet weights (workbench.pretrain)
+        return create_model(cfg.model.name, num_classes=num_classes, pretrained=self.pretrained_weights(cfg),
+                            **self.model_kwargs(cfg))
+
+    def pretrained_weights(self, cfg: Config) -> Any:
+        """`cfg.model.pretrained` as the model constructors take it; "synthetic" names the cpu-demo stand-in for
+        ImageNet weights (`workbench.pretrain`), pre-trained and cached on first use."""
+        if cfg.model.pretrained == "synthetic":
             from workbench.pretrain import standin_weights
 
-            pretrained = str(standin_weights(cfg.model.name))
-        return create_model(cfg.model.name, num_classes=num_classes, pretrained=pretrained,
-                            **self.model_kwargs(cfg))
+            return str(standin_weights(cfg.model.name))
+        return cfg.model.pretrained
 
     def model_kwargs(self, cfg: Config) -> dict[str, Any]:
         kwargs = dict(cfg.model.kwargs)

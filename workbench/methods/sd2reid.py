@@ -123,7 +123,7 @@ class SD2ReID(Method):
         if opts.shared_depth is not None:
             kwargs["shared_depth"] = opts.shared_depth
         net = build_sd2reid(cfg.model.name, num_classes=num_classes, ddm=opts.ddm,
-                            pretrained=cfg.model.pretrained, **kwargs)
+                            pretrained=self.pretrained_weights(cfg), **kwargs)
         half = net.backbone.depth // 2
         if "shared_depth" not in kwargs and net.backbone.shared_depth != half:  # HMFE default: half-shared
             net = build_sd2reid(cfg.model.name, num_classes=num_classes, ddm=opts.ddm,

@@ -22,7 +22,7 @@ from workbench.losses.icre import (
     modality_centres,
     semantic_distillation_loss,
 )
-from workbench.methods import get_method
+from workbench.methods import get_method, load_run_model
 from workbench.methods.icre import ICRE, icre_loss_terms, icre_options
 from workbench.models import ICRENet, VIReIDNet, create_model
 from workbench.models.icre import SDCE, CrossAttentionBlock
@@ -479,5 +479,5 @@ def test_cli_trains_and_evaluates(tmp_path):
     assert 0 < run.results["test"]["mean"]["mAP"] <= 1
     terms = {c.removeprefix("loss/") for c in run.metrics.columns if c.startswith("loss/")}
     assert terms == ALL_TERMS | {"total"}
-    model = run.load_model()
+    model = load_run_model(run)
     assert isinstance(model, ICRENet) and model.sdce.self_attn is None

@@ -225,3 +225,25 @@ def test_detail_cams_equal_what_viz_cam_computes_for_each_run(two_runs, tmp_path
     assert fig.detail_cams["A"].pairs == [] and "weights cannot be read" in fig.detail_cams["A"].message
     assert len(fig.detail_cams["B"].pairs) == len(drawn["B"].pairs)
     assert any("weights cannot be read" in t.get_text().replace("\n", " ") for ax in fig.axes for t in ax.texts)
+
+
+@pytest.mark.slow
+def test_the_app_adds_the_cam_panel_only_when_asked(two_runs):
+    from workbench.dashboard.cams import detail_cams
+
+    app = dashboard.Dashboard(two_runs["root"], run_a="a", run_b="b")
+    assert not app.show_cams.value and app.cams.value == b"" and app.cams.layout.display == "none"
+    assert "cams" not in app.timings and len(app.models) == 0  # the list path loads no model
+    app.show_cams.value = True
+    assert app.cams.value[:4] == b"\x89PNG" and app.cams.layout.display is None and len(app.models) == 2
+    first = app.cams.value
+    sample = int(app.query.value)
+    expected = detail_cams(app.comparison, sample)
+    cached = detail_cams(app.comparison, sample, models=app.models)  # the app's cached models give the same maps
+    for tag in "AB":
+        np.testing.assert_array_equal(next(iter(cached[tag].pairs[0].query_maps.values())),
+                                      next(iter(expected[tag].pairs[0].query_maps.values())))
+    app.query.value = app.query.options[-1][1]  # another query: the panel follows
+    assert app.cams.value[:4] == b"\x89PNG" and app.cams.value != first and len(app.models) == 2
+    app.show_cams.value = False
+    assert app.cams.value == b"" and app.cams.layout.display == "none"

@@ -186,7 +186,9 @@ def test_detail_cams_equal_what_viz_cam_computes_for_each_run(two_runs, tmp_path
     sample = int(cmp.per_query.loc[cmp.per_query["diff"].abs().idxmax(), "sample"])
     row = cmp.per_query[cmp.per_query["sample"] == sample].iloc[0]
     models = RunModels()
-    fig = dashboard.detail_view(cmp, sample, k=4, cams=True, models=models)
+    # Grad-CAM++: plain Grad-CAM's maps of these 1-epoch smoke models are often all zero (its ReLU), which would make
+    # the comparison below vacuous; the method is passed through unchanged either way
+    fig = dashboard.detail_view(cmp, sample, k=4, cams=True, models=models, cam_method="gradcam++")
     drawn = fig.detail_cams
     assert len(models) == 2 and len(fig.axes) == 2 * 5 + 2 * 4
     assert sum(len(rc.pairs) for rc in drawn.values()) == 3, "expected rank 1 false for one run (seeded smoke runs)"
@@ -200,10 +202,10 @@ def test_detail_cams_equal_what_viz_cam_computes_for_each_run(two_runs, tmp_path
         top = int(rl.order[rl.rank == 1][0])
         model = load_run_model(run, "cpu")
         expected = cam.pair_cams(model, r.inputs("query", q), r.inputs("gallery", top), both=False,
-                                 method=get_method(run.config.run.method),
+                                 method=get_method(run.config.run.method), cam_method="gradcam++",
                                  query_camid=int(r.query.camids[q]), gallery_camid=int(r.gallery.camids[top]))
         (m, got), = rc.pairs[0].query_maps.items()
-        assert got.shape == (run.config.data.height, run.config.data.width)
+        assert got.shape == (run.config.data.height, run.config.data.width) and got.max() > 0 and got.std() > 0.01
         np.testing.assert_allclose(got, expected.query_maps[m], atol=1e-5)
         assert rc.pairs[0].similarity == pytest.approx(expected.similarity, abs=1e-5)
         assert rc.pairs[0].label.startswith("rank 1, " + ("true" if rl.is_match[rl.rank == 1][0] else "false"))

@@ -14,8 +14,8 @@ import pandas as pd
 
 from workbench import evaluation_store as store
 from workbench.dashboard import paired as C
-from workbench.dashboard.cams import RunModels, detail_cams, plot_detail_cams
 from workbench.dashboard import runs_view as V
+from workbench.dashboard.cams import RunModels, detail_cams, plot_detail_cams
 from workbench.utils import runs_dir as _runs_dir
 
 DEFAULT_PROTOCOL = "default test protocol"

@@ -7,7 +7,8 @@ process and in a real browser (JupyterLab + headless Chromium through Playwright
 
 "Updated view" in the browser: after run B changes, the summary, the scatter, the query list and the ranked-list
 image are all redrawn (the test waits for the last of them, the ranked-list caption); after a query changes, the
-ranked-list image and caption. Timings are medians over --repeats changes.
+ranked-list image and caption. Timings are medians over --repeats changes. In process only, with "show CAMs" on:
+the first CAM panel (loading both models), then per query change the list and the CAM panel separately.
 """
 
 from __future__ import annotations
@@ -59,8 +60,19 @@ def in_process(root: Path, repeats: int) -> dict[str, float]:
         t0 = time.perf_counter()
         app.query.value = app.query.options[(i + 1) % len(app.query.options)][1]
         query.append(time.perf_counter() - t0)
+    # "show CAMs" on: the first panel loads both runs' models; then each query change redraws the list first
+    # (timings["detail"]) and the CAM panel after it (timings["cams"])
+    app.show_cams.value = True
+    cam_first = app.timings["cams"]
+    cam_list, cam_panel = [], []
+    for i in range(repeats):
+        app.query.value = app.query.options[(i + 2) % len(app.query.options)][1]
+        cam_list.append(app.timings["detail"])
+        cam_panel.append(app.timings["cams"])
     return {"start_s": statistics.median(starts), "run_change_s": statistics.median(change),
-            "query_change_s": statistics.median(query), "queries": app.comparison.n_queries if app.comparison else 0}
+            "query_change_s": statistics.median(query), "queries": app.comparison.n_queries if app.comparison else 0,
+            "cams_first_panel_s": cam_first, "cams_on_list_s": statistics.median(cam_list),
+            "cams_on_panel_s": statistics.median(cam_panel)}
 
 
 def _free_port() -> int:

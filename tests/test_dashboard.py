@@ -170,3 +170,82 @@ def test_the_app_says_why_it_does_not_compare(two_runs, tmp_path):
     assert app.comparison is None
     assert "Not compared" in app.summary.value and "split_options" in app.summary.value
     assert app.query.options == () and app.detail.value == b""
+
+
+# -- per-query CAMs --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_detail_cams_equal_what_viz_cam_computes_for_each_run(two_runs, tmp_path):
+    from workbench.dashboard.cams import RunModels
+    from workbench.methods import get_method, load_run_model
+    from workbench.viz import cam
+    from workbench.viz.ranked import Retrieval
+
+    cmp = dashboard.compare(two_runs["a"].path, two_runs["b"].path)
+    sample = int(cmp.per_query.loc[cmp.per_query["diff"].abs().idxmax(), "sample"])
+    row = cmp.per_query[cmp.per_query["sample"] == sample].iloc[0]
+    models = RunModels()
+    # Grad-CAM++: plain Grad-CAM's maps of these 1-epoch smoke models are often all zero (its ReLU), which would make
+    # the comparison below vacuous; the method is passed through unchanged either way
+    fig = dashboard.detail_view(cmp, sample, k=4, cams=True, models=models, cam_method="gradcam++")
+    drawn = fig.detail_cams
+    assert len(models) == 2 and len(fig.axes) == 2 * 5 + 2 * 4
+    assert sum(len(rc.pairs) for rc in drawn.values()) == 3, "expected rank 1 false for one run (seeded smoke runs)"
+    for tag, name in (("A", "a"), ("B", "b")):
+        rc = drawn[tag]
+        # oracle: the run's model loaded afresh, its top-1 recomputed from features, the CAM from viz.cam directly
+        run = two_runs[name]
+        r = Retrieval.from_run(run, trial=int(row["trial"]), cache=False)
+        q = int(row["query"])
+        rl = r.ranked_list(q)
+        top = int(rl.order[rl.rank == 1][0])
+        model = load_run_model(run, "cpu")
+        expected = cam.pair_cams(model, r.inputs("query", q), r.inputs("gallery", top), both=False,
+                                 method=get_method(run.config.run.method), cam_method="gradcam++",
+                                 query_camid=int(r.query.camids[q]), gallery_camid=int(r.gallery.camids[top]))
+        (m, got), = rc.pairs[0].query_maps.items()
+        assert got.shape == (run.config.data.height, run.config.data.width) and got.max() > 0 and got.std() > 0.01
+        np.testing.assert_allclose(got, expected.query_maps[m], atol=1e-5)
+        assert rc.pairs[0].similarity == pytest.approx(expected.similarity, abs=1e-5)
+        assert rc.pairs[0].label.startswith("rank 1, " + ("true" if rl.is_match[rl.rank == 1][0] else "false"))
+        # one CAM per run for the rank-1 item, a second one against the first true match when rank 1 is false
+        first_true = rl.first_match_rank
+        assert len(rc.pairs) == (1 if first_true == 1 or first_true is None or first_true > 20 else 2)
+        if len(rc.pairs) == 2:
+            assert rc.pairs[1].label == f"1st true match, rank {first_true}"
+    assert len(models) == 2  # cached: a second call loads nothing
+    dashboard.detail_view(cmp, sample, k=4, cams=True, models=models)
+    assert len(models) == 2
+    # a run whose weights are missing gets the reason, the other run its CAM
+    shutil.copytree(two_runs["a"].path, tmp_path / "a")
+    for f in (tmp_path / "a").rglob("*"):
+        if f.suffix in (".safetensors", ".pt", ".pth"):
+            f.unlink()
+    no_weights = dashboard.compare(tmp_path / "a", two_runs["b"].path)
+    fig = dashboard.detail_view(no_weights, sample, k=4, cams=True)
+    assert fig.detail_cams["A"].pairs == [] and "weights cannot be read" in fig.detail_cams["A"].message
+    assert len(fig.detail_cams["B"].pairs) == len(drawn["B"].pairs)
+    assert any("weights cannot be read" in t.get_text().replace("\n", " ") for ax in fig.axes for t in ax.texts)
+
+
+@pytest.mark.slow
+def test_the_app_adds_the_cam_panel_only_when_asked(two_runs):
+    from workbench.dashboard.cams import detail_cams
+
+    app = dashboard.Dashboard(two_runs["root"], run_a="a", run_b="b")
+    assert not app.show_cams.value and app.cams.value == b"" and app.cams.layout.display == "none"
+    assert "cams" not in app.timings and len(app.models) == 0  # the list path loads no model
+    app.show_cams.value = True
+    assert app.cams.value[:4] == b"\x89PNG" and app.cams.layout.display is None and len(app.models) == 2
+    first = app.cams.value
+    sample = int(app.query.value)
+    expected = detail_cams(app.comparison, sample)
+    cached = detail_cams(app.comparison, sample, models=app.models)  # the app's cached models give the same maps
+    for tag in "AB":
+        np.testing.assert_array_equal(next(iter(cached[tag].pairs[0].query_maps.values())),
+                                      next(iter(expected[tag].pairs[0].query_maps.values())))
+    app.query.value = app.query.options[-1][1]  # another query: the panel follows
+    assert app.cams.value[:4] == b"\x89PNG" and app.cams.value != first and len(app.models) == 2
+    app.show_cams.value = False
+    assert app.cams.value == b"" and app.cams.layout.display == "none"

@@ -6,8 +6,10 @@ Plain functions (for scripts, tests and headless runs) and one ipywidgets app bu
     dashboard.Dashboard()                                 # the app over the project's runs/
     cmp = dashboard.compare("runs/a", "runs/b")           # paired comparison on the same queries
     print(cmp.summary()); dashboard.comparison_figure(cmp)
+    dashboard.detail_view(cmp, sample, cams=True)        # both ranked lists and each run's similarity CAMs
 """
 
+from workbench.dashboard.cams import RunModels, detail_cams, plot_detail_cams
 from workbench.dashboard.paired import (
     IncomparableRuns,
     PairedComparison,
@@ -38,10 +40,12 @@ __all__ = [
     "Dashboard",
     "IncomparableRuns",
     "PairedComparison",
+    "RunModels",
     "bootstrap_mean_ci",
     "comparable_runs",
     "compare",
     "comparison_figure",
+    "detail_cams",
     "detail_png",
     "detail_view",
     "discover_runs",
@@ -52,6 +56,7 @@ __all__ = [
     "format_table",
     "metrics_table",
     "plot_curves_overlay",
+    "plot_detail_cams",
     "plot_paired",
     "ranked_lists",
     "run_configs",

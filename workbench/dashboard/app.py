@@ -15,6 +15,7 @@ import pandas as pd
 from workbench import evaluation_store as store
 from workbench.dashboard import paired as C
 from workbench.dashboard import runs_view as V
+from workbench.dashboard.cams import RunModels, detail_cams, plot_detail_cams
 from workbench.utils import runs_dir as _runs_dir
 
 DEFAULT_PROTOCOL = "default test protocol"
@@ -29,7 +30,9 @@ class Dashboard:
 
     Attributes:
         widget: the top-level widget. comparison: the current `PairedComparison` (None until two comparable runs
-            are picked). timings: seconds spent in the last table / comparison / detail update.
+            are picked). timings: seconds spent in the last table / comparison / detail / CAM update.
+        show_cams: the toggle (off by default) that adds the CAM panel `cams` of the selected query (both runs'
+            similarity CAMs, `workbench.dashboard.cams`); models: the per-run model cache it uses.
     """
 
     def __init__(self, runs_dir: str | Path | None = None, *, run_a: str | None = None, run_b: str | None = None,
@@ -58,18 +61,27 @@ class Dashboard:
         self.query = W.Select(description="query", rows=8, layout=W.Layout(width="520px"))
         self.detail = W.Image(format="png")
         self.detail_text = W.HTML()
+        # CAMs cost a forward and backward per map: computed only while this is on, after the list is shown
+        self.show_cams = W.ToggleButton(value=False, description="show CAMs", icon="eye",
+                                        tooltip="similarity CAM of the query against each run's rank-1 (and first "
+                                                "true) match; slow on large models")
+        self.cams = W.Image(format="png", layout=W.Layout(display="none"))
+        self.cams_text = W.HTML()
+        self.models = RunModels()  # each run's model loaded once
         self.progress = W.Output()
         for w, cls in ((self.dataset, "wb-dataset"), (self.protocol, "wb-protocol"), (self.family, "wb-family"),
                        (self.selected, "wb-runs"), (self.table, "wb-table"), (self.curves, "wb-curves"),
                        (self.run_a, "wb-run-a"), (self.run_b, "wb-run-b"), (self.summary, "wb-summary"),
                        (self.scatter, "wb-scatter"), (self.query, "wb-query"), (self.detail, "wb-detail"),
-                       (self.detail_text, "wb-detail-text")):
+                       (self.detail_text, "wb-detail-text"), (self.show_cams, "wb-show-cams"),
+                       (self.cams, "wb-cams"), (self.cams_text, "wb-cams-text")):
             w.add_class(cls)
         self.widget = W.VBox([
             W.HTML(f"<b>Runs in</b> <code>{html.escape(str(self.root))}</code>: {len(self.runs)}"),
             W.HBox([self.dataset, self.protocol]), self.family, self.selected, self.table, self.curves,
             W.HTML("<b>Paired comparison</b> (same queries, B against A)"), W.HBox([self.run_a, self.run_b]),
             self.progress, self.summary, W.HBox([self.scatter, self.query]), self.detail, self.detail_text,
+            self.show_cams, self.cams_text, self.cams,
         ])
         self.widget.add_class("wb-dashboard")
         self._busy = False
@@ -81,6 +93,7 @@ class Dashboard:
         self.run_a.observe(lambda _: self._refresh_comparison(), "value")
         self.run_b.observe(lambda _: self._refresh_comparison(), "value")
         self.query.observe(lambda _: self._refresh_detail(), "value")
+        self.show_cams.observe(lambda _: self._refresh_cams(), "value")
         self.timings["start"] = time.perf_counter() - t0
 
     def _ipython_display_(self):
@@ -177,6 +190,7 @@ class Dashboard:
             self.scatter.value, self.detail.value = b"", b""
             self.query.options = []
             self.detail_text.value = ""
+            self._refresh_cams()
             return
         self.progress.clear_output()
         self.summary.value = f"<p>{html.escape(self.comparison.summary())}</p>"
@@ -204,3 +218,24 @@ class Dashboard:
             parts.append(f"<b>{tag}</b> top-{len(table)} identities: {marks}")
         self.detail_text.value = f"<span class='wb-query-id'>query {sample}</span>: " + " | ".join(parts)
         self.timings["detail"] = time.perf_counter() - t0
+        self._refresh_cams()
+
+    def _refresh_cams(self) -> None:
+        """The CAM panel of the selected query, only while "show CAMs" is on (hidden otherwise)."""
+        if self._busy:
+            return
+        if not self.show_cams.value or self.comparison is None or self.query.value is None:
+            self.cams.layout.display = "none"
+            self.cams.value, self.cams_text.value = b"", ""
+            return
+        t0 = time.perf_counter()
+        self.cams_text.value = "<i>computing CAMs ...</i>"
+        cams = detail_cams(self.comparison, int(self.query.value), models=self.models)
+        axes = plot_detail_cams(cams)
+        axes[0][0].figure.tight_layout()
+        self.cams.value = C.figure_png(axes[0][0].figure)
+        self.cams.layout.display = None
+        notes = [f"<b>{rc.tag}</b>: {html.escape(rc.message)}" for rc in cams.values() if rc.message]
+        self.cams_text.value = ("<span class='wb-cams-note' style='color:#b00'>" + " | ".join(notes) + "</span>"
+                                if notes else "")
+        self.timings["cams"] = time.perf_counter() - t0

@@ -240,17 +240,31 @@ def ranked_lists(cmp: PairedComparison, sample: int, k: int = 8) -> dict[str, pd
     return {"A": cmp.a.ranked_list(trial, query).head(k), "B": cmp.b.ranked_list(trial, query).head(k)}
 
 
-def detail_view(cmp: PairedComparison, sample: int, k: int = 6, size: tuple[int, int] = (48, 96)):
+def detail_view(cmp: PairedComparison, sample: int, k: int = 6, size: tuple[int, int] = (48, 96), *,
+                cams: bool = False, models=None, cam_method: str = "gradcam", both: bool = False):
     """Both runs' ranked lists for one query, side by side: the query image, then each run's top-k gallery images
     framed green (same identity) or red, titled with identity and distance. Returns the Figure.
 
-    This is the hook for the analysis instruments: where `workbench.viz` offers a ranked-list and a CAM view, this
-    function keeps its signature (comparison, query sample, k) and draws those instead.
+    Args:
+        cams: also draw, below the lists, each run's similarity CAM of the query against its rank-1 gallery sample
+            (and against its first true match when rank 1 is false), from `workbench.dashboard.cams.detail_cams`;
+            slow (a forward and backward per map), so off by default. A run without a CAM shows the reason.
+        models: a `workbench.dashboard.cams.RunModels` cache, to load each run's model once over several calls.
+        cam_method, both: passed to `detail_cams`.
     """
     lists = ranked_lists(cmp, sample, k)
     row = cmp.per_query[cmp.per_query["sample"] == sample].iloc[0]
     query_paths = cmp.a.samples.set_index("row").loc[sample, "paths"]
-    fig, axes = plt.subplots(2, k + 1, figsize=(1.15 * (k + 1), 5.2), squeeze=False)
+    run_cams = None
+    if cams:
+        from workbench.dashboard.cams import detail_cams
+
+        run_cams = detail_cams(cmp, sample, models=models, cam_method=cam_method, both=both)
+    cam_cols = (6 if both else 4) if run_cams else 0
+    n_cols = max(k + 1, cam_cols)
+    fig = plt.figure(figsize=(1.15 * n_cols, 5.2 + (5.4 if run_cams else 0)))
+    grid = fig.add_gridspec(4 if run_cams else 2, n_cols)
+    axes = np.array([[fig.add_subplot(grid[r, c]) for c in range(k + 1)] for r in range(2)])
     for r, (tag, table) in enumerate(lists.items()):
         name = cmp.name_a if tag == "A" else cmp.name_b
         ap = row.AP_a if tag == "A" else row.AP_b
@@ -270,6 +284,12 @@ def detail_view(cmp: PairedComparison, sample: int, k: int = 6, size: tuple[int,
         for ax in axes[r]:
             ax.set_xticks([])
             ax.set_yticks([])
+    if run_cams:
+        from workbench.dashboard.cams import plot_detail_cams
+
+        cam_axes = [[fig.add_subplot(grid[2 + r, c]) for c in range(cam_cols)] for r in range(2)]
+        plot_detail_cams(run_cams, axes=cam_axes)
+        fig.detail_cams = run_cams  # what was drawn, for callers and tests
     fig.tight_layout()
     return fig
 

@@ -271,11 +271,18 @@ def test_metrics_in_unit_interval_and_cmc_monotone():
     dist, q_pids, g_pids, q_cams, g_cams = make_problem(16)
     res = rank_metrics(dist, q_pids, g_pids, q_cams, g_cams)
     assert np.all(np.diff(res.cmc) >= 0) and 0 <= res.cmc[0] and res.cmc[-1] <= 1
-    # INP <= AP per query, since precision at the last match is the smallest
-    assert 0 < res.mINP <= res.mAP <= 1
+    assert 0 < res.mINP <= 1 and 0 < res.mAP <= 1
     d = res.as_dict()
     assert set(d) == {"rank1", "rank5", "rank10", "rank20", "mAP", "mINP"}
     assert all(isinstance(v, float) for v in d.values())
+
+
+def test_inp_can_exceed_ap():
+    """No order between AP and INP: true matches at ranks 2 and 3 give AP (1/2 + 2/3) / 2 and INP 2/3."""
+    dist = np.array([[0.1, 0.2, 0.3]])
+    res = rank_metrics(dist, np.array([1]), np.array([2, 1, 1]), np.array([1]), np.array([2, 2, 2]), junk="none")
+    assert res.mAP == pytest.approx((1 / 2 + 2 / 3) / 2, abs=1e-12)
+    assert res.mINP == pytest.approx(2 / 3, abs=1e-12)
 
 
 # ----------------------------------------------------------------------------------------------- ties

@@ -60,7 +60,8 @@ def check_recorded_scores_are_run_results(records: dict, runs_dir) -> set[str]:
     tags = {name.removesuffix("_mINP") for name in records if name.endswith("_mINP")}
     for tag in tags:
         triple = tuple(records[f"{tag}_{m}"] for m in ("rank1", "mAP", "mINP"))
-        assert 0.0 <= triple[2] <= triple[1] <= 1.0, (tag, triple)  # INP <= AP query by query
+        # (no order between mAP and mINP: true matches at ranks 2 and 3 give AP 0.58 < INP 0.67)
+        assert all(0.0 <= v <= 1.0 for v in triple), (tag, triple)
         assert any(triple == pytest.approx(tuple(r[m] for m in ("rank1", "mAP", "mINP")), abs=1e-9)
                    for r in results), f"{tag}: {triple} is the test result of no run in {runs_dir}"
     return tags

@@ -390,7 +390,7 @@ def test_codes_and_robustness_curves_on_a_tiny_model():
     assert list(codes.pids[:5]) == [s.pid for s in samples] == list(codes.pids[10:])
     model_input = {m: torch.stack([_test_image(cfg, s, m) for s in samples]) for m in MODS}
     with torch.no_grad():  # row i * N + j is modality i of sample j
-        ref = model(model_input, with_style=True)
+        ref = model(model_input, torch.tensor([s.camid for s in samples]), with_style=True)  # SIE: the cameras
     np.testing.assert_allclose(codes.sty[5:10], ref.parts["sty_nir"].numpy(), atol=1e-5)
     base_codes = sd2_analysis.extract_codes(create_model("test_mm_vit", num_classes=4).eval(), samples, cfg)
     assert base_codes.sem is None and base_codes.sty is None and base_codes.cls.shape == (15, 64)

@@ -97,6 +97,8 @@ class SD2Options:
         values = {}
         for key, value in options.items():
             default = names[key].default
+            if value is None and isinstance(default, str):  # the text "none" of a command line / override
+                value = "none"
             values[key] = _coerce(value, 0 if default is None else default)
         return cls(**values)
 

@@ -330,6 +330,19 @@ def verify_images(samples: Iterable[Sample], n_panels: int = 1) -> None:
         samples: samples whose `paths` are checked (each file once).
         n_panels: for multi-panel files (RGBNT100: 3), also check that the width divides into panels.
     """
+    _check_image_files(samples, decode=False, n_panels=n_panels)
+
+
+def decode_images(samples: Iterable[Sample]) -> None:
+    """Fully decode every image file of `samples` (each once); raise `DatasetFormatError` naming a bad one.
+
+    Stricter than `verify_images` (a header check): a truncated or corrupt body is found too. Costs a full decode
+    (about 1-2 ms per small image), so `fit` runs it on the test images before training rather than at load time.
+    """
+    _check_image_files(samples, decode=True)
+
+
+def _check_image_files(samples: Iterable[Sample], *, decode: bool, n_panels: int = 1) -> None:
     seen: set[str] = set()
     for s in samples:
         for path in s.paths.values():
@@ -339,37 +352,18 @@ def verify_images(samples: Iterable[Sample], n_panels: int = 1) -> None:
             try:
                 with Image.open(path) as im:
                     width, height = im.size
+                    if decode:
+                        im.load()
             except FileNotFoundError as exc:
                 raise FileNotFoundError(f"image {path} does not exist; re-copy the dataset") from exc
-            except (OSError, ValueError) as exc:
-                raise DatasetFormatError(
-                    f"unreadable image {path}: {exc}. Re-copy the file, or pass verify=False to skip this check."
-                ) from exc
+            except (OSError, ValueError, SyntaxError) as exc:
+                fix = "Re-copy the file." if decode else \
+                    "Re-copy the file, or pass verify=False to skip this check."
+                raise DatasetFormatError(f"unreadable image {path}: {exc}. {fix}") from exc
             if n_panels > 1 and width % n_panels:
                 raise DatasetFormatError(
                     f"image {path} is {width}x{height}; expected a width divisible into {n_panels} equal panels"
                 )
-
-
-def decode_images(samples: Iterable[Sample]) -> None:
-    """Fully decode every image file of `samples` (each once); raise `DatasetFormatError` naming a bad one.
-
-    Stricter than `verify_images` (a header check): a truncated or corrupt body is found too. Costs a full decode
-    (about 1-2 ms per small image), so `fit` runs it on the test images before training rather than at load time.
-    """
-    seen: set[str] = set()
-    for s in samples:
-        for path in s.paths.values():
-            if path in seen:
-                continue
-            seen.add(path)
-            try:
-                with Image.open(path) as im:
-                    im.load()
-            except FileNotFoundError as exc:
-                raise FileNotFoundError(f"image {path} does not exist; re-copy the dataset") from exc
-            except (OSError, ValueError, SyntaxError) as exc:
-                raise DatasetFormatError(f"unreadable image {path}: {exc}. Re-copy the file.") from exc
 
 
 def check_eval_splits(dataset: ReIDDataset, **split_options: Any) -> None:

@@ -189,14 +189,20 @@ def load_state_dict_into(model: nn.Module, state: Mapping[str, Tensor], source: 
     missing = [k for k in target if k not in new_state and not k.endswith("num_batches_tracked")]
     report = LoadReport(source, tuple(new_state), tuple(missing), tuple(unexpected), tuple(skipped),
                         tuple(mismatched), tuple(resized))
-    if warn and (report.missing or report.unexpected or report.mismatched):
+    if warn:
+        _warn_incomplete(report, source)
+    return report
+
+
+def _warn_incomplete(report: LoadReport, source: str) -> None:
+    """Warn (from the caller's caller) when a load left keys missing, unexpected or mismatched."""
+    if report.missing or report.unexpected or report.mismatched:
         warnings.warn(
             f"loading {source}: {len(report.missing)} missing keys {list(report.missing)[:5]}, "
             f"{len(report.unexpected)} unexpected {list(report.unexpected)[:5]}, "
             f"{len(report.mismatched)} shape mismatches {list(report.mismatched)[:3]}",
-            stacklevel=3,
+            stacklevel=4,
         )
-    return report
 
 
 def resolve_pretrained(pretrained: bool | str | Path | Mapping[str, Tensor] | None, timm_name: str | None = None,
@@ -304,11 +310,5 @@ def finish_pretrained(model: nn.Module, resolved: tuple[dict[str, Tensor], str] 
             f"{expected} (a timm ImageNet state dict of the backbone, or a workbench run folder / its weights of the "
             f"same architecture); the file has keys such as {found}"
             f"{'' if not report.mismatched else f' and shape mismatches such as {list(report.mismatched)[:2]}'}.")
-    if report.missing or report.unexpected or report.mismatched:
-        warnings.warn(
-            f"loading {source}: {len(report.missing)} missing keys {list(report.missing)[:5]}, "
-            f"{len(report.unexpected)} unexpected {list(report.unexpected)[:5]}, "
-            f"{len(report.mismatched)} shape mismatches {list(report.mismatched)[:3]}",
-            stacklevel=3,
-        )
+    _warn_incomplete(report, source)
     return report

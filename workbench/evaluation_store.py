@@ -30,6 +30,7 @@ from torch import nn
 
 from workbench import features as _features
 from workbench.config import Config, dataset_layout
+from workbench.metrics.ranking import junk_mask
 from workbench.runs import Run, atomic_write_bytes
 
 EVALUATIONS = "evaluations"
@@ -70,21 +71,6 @@ def _sample_key(s) -> tuple:
     return tuple(sorted(s.paths.items())), s.modality
 
 
-def _junk(junk: str, q_pid, q_cam, q_scene, g_pids, g_cams, g_scenes) -> np.ndarray:
-    """The junk gallery entries of one query under `rank_metrics`' rules (mirrored here for the ranked lists; the
-    test checks that the first match of a stored list sits at the rank `rank_metrics` reports)."""
-    from workbench.metrics.ranking import SYSU_SAME_LOCATION
-
-    if junk == "none":
-        return np.zeros(len(g_pids), dtype=bool)
-    if junk == "sysu":
-        return np.full(len(g_pids), q_cam == SYSU_SAME_LOCATION[0]) & (g_cams == SYSU_SAME_LOCATION[1])
-    same = g_pids == q_pid
-    if junk == "market":
-        return same & (g_cams == q_cam)
-    return same & (g_scenes == q_scene)  # msvr310
-
-
 def _top_k(query, gallery, spec, branches, k: int):
     """(Q, k) gallery positions, distances and match marks (1 true match, 0 wrong identity) of the ranked lists
     with junk removed, ties broken by gallery order (the "stable" policy); -1 / inf / -1 pad short lists."""
@@ -106,7 +92,7 @@ def _top_k(query, gallery, spec, branches, k: int):
     for i in range(num_q):
         order = np.argsort(dist[i], kind="stable")
         q_scene = None if query.scenes is None else query.scenes[i]
-        junk = _junk(spec.junk, query.pids[i], query.camids[i], q_scene, g_pids, g_cams, g_scenes)
+        junk = junk_mask(spec.junk, query.pids[i], query.camids[i], g_pids, g_cams, q_scene, g_scenes)
         order = order[~junk[order]][:k]
         pos[i, :len(order)] = order
         dst[i, :len(order)] = dist[i, order]

@@ -137,6 +137,24 @@ class _Gallery:
     scenes: np.ndarray | None
 
 
+def junk_mask(junk: str, q_pid, q_camid, g_pids: np.ndarray, g_camids: np.ndarray, q_scene=None,
+              g_scenes: np.ndarray | None = None) -> np.ndarray:
+    """(G,) bool: the gallery items `rank_metrics` removes as junk for one query (the same rules, one query at a
+    time: ranked lists, stored evaluations)."""
+    if junk not in JUNK_RULES:
+        raise ValueError(f"junk must be one of {JUNK_RULES}, got {junk!r}")
+    if junk == "none":
+        return np.zeros(len(g_pids), dtype=bool)
+    if junk == "sysu":
+        return np.full(len(g_pids), q_camid == SYSU_SAME_LOCATION[0]) & (g_camids == SYSU_SAME_LOCATION[1])
+    same = g_pids == q_pid
+    if junk == "market":
+        return same & (g_camids == q_camid)
+    if g_scenes is None or q_scene is None:
+        raise ValueError("junk='msvr310' needs scene ids for the query and the gallery")
+    return same & (g_scenes == q_scene)
+
+
 def _junk_mask(
     junk: str, q: np.ndarray, g: np.ndarray, q_code, gal: _Gallery, q_cams, q_scenes
 ) -> np.ndarray:

@@ -26,26 +26,9 @@ from workbench.metrics import (
     pairwise_distance,
     rank_metrics,
 )
-from workbench.metrics.ranking import JUNK_RULES, SYSU_SAME_LOCATION, TIE_POLICIES
+from workbench.metrics.ranking import JUNK_RULES, TIE_POLICIES, junk_mask  # noqa: F401  (junk_mask re-exported)
 
 MATCH_COLOUR, FALSE_COLOUR, JUNK_COLOUR = "tab:green", "tab:red", "0.6"
-
-
-def junk_mask(junk: str, q_pid, q_camid, g_pids: np.ndarray, g_camids: np.ndarray, q_scene=None,
-              g_scenes: np.ndarray | None = None) -> np.ndarray:
-    """(G,) bool: gallery items the protocol removes for one query (rules of `workbench.metrics.ranking`)."""
-    if junk not in JUNK_RULES:
-        raise ValueError(f"junk must be one of {JUNK_RULES}, got {junk!r}")
-    if junk == "none":
-        return np.zeros(len(g_pids), dtype=bool)
-    if junk == "sysu":
-        return np.full(len(g_pids), q_camid == SYSU_SAME_LOCATION[0]) & (g_camids == SYSU_SAME_LOCATION[1])
-    same = g_pids == q_pid
-    if junk == "market":
-        return same & (g_camids == q_camid)
-    if g_scenes is None or q_scene is None:
-        raise ValueError("junk='msvr310' needs scene ids for the query and the gallery")
-    return same & (g_scenes == q_scene)
 
 
 def rank_order(dist: np.ndarray, is_match: np.ndarray, ties: str = "stable") -> np.ndarray:

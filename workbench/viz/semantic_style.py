@@ -1,8 +1,8 @@
 """Semantic vs style views for SD2-ReID: seeded UMAP maps coloured by identity and marked by modality, and the
 HSLM masks drawn over the aligned images.
 
-A small stand-in until `workbench/viz/embedding.py` (the general embedding maps) lands; that module can absorb
-`umap_2d` and `scatter_codes`. Compute once, plot many: `emb = umap_2d(feats)`, then `scatter_codes(emb, ...)`.
+The projection is the instruments' own (`workbench.viz.embedding.umap_2d`, re-exported here). Compute once, plot
+many: `emb = umap_2d(feats)`, then `scatter_codes(emb, ...)`.
 """
 
 from __future__ import annotations
@@ -11,19 +11,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from workbench.viz.embedding import umap_2d  # noqa: F401  (re-exported: notebook 05 calls vss.umap_2d)
+
 MARKERS = {"rgb": "o", "nir": "^", "tir": "s"}
-
-
-def umap_2d(feats: np.ndarray, *, seed: int = 0, n_neighbors: int = 15, metric: str = "cosine") -> np.ndarray:
-    """(N, D) features -> (N, 2) UMAP coordinates, deterministic for a seed (umap-learn, single-threaded)."""
-    import umap
-
-    feats = np.asarray(feats, dtype=np.float32)
-    if feats.ndim != 2 or len(feats) < 4:
-        raise ValueError(f"feats must be (N, D) with N >= 4, got shape {feats.shape}")
-    reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(feats) - 1), metric=metric,
-                        random_state=seed, n_jobs=1)
-    return reducer.fit_transform(feats)
 
 
 def scatter_codes(emb: np.ndarray, pids: np.ndarray, modality: np.ndarray, *, ax=None, title: str = "",

@@ -13,6 +13,16 @@ backbone (`model.pretrained="synthetic"`), with a probe around the method that r
     python benchmarks/diagnose_mce_teacher.py --epochs 6 --out outputs/diagnosis
 
 Writes `diagnosis.json` and `mce_teacher_diagnosis.png` under --out and prints a summary table.
+
+A snapshot of one trained teacher (seconds; `fresh` for random weights), without training:
+
+    python benchmarks/diagnose_mce_teacher.py --snapshot runs/<teacher run> [--snapshot fresh]
+
+rebuilds the memories from the run's weights as an epoch start would, then compares them with training batches
+seen in train mode and in eval mode (batch-norm buffers restored after every train-mode forward, so nothing
+drifts): the cosine with the own identity's row, the mean cosine with all rows (a component every row shares),
+the memory cross-entropy and top-1 against the memory, per modality; and the same for the clean eval-mode
+features the memories were built from.
 """
 
 from __future__ import annotations
@@ -150,12 +160,83 @@ def plot(results: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def snapshot(which: str, batches: int = 2) -> list[dict]:
+    """Memories of a trained teacher (or random weights) against train-mode and eval-mode features; see the
+    module docstring."""
+    import copy
+
+    from workbench import data
+    from workbench.methods import get_method
+    from workbench.methods.dakd import IR, _eval_features
+    from workbench.runs import load_run, load_weights
+    from workbench.train import build_train_loader
+
+    torch.manual_seed(0)
+    method = get_method("dakd_teacher")
+    if which == "fresh":
+        cfg = get_config("dakd_teacher", "synthetic-vi", "cpu-demo").override(**{"model.pretrained": None})
+        model = method.build_model(cfg, num_classes=0)
+    else:
+        run = load_run(which)
+        cfg = run.config.override(**{"run.method": "dakd_teacher"})
+        model = method.build_model(cfg.override(**{"model.pretrained": None}),
+                                   num_classes=int(run.results.get("num_classes", 0)))
+        model.load_state_dict(load_weights(run.weights_path()))
+    model.eval()
+    ds = data.load_dataset(cfg.data.dataset, **cfg.data.options)
+    train_samples, _, _ = data.holdout_identities(ds.train, cfg.data.val_ids, seed=cfg.run.seed)
+    method.setup(model, cfg, train_samples, torch.device("cpu"))
+    rows = F.normalize(method.build_memories(model).global_.features.float(), dim=1)
+    off = rows @ rows.T
+    out = [{"what": "memory rows (eval mode, epoch start)", "row_to_row_cos": float(off[~torch.eye(len(off), dtype=torch.bool)].mean()),
+            "classes": len(rows)}]
+
+    def stats(feats, labels, what):
+        f = F.normalize(feats.float(), dim=1)
+        sims = f @ rows.T
+        out.append({"what": what, "own_row_cos": float((f * rows[labels]).sum(1).mean()),
+                    "all_rows_cos": float(sims.mean()),
+                    "memory_ce": float(F.cross_entropy(sims / 0.05, labels)), "chance_ce": math.log(len(rows)),
+                    "top1": float((sims.argmax(1) == labels).float().mean())})
+
+    loader, _ = build_train_loader(cfg, train_samples)
+    for i, batch in zip(range(batches), loader):
+        rgb, ir, labels = _vi_tensors(batch, torch.device("cpu"))
+        n = len(rgb)
+        x = torch.cat([rgb, ir, method._third_view(batch, rgb)])
+        mods = torch.cat([_modality(n, RGB, x.device), _modality(n, IR, x.device), _modality(n, RGB, x.device)])
+        buffers = copy.deepcopy(model.state_dict())
+        with torch.no_grad():
+            model.train()
+            train_f = model(x, mods).feats
+            model.load_state_dict(buffers)  # the train-mode forward updated the running statistics
+            model.eval()
+            eval_f = model(x, mods).feats
+        stats(train_f[:n], labels, f"batch {i}: visible, train mode")
+        stats(eval_f[:n], labels, f"batch {i}: visible, eval mode (augmented)")
+        stats(train_f[n:2 * n], labels, f"batch {i}: infrared, train mode")
+        stats(eval_f[n:2 * n], labels, f"batch {i}: infrared, eval mode (augmented)")
+        out[-1]["train_vs_eval_same_image_cos"] = float(F.cosine_similarity(train_f[:n], eval_f[:n]).mean())
+    for samples, what in ((method.rgb_samples, "visible"), (method.ir_samples, "infrared")):
+        labels = torch.tensor([s.label for s in samples])
+        stats(_eval_features(model, samples, cfg, method), labels, f"all training images: {what}, eval mode (clean)")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--snapshot", action="append", help="a teacher run folder, or 'fresh' (no training)")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--init", nargs="+", default=["scratch", "standin"], choices=["scratch", "standin"])
     parser.add_argument("--out", default="outputs/diagnosis")
     args = parser.parse_args()
+    if args.snapshot:
+        import pandas as pd
+
+        for which in args.snapshot:
+            print(f"== {which}")
+            print(pd.DataFrame(snapshot(which)).round(3).to_string(index=False))
+        return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = [run(init, args.epochs, out) for init in args.init]

@@ -48,7 +48,7 @@ def test_notebook_executes_in_smoke_mode(notebook, tmp_path, monkeypatch):
 
 
 # The runs whose test scores each notebook records as `<tag>_rank1`, `<tag>_mAP`, `<tag>_mINP`.
-SCORED_RUNS = {"02_baselines": {"vi", "mm"}, "03_dakd": {"baseline", "teacher", "student", "student_from_baseline"},
+SCORED_RUNS = {"02_baselines": {"vi", "mm", "vi_scratch", "mm_scratch"}, "03_dakd": {"baseline", "teacher", "student", "student_from_baseline"},
                "04_icre": {"icre_baseline", "icre_mpfr", "icre_mpfr_sdce", "icre_icg", "icre_full"},
                "05_sd2reid": {"sd2_full"}}
 

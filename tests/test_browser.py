@@ -155,6 +155,8 @@ def wait_until_done(page, timeout_s: float = 150) -> None:
 def test_dashboard_notebook_renders_and_follows_selections(lab, browser):
     base, token, project = lab
     smoke_copy("07_ablation_dashboard.ipynb", project / "notebooks")
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
     page = open_and_run_all(browser, base, token, "07_ablation_dashboard.ipynb")
     shots = screenshots_dir()
     try:
@@ -166,6 +168,26 @@ def test_dashboard_notebook_renders_and_follows_selections(lab, browser):
         page.screenshot(path=str(shots / "dashboard_07.png"), full_page=False)
         before = summary.inner_text()
         n = int(re.search(r"on (\d+) of (\d+) queries", before).group(2))
+
+        # a click on the scatter (an ipympl canvas) selects the query nearest to it: list and ranked lists follow
+        canvas = page.locator(".wb-scatter canvas").last
+        canvas.wait_for()
+        box = canvas.bounding_box()
+        caption = page.locator(".wb-detail-text").inner_text()
+        for fx, fy in ((0.55, 0.45), (0.3, 0.7), (0.75, 0.3)):  # one of them lands nearer another query's point
+            canvas.click(position={"x": box["width"] * fx, "y": box["height"] * fy})
+            try:
+                page.wait_for_function("([sel, old]) => document.querySelector(sel).innerText !== old",
+                                       arg=[".wb-detail-text", caption], timeout=15_000)
+                break
+            except PlaywrightTimeoutError:
+                continue
+        else:
+            raise AssertionError("clicking the scatter did not select another query")
+        picked = page.locator(".wb-query select").evaluate("s => s.options[s.selectedIndex].text")
+        query_id = re.match(r"query (\d+)", picked).group(1)
+        assert f"query {query_id}:" in page.locator(".wb-detail-text").inner_text(), picked
+        page.locator(".wb-dashboard").screenshot(path=str(shots / "dashboard_07_after_click.png"))
 
         # another run: B := A, every query tied, the numbers in the summary change
         run_a = page.locator(".wb-run-a select").input_value()

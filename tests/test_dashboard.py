@@ -37,6 +37,20 @@ def test_varying_keys_and_one_key_families():
         dashboard.family_members(CONFIGS, "run.seed")
 
 
+def test_two_grids_on_one_key_are_told_apart_by_the_values_compared():
+    # DAKD's and ICRE's grids both vary method_options.ablation; the larger one must not hide the other
+    key = "method_options.ablation"
+    dakd = {f"d-{v}": {"run.method": "dakd", key: v} for v in ("only_kd", "no_class", "full")}
+    icre = {f"i-{v}": {"run.method": "icre", key: v} for v in ("baseline", "mpfr", "icg", "full")}
+    configs = {**dakd, **icre}
+    assert dashboard.family_members(configs, key) == {v: f"i-{v}" for v in ("baseline", "mpfr", "icg", "full")}
+    assert dashboard.family_members(configs, key, values=("only_kd", "full")) == {
+        v: f"d-{v}" for v in ("only_kd", "no_class", "full")}
+    assert dashboard.family_members(configs, key, values=("mpfr",))["full"] == "i-full"
+    with pytest.raises(ValueError, match="only_kd.*mpfr|taking the values"):
+        dashboard.family_members(configs, key, values=("only_kd", "mpfr"))
+
+
 def test_flatten_config_uses_dotted_keys():
     assert dashboard.flatten_config({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": 3}) == {"a.b": 1, "a.c.d": (1, 2), "e": 3}
 
@@ -156,6 +170,28 @@ def test_the_app_follows_its_selections(two_runs):
     app.selected.value = ("b",)
     assert ">a<" not in app.table.value and ">b<" in app.table.value
     assert set(app.timings) >= {"start", "table", "comparison", "detail"}
+
+
+def test_a_click_on_the_scatter_selects_the_nearest_query(two_runs):
+    from matplotlib.backend_bases import MouseEvent
+
+    app = dashboard.Dashboard(two_runs["root"], run_a="a", run_b="b")
+    assert app._scatter_fig is not None, "ipympl is a dependency: the scatter is a canvas widget"
+    pq = app.comparison.per_query
+    target = next(int(s) for s in pq["sample"] if int(s) != app.query.value)
+    row = pq[pq["sample"] == target].iloc[0]
+    # the click lands on the target's point, in the canvas' pixel coordinates
+    x, y = app._scatter_ax.transData.transform((row.AP_a, row.AP_b))
+    app.scatter.callbacks.process("button_press_event", MouseEvent("button_press_event", app.scatter, x, y, button=1))
+    expected = app.nearest_query(row.AP_a, row.AP_b)  # a point at the same place may win the tie
+    assert app.query.value == expected and tuple(pq.loc[pq["sample"] == expected, ["AP_a", "AP_b"]].iloc[0]) == \
+        (row.AP_a, row.AP_b)
+    assert f"query {expected}" in app.detail_text.value, "the ranked lists follow the click"
+    ring = app._highlight.get_offsets()
+    assert ring.shape == (1, 2) and tuple(ring[0]) == (row.AP_a, row.AP_b), "the selected point is ringed"
+    # a click outside the axes changes nothing
+    app.scatter.callbacks.process("button_press_event", MouseEvent("button_press_event", app.scatter, 1, 1, button=1))
+    assert app.query.value == expected
 
 
 @pytest.mark.slow

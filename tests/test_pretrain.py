@@ -75,3 +75,16 @@ def test_standin_fills_the_whole_backbone(name):
         params = dict(model.named_parameters())
         for stem in ("specific.0.stem.0.0.weight", "specific.1.stem.0.0.weight"):  # visible, infrared
             torch.testing.assert_close(params[stem], state["conv1.0.weight"])
+
+
+def test_models_on_one_backbone_share_one_standin_and_the_demo_selects_it():
+    from workbench.config import get_config
+
+    # the visible-infrared baseline, DAKD and ICRE's demo model share the tiny ResNet trunk: one file, one training
+    assert pretrain._cache_path("test_icre_resnet", TINY) == pretrain._cache_path("test_vi_resnet", TINY)
+    assert pretrain._cache_path("test_mm_vit", TINY) != pretrain._cache_path("test_vi_resnet", TINY)
+    assert pretrain._cache_path("test_vi_resnet", TINY).name.startswith("test_resnet-")
+    for method, dataset in (("baseline", "synthetic-vi"), ("dakd_teacher", "synthetic-vi"), ("dakd", "synthetic-vi"),
+                            ("icre", "synthetic-vi"), ("baseline", "synthetic-rgbnt"), ("sd2reid", "synthetic-rgbnt")):
+        assert get_config(method, dataset, "cpu-demo").model.pretrained == "synthetic", (method, dataset)
+        assert get_config(method, dataset, "smoke").model.pretrained is None, "smoke stays from scratch"

@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import ipywidgets as W
+import numpy as np
 import pandas as pd
 
 from workbench import evaluation_store as store
@@ -19,6 +20,23 @@ from workbench.dashboard.cams import RunModels, detail_cams, plot_detail_cams
 from workbench.utils import runs_dir as _runs_dir
 
 DEFAULT_PROTOCOL = "default test protocol"
+
+
+def _scatter_widget():
+    """A matplotlib canvas widget (ipympl) for the per-query scatter, so a click selects a query; without ipympl,
+    a static image and no figure (the query list still selects)."""
+    try:
+        from ipympl.backend_nbagg import Canvas, FigureManager
+    except ImportError:
+        return W.Image(format="png"), None
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.2, 4.2), dpi=90)
+    canvas = Canvas(fig)
+    FigureManager(canvas, 0)  # wires the canvas' messages; the figure is never registered with pyplot
+    canvas.header_visible = canvas.footer_visible = canvas.toolbar_visible = False
+    canvas.resizable = False
+    return canvas, fig
 
 
 def _table_html(table: pd.DataFrame) -> str:
@@ -57,7 +75,12 @@ class Dashboard:
         self.run_a = W.Dropdown(description="A", layout=W.Layout(width="420px"))
         self.run_b = W.Dropdown(description="B", layout=W.Layout(width="420px"))
         self.summary = W.HTML()
-        self.scatter = W.Image(format="png")
+        self.scatter, self._scatter_fig = _scatter_widget()  # click a point: that query is selected
+        self._scatter_ax = self._highlight = None
+        self._scatter_xy = np.zeros((0, 2))
+        self._scatter_samples = np.zeros(0, dtype=int)
+        if self._scatter_fig is not None:
+            self.scatter.mpl_connect("button_press_event", self._on_scatter_click)
         self.query = W.Select(description="query", rows=8, layout=W.Layout(width="520px"))
         self.detail = W.Image(format="png")
         self.detail_text = W.HTML()
@@ -187,7 +210,8 @@ class Dashboard:
             self.comparison = C.compare(ev_a, ev_b)
         except (C.IncomparableRuns, FileNotFoundError, KeyError) as exc:
             self.summary.value = f"<span style='color:#b00'>Not compared: {html.escape(str(exc))}</span>"
-            self.scatter.value, self.detail.value = b"", b""
+            self._clear_scatter()
+            self.detail.value = b""
             self.query.options = []
             self.detail_text.value = ""
             self._refresh_cams()
@@ -208,8 +232,8 @@ class Dashboard:
         t0 = time.perf_counter()
         sample = int(self.query.value)
         if draw_scatter:  # once per comparison: a matplotlib figure costs about a second
-            ax = C.plot_paired(self.comparison)
-            self.scatter.value = C.figure_png(ax.figure)
+            self._draw_scatter()
+        self._mark_query(sample)
         self.detail.value = C.detail_png(self.comparison, sample)
         lists = C.ranked_lists(self.comparison, sample)
         parts = []
@@ -219,6 +243,53 @@ class Dashboard:
         self.detail_text.value = f"<span class='wb-query-id'>query {sample}</span>: " + " | ".join(parts)
         self.timings["detail"] = time.perf_counter() - t0
         self._refresh_cams()
+
+    # -- the per-query scatter ----------------------------------------------------------------------------------
+
+    def _draw_scatter(self) -> None:
+        pq = self.comparison.per_query
+        self._scatter_xy = pq[["AP_a", "AP_b"]].to_numpy(dtype=float)
+        self._scatter_samples = pq["sample"].to_numpy(dtype=int)
+        if self._scatter_fig is None:  # static fallback: no canvas widget to click on
+            ax = C.plot_paired(self.comparison)
+            self.scatter.value = C.figure_png(ax.figure)
+            return
+        self._scatter_fig.clear()
+        self._scatter_ax = self._scatter_fig.add_subplot()
+        C.plot_paired(self.comparison, ax=self._scatter_ax)
+        self._scatter_ax.set_title(self._scatter_ax.get_title() + "\n(click a point to select its query)", fontsize=9)
+        self._highlight = self._scatter_ax.scatter([], [], s=90, facecolors="none", edgecolors="k", lw=1.6)
+        self._scatter_fig.tight_layout()
+
+    def _clear_scatter(self) -> None:
+        self._scatter_xy, self._scatter_samples = np.zeros((0, 2)), np.zeros(0, dtype=int)
+        if self._scatter_fig is None:
+            self.scatter.value = b""
+        else:
+            self._scatter_fig.clear()
+            self._highlight = None
+            self.scatter.draw_idle()
+
+    def _mark_query(self, sample: int) -> None:
+        """Ring the selected query's point (the canvas redraws only that)."""
+        if self._scatter_fig is None or self._highlight is None:
+            return
+        at = self._scatter_xy[self._scatter_samples == sample]
+        self._highlight.set_offsets(at[:1] if len(at) else np.zeros((0, 2)))
+        self.scatter.draw_idle()
+
+    def nearest_query(self, x: float, y: float) -> int | None:
+        """The query whose (AP of A, AP of B) point is nearest to (x, y); None when nothing is compared."""
+        if not len(self._scatter_samples):
+            return None
+        return int(self._scatter_samples[np.argmin(((self._scatter_xy - [x, y]) ** 2).sum(axis=1))])
+
+    def _on_scatter_click(self, event) -> None:
+        if event.inaxes is not self._scatter_ax or event.xdata is None:
+            return
+        sample = self.nearest_query(event.xdata, event.ydata)
+        if sample is not None and sample != self.query.value:
+            self.query.value = sample  # the query list follows, and its observer redraws the detail
 
     def _refresh_cams(self) -> None:
         """The CAM panel of the selected query, only while "show CAMs" is on (hidden otherwise)."""

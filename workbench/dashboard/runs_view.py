@@ -76,14 +76,26 @@ def families(configs: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
     return found
 
 
-def family_members(configs: dict[str, dict[str, Any]], key: str) -> dict[Any, str]:
-    """The largest one-key family varying `key`, as value -> run name (latest run for a repeated value)."""
+def family_members(configs: dict[str, dict[str, Any]], key: str, values: Sequence[Any] = ()) -> dict[Any, str]:
+    """The largest one-key family varying `key` (among those that take every one of `values`, when given), as
+    value -> run name (latest run for a repeated value).
+
+    Two grids can vary the same key (DAKD's and ICRE's `method_options.ablation`): `values` names the pair to
+    compare, so the family that holds them is chosen, not merely the largest.
+    """
     best: list[str] = []
+    candidates = []
     for label, names in families(configs).items():
-        if label.split(":")[0] == key and len(names) > len(best):
+        if label.split(":")[0] != key:
+            continue
+        candidates.append(label)
+        takes_all = all(any(configs[n].get(key) == v for n in names) for v in values)
+        if takes_all and len(names) > len(best):
             best = names
     if not best:
-        raise ValueError(f"no two runs differ in {key!r} alone; varying keys here: {varying_keys(configs)}")
+        wanted = f" taking the values {list(values)}" if values else ""
+        raise ValueError(f"no two runs differ in {key!r} alone{wanted}; families with that key: {candidates or 'none'};"
+                         f" varying keys here: {varying_keys(configs)}")
     return {configs[n].get(key): n for n in best}
 
 

@@ -184,9 +184,11 @@ def test_dashboard_notebook_renders_and_follows_selections(lab, browser):
                 continue
         else:
             raise AssertionError("clicking the scatter did not select another query")
-        picked = page.locator(".wb-query select").evaluate("s => s.options[s.selectedIndex].text")
-        query_id = re.match(r"query (\d+)", picked).group(1)
-        assert f"query {query_id}:" in page.locator(".wb-detail-text").inner_text(), picked
+        picked = page.locator(".wb-query select").evaluate(
+            "s => s.selectedIndex < 0 ? '' : s.options[s.selectedIndex].text").replace("\xa0", " ")  # ipywidgets' nbsp
+        shown = re.search(r"query (\d+)", page.locator(".wb-detail-text").inner_text())
+        assert shown, page.locator(".wb-detail-text").inner_text()
+        assert re.search(rf"query {shown.group(1)}\b", picked), (picked, shown.group(0))  # the list follows the click
         page.locator(".wb-dashboard").screenshot(path=str(shots / "dashboard_07_after_click.png"))
 
         # another run: B := A, every query tied, the numbers in the summary change
@@ -247,7 +249,9 @@ def test_framework_notebook_in_jupyterlab_reuses_runs_trained_at_the_root(lab, b
     try:
         wait_until_done(page)
         text = page.locator(".jp-NotebookPanel:visible .jp-Notebook").inner_text()
-        assert text.count("reusing finished run") == 2, text[-3000:]
+        # both baselines, and both again where the notebook sets random weights next to the stand-in (with
+        # SMOKE = True both starts are random, so the second pair is the same two runs)
+        assert text.count("reusing finished run") == 4, text[-3000:]
         page.screenshot(path=str(screenshots_dir() / "reuse_02.png"))
     finally:
         page.close()

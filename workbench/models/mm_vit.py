@@ -257,6 +257,17 @@ class MultiModalViT(nn.Module):
                                  f"{camids.unique().tolist()}")
         return first[0]
 
+    def embed_tokens(self, images: dict[str, Tensor], camids: Tensor | None = None) -> tuple[int, Tensor]:
+        """Check the inputs and embed every modality: (batch size B, tokens (M*B, 1+N, D) stacked by modality)."""
+        b = self._check_inputs(images, camids)
+        mods, n_mod = self.modalities, len(self.modalities)
+        cams = camids if self.embed[0].sie_embed is not None else None
+        if self.share_embed:
+            x = self.embed[0](torch.cat([images[m] for m in mods]), cams.repeat(n_mod) if cams is not None else None)
+        else:
+            x = torch.cat([self.embed[i](images[m], cams) for i, m in enumerate(mods)])
+        return b, x
+
     def _run(self, blocks: nn.ModuleList, x: Tensor, need_attn: bool, keep: bool
              ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         tokens, maps = [], []
@@ -284,13 +295,8 @@ class MultiModalViT(nn.Module):
         Returns:
             ReIDOutput (see the class docstring for the keys).
         """
-        b = self._check_inputs(images, camids)
-        mods, n_mod = self.modalities, len(self.modalities)
-        cams = camids if self.embed[0].sie_embed is not None else None
-        if self.share_embed:
-            x = self.embed[0](torch.cat([images[m] for m in mods]), cams.repeat(n_mod) if cams is not None else None)
-        else:
-            x = torch.cat([self.embed[i](images[m], cams) for i, m in enumerate(mods)])  # (M*B, 1+N, D)
+        b, x = self.embed_tokens(images, camids)
+        mods = self.modalities
         x, shared_tokens, shared_maps = self._run(self.shared_blocks, x, return_attention, return_tokens)
 
         parts: dict[str, Tensor] = {}

@@ -139,13 +139,8 @@ class SD2ReIDNet(nn.Module):
             `parts["final_tokens_<m>"]` (B, 1+N, D) the normalised last-block tokens.
         """
         bb = self.backbone
-        b = bb._check_inputs(images, camids)
-        mods, n_mod = self.modalities, len(self.modalities)
-        cams = camids if bb.embed[0].sie_embed is not None else None
-        if bb.share_embed:
-            x = bb.embed[0](torch.cat([images[m] for m in mods]), cams.repeat(n_mod) if cams is not None else None)
-        else:
-            x = torch.cat([bb.embed[i](images[m], cams) for i, m in enumerate(mods)])  # (M*B, 1+N, D)
+        b, x = bb.embed_tokens(images, camids)  # (M*B, 1+N, D)
+        mods = self.modalities
         if patch_mask is not None:
             x = self._apply_mask(x, patch_mask, b)
         shared_attn = None

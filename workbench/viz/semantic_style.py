@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from workbench.viz.data import to_image
 from workbench.viz.embedding import umap_2d  # noqa: F401  (re-exported: notebook 05 calls vss.umap_2d)
 
 MARKERS = {"rgb": "o", "nir": "^", "tir": "s"}
@@ -43,7 +44,7 @@ def mask_overlay(image: torch.Tensor, mask: torch.Tensor, grid: tuple[int, int],
     """Draw a normalised image (3, H, W) with its masked patches (N,) bool on a (h, w) grid darkened and outlined."""
     if ax is None:
         _, ax = plt.subplots(figsize=(1.6, 3))
-    img = (image.detach().cpu().permute(1, 2, 0).numpy() * std + mean).clip(0, 1)
+    img = to_image(image, (mean,) * 3, (std,) * 3)
     h, w = grid
     ph, pw = img.shape[0] / h, img.shape[1] / w
     ax.imshow(img)
@@ -60,7 +61,7 @@ def attention_overlay(image: torch.Tensor, attn: torch.Tensor, grid: tuple[int, 
     """Draw a normalised image (3, H, W) with its CLS-to-patch attention (N,) on a (h, w) grid as a heat map."""
     if ax is None:
         _, ax = plt.subplots(figsize=(1.6, 3))
-    img = (image.detach().cpu().permute(1, 2, 0).numpy() * std + mean).clip(0, 1)
+    img = to_image(image, (mean,) * 3, (std,) * 3)
     heat = attn.detach().cpu().float().reshape(grid).numpy()
     ax.imshow(img)
     ax.imshow(heat, cmap="inferno", alpha=0.55, extent=(-0.5, img.shape[1] - 0.5, img.shape[0] - 0.5, -0.5),

@@ -44,6 +44,17 @@ from workbench.methods.dakd import RGB, DAKDTeacher, _modality, _vi_tensors
 RECORDS: list[dict] = []
 
 
+def memory_stats(feats: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor, tau: float) -> dict:
+    """Features (B, D) against normalised memory rows (C, D): cosine with the own identity's row, mean cosine with
+    all rows (a component every row shares), memory cross-entropy at temperature `tau` next to chance (log C), and
+    top-1 against the memory."""
+    f = F.normalize(feats.float(), dim=1)
+    sims = f @ rows.T
+    return {"own_row_cos": float((f * rows[labels]).sum(1).mean()), "all_rows_cos": float(sims.mean()),
+            "memory_ce": float(F.cross_entropy(sims / tau, labels)), "chance_ce": math.log(len(rows)),
+            "top1": float((sims.argmax(1) == labels).float().mean())}
+
+
 @register_method("dakd_teacher_probe")
 class ProbedTeacher(DAKDTeacher):
     """The MCE teacher with read-only measurements (same losses, same updates, same random streams)."""
@@ -73,8 +84,7 @@ class ProbedTeacher(DAKDTeacher):
         rgb, _, labels = _vi_tensors(batch, device)
         if self.memories is None:
             self.memories = self.build_memories(model, self.epoch)
-        rows = F.normalize(self.memories.global_.features.float(), dim=1)
-        before = rows[labels].clone()
+        rows = F.normalize(self.memories.global_.features.float(), dim=1)  # a copy: the update below leaves it as is
         captured = []  # the train-mode forward of [visible; infrared; exchanged] inside the loss (no extra BN update)
         hook = model.register_forward_hook(lambda _m, _i, out: captured.append(out.feats.detach()))
         try:
@@ -87,12 +97,11 @@ class ProbedTeacher(DAKDTeacher):
             model.eval()  # eval mode: running statistics are read, not updated
             eval_f = F.normalize(model(rgb, _modality(len(rgb), RGB, device)).feats.float(), dim=1)
             model.train(was)
-            logits = train_f @ rows.T / self.loss_cfg.tau
-            mem_ce = float(F.cross_entropy(logits, labels))
+            stats = memory_stats(train_f, labels, rows, self.loss_cfg.tau)
         RECORDS.append({"kind": "step", "epoch": self.epoch,
-                        "own_row_cos": float((train_f * before).sum(1).mean()),
+                        "own_row_cos": stats["own_row_cos"],
                         "train_eval_cos": float((train_f * eval_f).sum(1).mean()),
-                        "global_ce_visible": mem_ce, "chance_ce": math.log(len(rows)),
+                        "global_ce_visible": stats["memory_ce"], "chance_ce": stats["chance_ce"],
                         **{f"loss/{k}": float(v.detach()) for k, v in terms.items()}})
         return terms
 
@@ -192,12 +201,7 @@ def snapshot(which: str, batches: int = 2) -> list[dict]:
             "classes": len(rows)}]
 
     def stats(feats, labels, what):
-        f = F.normalize(feats.float(), dim=1)
-        sims = f @ rows.T
-        out.append({"what": what, "own_row_cos": float((f * rows[labels]).sum(1).mean()),
-                    "all_rows_cos": float(sims.mean()),
-                    "memory_ce": float(F.cross_entropy(sims / 0.05, labels)), "chance_ce": math.log(len(rows)),
-                    "top1": float((sims.argmax(1) == labels).float().mean())})
+        out.append({"what": what, **memory_stats(feats, labels, rows, method.loss_cfg.tau)})
 
     loader, _ = build_train_loader(cfg, train_samples)
     for i, batch in zip(range(batches), loader):

@@ -158,9 +158,12 @@ def _json_default(value):
 
 def fingerprint(model_name: str, recipe: StandInRecipe) -> str:
     """SHA-1 of what determines the stand-in weights: generator code, backbone, recipe, this module's version."""
+    return _fingerprint(*backbone_of(model_name), recipe)
+
+
+def _fingerprint(arch: str, kwargs: dict, recipe: StandInRecipe) -> str:
     from workbench.data import synthetic, synthetic_render
 
-    arch, kwargs = backbone_of(model_name)
     h = hashlib.sha1()
     for module in (synthetic, synthetic_render):
         h.update(Path(module.__file__).read_bytes())
@@ -289,8 +292,8 @@ def standin_weights(model_name: str, recipe: StandInRecipe = StandInRecipe(), *,
     from safetensors import SafetensorError
     from safetensors.torch import load_file, save_file
 
-    path = _cache_path(model_name, recipe)
-    key, folder = fingerprint(model_name, recipe), path.parent
+    path, key = _cache_entry(model_name, recipe)
+    folder = path.parent
     report_path = path.with_suffix(".json")
     if path.exists() and not force:
         try:
@@ -313,11 +316,17 @@ def standin_weights(model_name: str, recipe: StandInRecipe = StandInRecipe(), *,
     return path
 
 
+def _cache_entry(model_name: str, recipe: StandInRecipe) -> tuple[Path, str]:
+    """(cached file, fingerprint). Named by the backbone, not the model: models on the same timm backbone (the
+    visible-infrared baseline, DAKD and ICRE's `test_icre_resnet`) share one stand-in, as they would share ImageNet
+    weights."""
+    arch, kwargs = backbone_of(model_name)  # builds the model once
+    key = _fingerprint(arch, kwargs, recipe)
+    return cache_dir() / "standin" / f"{arch}-{key[:16]}.safetensors", key
+
+
 def _cache_path(model_name: str, recipe: StandInRecipe) -> Path:
-    """Named by the backbone, not the model: models on the same timm backbone (the visible-infrared baseline, DAKD
-    and ICRE's `test_icre_resnet`) share one stand-in, as they would share ImageNet weights."""
-    arch, _ = backbone_of(model_name)
-    return cache_dir() / "standin" / f"{arch}-{fingerprint(model_name, recipe)[:16]}.safetensors"
+    return _cache_entry(model_name, recipe)[0]
 
 
 def standin_report(model_name: str, recipe: StandInRecipe = StandInRecipe()) -> dict | None:

@@ -77,8 +77,6 @@ class Dashboard:
         self.summary = W.HTML()
         self.scatter, self._scatter_fig = _scatter_widget()  # click a point: that query is selected
         self._scatter_ax = self._highlight = None
-        self._scatter_xy = np.zeros((0, 2))
-        self._scatter_samples = np.zeros(0, dtype=int)
         if self._scatter_fig is not None:
             self.scatter.mpl_connect("button_press_event", self._on_scatter_click)
         self.query = W.Select(description="query", rows=8, layout=W.Layout(width="520px"))
@@ -246,10 +244,15 @@ class Dashboard:
 
     # -- the per-query scatter ----------------------------------------------------------------------------------
 
-    def _draw_scatter(self) -> None:
+    def _points(self) -> tuple[np.ndarray, np.ndarray]:
+        """The compared queries' (AP of A, AP of B) points (Q, 2) and their sample ids (Q,); empty without a
+        comparison."""
+        if self.comparison is None:
+            return np.zeros((0, 2)), np.zeros(0, dtype=int)
         pq = self.comparison.per_query
-        self._scatter_xy = pq[["AP_a", "AP_b"]].to_numpy(dtype=float)
-        self._scatter_samples = pq["sample"].to_numpy(dtype=int)
+        return pq[["AP_a", "AP_b"]].to_numpy(dtype=float), pq["sample"].to_numpy(dtype=int)
+
+    def _draw_scatter(self) -> None:
         if self._scatter_fig is None:  # static fallback: no canvas widget to click on
             ax = C.plot_paired(self.comparison)
             self.scatter.value = C.figure_png(ax.figure)
@@ -262,7 +265,6 @@ class Dashboard:
         self._scatter_fig.tight_layout()
 
     def _clear_scatter(self) -> None:
-        self._scatter_xy, self._scatter_samples = np.zeros((0, 2)), np.zeros(0, dtype=int)
         if self._scatter_fig is None:
             self.scatter.value = b""
         else:
@@ -271,18 +273,20 @@ class Dashboard:
             self.scatter.draw_idle()
 
     def _mark_query(self, sample: int) -> None:
-        """Ring the selected query's point (the canvas redraws only that)."""
+        """Ring the selected query's point."""
         if self._scatter_fig is None or self._highlight is None:
             return
-        at = self._scatter_xy[self._scatter_samples == sample]
+        xy, samples = self._points()
+        at = xy[samples == sample]
         self._highlight.set_offsets(at[:1] if len(at) else np.zeros((0, 2)))
         self.scatter.draw_idle()
 
     def nearest_query(self, x: float, y: float) -> int | None:
         """The query whose (AP of A, AP of B) point is nearest to (x, y); None when nothing is compared."""
-        if not len(self._scatter_samples):
+        xy, samples = self._points()
+        if not len(samples):
             return None
-        return int(self._scatter_samples[np.argmin(((self._scatter_xy - [x, y]) ** 2).sum(axis=1))])
+        return int(samples[np.argmin(((xy - [x, y]) ** 2).sum(axis=1))])
 
     def _on_scatter_click(self, event) -> None:
         if event.inaxes is not self._scatter_ax or event.xdata is None:

@@ -179,7 +179,7 @@ def failure_figure(retrieval: Retrieval, q: int, *, k: int = 8, model=None, meth
         pairs = []
         for label, g in (("top false", rl.top_false), ("1st true", rl.first_match)):
             pair = cam.pair_cams(model, q_in, retrieval.inputs("gallery", g), both=False, method=method,
-                                 cam_method=cam_method, query_camid=q_cam, label=f"{label} ({cam_method}, {m})")
+                                 cam_method=cam_method, query_camid=q_cam, label=label)
             pair.query_maps = {m: pair.query_maps[m]}  # the drawn modality
             pairs.append(pair)
         cam.plot_pair_cams(pairs, mean=mean, std=std,
@@ -189,7 +189,7 @@ def failure_figure(retrieval: Retrieval, q: int, *, k: int = 8, model=None, meth
                                        cam_method=cam_method, query_camid=q_cam)
         cam.plot_cam(q_in[m], contrast[m], mean=mean, std=std, ax=fig.add_subplot(grid[2, len(pairs)]),
                      title=f"true - false\n({cam_method}, {m})")
-    fig.suptitle(f"{retrieval.name}: query {q}", fontsize=8)
+    fig.suptitle(f"{retrieval.name}: query {q}" + (f" ({cam_method} CAMs)" if with_cam else ""), fontsize=8)
     return fig
 
 

@@ -1,4 +1,4 @@
-"""The command line (issue 12 items 2, 12, 13, 14): one message per error, evaluation files per option set,
+"""The command line (issue 12 items 2, 12, 13, 14): one message per error, stored evaluations per option set,
 --resume that keeps its recipe, the notebook runner's --only and parameters."""
 
 import json
@@ -57,19 +57,24 @@ def test_resume_refuses_a_different_method_dataset_or_profile(tmp_path, capsys, 
 # ------------------------------------------------------------------------------------- item 12: evaluation files
 
 @pytest.mark.slow
-def test_evaluation_files_depend_on_every_option_and_bad_split_options_are_listed(tmp_path, capsys):
+def test_cli_evaluations_are_stored_per_option_set_and_bad_split_options_are_listed(tmp_path, capsys):
+    from workbench.evaluate import list_evaluations, load_evaluation
     from workbench.train import fit
 
     run = fit(smoke(tmp_path, "e", **{"optim.epochs": 1}), progress=False)
+    engine = load_evaluation(run)
     assert main(["evaluate", "--run", str(run.path)]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic-vi (sysu-mm01) [feats] (10 trials)" in out and f"saved {engine.path}" in out
     assert main(["evaluate", "--run", str(run.path), "--split", "mode=indoor"]) == 0
     assert main(["evaluate", "--run", str(run.path), "--rerank", "--split", "mode=indoor"]) == 0
-    files = {p.name: json.loads(p.read_text()) for p in run.path.glob("evaluation*.json")}
-    assert set(files) == {"evaluation.json", "evaluation-mode=indoor.json", "evaluation-mode=indoor-rerank.json"}
-    assert files["evaluation.json"]["split_options"] == {}
-    assert files["evaluation-mode=indoor.json"]["split_options"] == {"mode": "indoor"}
-    assert files["evaluation.json"]["mean"]["mAP"] == pytest.approx(run.results["test"]["mean"]["mAP"], abs=1e-6)
-    capsys.readouterr()
+    evals = {(tuple(e.identity["split_options"].items()), e.identity["rerank"]): e for e in list_evaluations(run)}
+    assert set(evals) == {((), False), ((("mode", "indoor"),), False), ((("mode", "indoor"),), True)}
+    assert not list(run.path.glob("evaluation*.json")), "the command line writes under evaluations/ only"
+    # the default protocol recomputed from the selected weights: the engine's numbers, in the same folder
+    default = evals[(), False]
+    assert default.path == engine.path and default.mean == run.results["test"]["mean"]
+    assert evals[(("mode", "indoor"),), True].spec.rerank and evals[(("mode", "indoor"),), False].key != default.key
     assert main(["evaluate", "--run", str(run.path), "--split", "modee=indoor"]) == 1
     err = capsys.readouterr().err
     assert "modee" in err and "mode=" in err and "TypeError" not in err

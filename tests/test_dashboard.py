@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from workbench import dashboard
-from workbench import evaluation_store as store
+from workbench import evaluate as E
 
 matplotlib.use("Agg")
 
@@ -88,7 +88,7 @@ def test_bootstrap_interval_is_seeded_and_brackets_the_mean():
 def test_paired_comparison_counts_and_matches_the_protocol_difference(two_runs):
     a, b = two_runs["a"], two_runs["b"]
     cmp = dashboard.compare(a.path, b.path)
-    ev_a = store.load_evaluation(a)
+    ev_a = E.load_evaluation(a)
     n_valid = ev_a.per_query.query("valid").groupby("sample").ngroups
     assert cmp.n_queries == n_valid == cmp.n_better + cmp.n_worse + cmp.n_tied
     assert cmp.n_better == int((cmp.per_query["AP_b"] > cmp.per_query["AP_a"] + 1e-9).sum())
@@ -109,23 +109,23 @@ def test_paired_comparison_counts_and_matches_the_protocol_difference(two_runs):
 
 @pytest.mark.slow
 def test_runs_under_different_protocols_are_refused_with_the_reason(two_runs, tmp_path):
-    a = store.load_evaluation(two_runs["a"])
+    a = E.load_evaluation(two_runs["a"])
     shutil.copytree(two_runs["b"].path, tmp_path / "b")
-    meta_path = next((tmp_path / "b" / store.EVALUATIONS).glob("*/protocol.json"))
+    meta_path = next((tmp_path / "b" / E.EVALUATIONS).glob("*/protocol.json"))
     meta = json.loads(meta_path.read_text())
     meta["identity"]["rerank"] = True
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(dashboard.IncomparableRuns, match=r"rerank: False \(run a\) vs True \(run b\)"):
-        dashboard.compare(a, store.load_evaluation(tmp_path / "b"))
+        dashboard.compare(a, E.load_evaluation(tmp_path / "b"))
 
 
 @pytest.mark.slow
 def test_missing_results_are_recomputed_once_to_the_same_numbers(two_runs, tmp_path):
     copy = tmp_path / "a"
     shutil.copytree(two_runs["a"].path, copy)
-    shutil.rmtree(copy / store.EVALUATIONS)
-    ev = dashboard.ensure_evaluation(copy, device="cpu", progress=False)
-    original = store.load_evaluation(two_runs["a"])
+    shutil.rmtree(copy / E.EVALUATIONS)
+    ev = E.open_run(copy).evaluation(device="cpu", progress=False)
+    original = E.load_evaluation(two_runs["a"])
     np.testing.assert_allclose(ev.per_query["AP"], original.per_query["AP"], atol=1e-6)
     assert ev.key == original.key
 
@@ -146,6 +146,10 @@ def test_static_figure_detail_view_and_table(two_runs):
     assert png.size == (5 * (48 + 8) + 90, 2 * (96 + 8 + 26))
     lists = dashboard.ranked_lists(cmp, sample, k=4)
     assert set(lists) == {"A", "B"} and len(lists["A"]) == 4
+    trial, query = (int(cmp.per_query.loc[cmp.per_query["sample"] == sample, c].iloc[0]) for c in ("trial", "query"))
+    for tag, ev in (("A", cmp.a), ("B", cmp.b)):  # the tables are the runs' ranked lists, junk left out
+        rl = ev.trial(trial).ranked_list(query)
+        assert lists[tag]["pid"].tolist() == rl.pids[rl.kept(4)].tolist()
     with pytest.raises(ValueError, match="not a valid query"):
         dashboard.ranked_lists(cmp, -5)
     runs = dashboard.discover_runs(two_runs["root"])
@@ -198,7 +202,7 @@ def test_a_click_on_the_scatter_selects_the_nearest_query(two_runs):
 def test_the_app_says_why_it_does_not_compare(two_runs, tmp_path):
     for name in ("a", "b"):
         shutil.copytree(two_runs[name].path, tmp_path / name)
-    meta_path = next((tmp_path / "b" / store.EVALUATIONS).glob("*/protocol.json"))
+    meta_path = next((tmp_path / "b" / E.EVALUATIONS).glob("*/protocol.json"))
     meta = json.loads(meta_path.read_text())
     meta["identity"]["split_options"] = {"mode": "indoor"}
     meta_path.write_text(json.dumps(meta))
@@ -214,9 +218,11 @@ def test_the_app_says_why_it_does_not_compare(two_runs, tmp_path):
 @pytest.mark.slow
 def test_detail_cams_equal_what_viz_cam_computes_for_each_run(two_runs, tmp_path):
     from workbench.dashboard.cams import RunModels
+    from workbench.data import load_dataset
+    from workbench.evaluate import Retrieval, extract_features
     from workbench.methods import get_method, load_run_model
+    from workbench.metrics import PROTOCOLS
     from workbench.viz import cam
-    from workbench.viz.ranked import Retrieval
 
     cmp = dashboard.compare(two_runs["a"].path, two_runs["b"].path)
     sample = int(cmp.per_query.loc[cmp.per_query["diff"].abs().idxmax(), "sample"])
@@ -230,13 +236,17 @@ def test_detail_cams_equal_what_viz_cam_computes_for_each_run(two_runs, tmp_path
     assert sum(len(rc.pairs) for rc in drawn.values()) == 3, "expected rank 1 false for one run (seeded smoke runs)"
     for tag, name in (("A", "a"), ("B", "b")):
         rc = drawn[tag]
-        # oracle: the run's model loaded afresh, its top-1 recomputed from features, the CAM from viz.cam directly
+        # oracle: the run's model loaded afresh, its top-1 recomputed from fresh features, the CAM from viz.cam
         run = two_runs[name]
-        r = Retrieval.from_run(run, trial=int(row["trial"]), cache=False)
+        cfg = run.config
+        model = load_run_model(run, "cpu")
+        split = load_dataset(cfg.data.dataset, cfg.data.root, **cfg.data.options).eval_splits()[int(row["trial"])]
+        q_feats, g_feats = (extract_features(model, s, cfg, progress=False) for s in (split.query, split.gallery))
+        r = Retrieval.from_features(q_feats, g_feats, PROTOCOLS["sysu-mm01"], q_samples=split.query,
+                                    g_samples=split.gallery, info={"config": cfg})
         q = int(row["query"])
         rl = r.ranked_list(q)
         top = int(rl.order[rl.rank == 1][0])
-        model = load_run_model(run, "cpu")
         expected = cam.pair_cams(model, r.inputs("query", q), r.inputs("gallery", top), both=False,
                                  method=get_method(run.config.run.method), cam_method="gradcam++",
                                  query_camid=int(r.query.camids[q]), gallery_camid=int(r.gallery.camids[top]))

@@ -1,7 +1,8 @@
 """The package's layers only look down (STYLE.md): no module imports one from a floor above it, lazily or not.
 
 Floors, bottom to top: configuration and utilities; data, models, losses, metrics; features and the run store;
-methods; the training engine; the instruments (viz) and the dashboard; the command line and the notebook runner.
+methods; the evaluation path; the training engine; the instruments (viz) and the dashboard; the command line, the
+notebook runner and the notebook conveniences (lab).
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "workbench"
 FLOORS = {
     "config": 0, "utils": 0, "profiling": 0,
     "data": 1, "models": 1, "losses": 1, "metrics": 1,
-    "features": 2, "runs": 2, "pretrain": 2, "optim": 2, "evaluation_store": 2,
+    "features": 2, "runs": 2, "pretrain": 2, "optim": 2,
     "methods": 3,
+    "evaluate": 3.5, "evaluation_store": 3.5,  # the one evaluation path: below the engine, which calls it
     "train": 4, "recipe": 4,
-    "viz": 5, "sd2_analysis": 5, "dashboard": 6,
+    "viz": 5, "dashboard": 6,
     "viz.curves": 2,  # training curves drawn from a run's log: the engine's live plot uses them
-    "__main__": 7, "notebooks": 7, "__init__": 7,
+    "__main__": 7, "notebooks": 7, "lab": 7, "__init__": 7,
 }
 
 

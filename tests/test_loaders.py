@@ -219,7 +219,9 @@ def test_sysu_multishot_short_folder(sysu_root):
 
 def test_sysu_summary_counts(sysu_root):
     ds = load_dataset("sysu-mm01", sysu_root)
-    df = ds.summary(print_table=False)
+    df = ds.split_table()
+    text = ds.summary()
+    assert isinstance(text, str) and text.startswith("sysu-mm01") and df.to_string(index=False) in text
     row = df[(df.split == "train") & (df.modality == "ir") & (df.camid == "3")].iloc[0]
     ids3 = [p for p in SYSU_TRAIN + SYSU_VAL if _sysu_count(p, 3)]
     assert row.ids == len(ids3) and row.images == sum(_sysu_count(p, 3) for p in ids3)

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from workbench.metrics.disentanglement import (
+    cross_modal_centre_ratio,
     cross_modal_knn_purity,
     disentanglement_report,
+    linear_probe,
     linear_probe_score,
     modality_centroid_gap,
     silhouette_by,
@@ -58,8 +60,10 @@ def test_modality_only_features(labels):
 def test_probe_chance_is_majority_rate():
     y = np.array([0] * 70 + [1] * 30)
     x = np.random.default_rng(0).standard_normal((100, 4))
-    res = linear_probe_score(x, y, test_size=0.5, seed=0)
+    res = linear_probe(x, y, test_size=0.5, seed=0)
     assert res.chance == pytest.approx(0.7) and res.num_classes == 2
+    assert linear_probe_score(x, y, test_size=0.5, seed=0) == res.accuracy
+    assert isinstance(linear_probe_score(x, y, test_size=0.5, seed=0), float)
 
 
 def test_purity_and_gap_exact_on_tiny_example():
@@ -84,3 +88,23 @@ def test_deterministic_and_errors(labels):
         cross_modal_knn_purity(x, pids, np.zeros_like(mods))
     with pytest.raises(ValueError, match="at least 2 classes"):
         linear_probe_score(x, np.zeros_like(pids))
+
+
+def test_cross_modal_centre_ratio_against_a_loop():
+    rng = np.random.default_rng(0)
+    pids = np.repeat(np.arange(4), 6)
+    mods = np.tile(np.array(["rgb", "rgb", "rgb", "ir", "ir", "ir"]), 4)
+    x = rng.normal(size=(24, 5)).astype(np.float32)
+    f = x / np.linalg.norm(x, axis=1, keepdims=True)
+    centre = {(p, m): f[(pids == p) & (mods == m)].mean(0) for p in range(4) for m in ("rgb", "ir")}
+    same = np.mean([np.sum((centre[p, "rgb"] - centre[p, "ir"]) ** 2) for p in range(4)])
+    other = np.mean([np.sum((centre[p, "rgb"] - centre[q, "ir"]) ** 2) for p in range(4) for q in range(4) if p != q])
+    assert cross_modal_centre_ratio(x, pids, mods) == pytest.approx(same / other, rel=1e-5)
+    # aligned modalities, separated identities: far below 1; an identity seen in one modality only is left out
+    aligned = np.repeat(np.eye(4, 5), 6, axis=0) + 0.01 * rng.normal(size=(24, 5))
+    assert cross_modal_centre_ratio(aligned, pids, mods) < 0.01
+    keep = ~((pids == 3) & (mods == "ir"))
+    assert cross_modal_centre_ratio(x[keep], pids[keep], mods[keep]) == pytest.approx(
+        cross_modal_centre_ratio(x[pids < 3], pids[pids < 3], mods[pids < 3]))
+    with pytest.raises(ValueError, match="at least 2 identities"):
+        cross_modal_centre_ratio(x[pids == 0], pids[pids == 0], mods[pids == 0])

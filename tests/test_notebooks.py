@@ -109,7 +109,7 @@ def test_record_in_a_kernel_is_a_hidden_display_message(monkeypatch):
     from workbench import utils
 
     shown = []
-    monkeypatch.setattr(utils, "_in_kernel", lambda: True)
+    monkeypatch.setattr(utils, "in_kernel", lambda: True)
     monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False: shown.append((obj, raw)))
     utils.record("rank1", torch.tensor(0.25))
     assert shown == [({RECORD_MIME: {"rank1": 0.25}}, True)]

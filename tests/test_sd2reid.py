@@ -375,9 +375,9 @@ def test_cli_trains_and_evaluates_sd2reid_on_each_multimodal_layout(tmp_path, da
 # ------------------------------------------------------------------------------------------------ analysis
 @pytest.mark.slow
 def test_codes_and_robustness_curves_on_a_tiny_model():
-    from workbench import sd2_analysis
     from workbench.data import load_dataset
-    from workbench.train import evaluate_splits
+    from workbench.evaluate import evaluate_splits
+    from workbench.viz import sd2 as sd2_analysis
 
     cfg = _cfg()
     ds = load_dataset(cfg.data.dataset, **cfg.data.options)
@@ -404,6 +404,6 @@ def test_codes_and_robustness_curves_on_a_tiny_model():
 
 
 def _test_image(cfg, sample, modality):
-    from workbench.train import test_transform
+    from workbench.features import test_transform
 
     return test_transform(cfg)(sample.load_image(modality))

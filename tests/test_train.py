@@ -125,8 +125,11 @@ def test_cli_train_resume_then_evaluate(tmp_path):
     ev = subprocess.run([sys.executable, "-m", "workbench", "evaluate", "--run", str(tmp_path / "cli")],
                         env=env, capture_output=True, text=True, timeout=600)
     assert ev.returncode == 0, ev.stderr[-3000:]
-    saved = json.loads((tmp_path / "cli" / "evaluation.json").read_text())
-    assert saved["mean"]["mAP"] == pytest.approx(load_run(tmp_path / "cli").results["test"]["mean"]["mAP"], abs=1e-6)
+    from workbench.evaluate import load_evaluation
+
+    saved = load_evaluation(tmp_path / "cli")  # the command line stores under evaluations/, where fit stored the test
+    assert saved.mean["mAP"] == pytest.approx(load_run(tmp_path / "cli").results["test"]["mean"]["mAP"], abs=1e-6)
+    assert f"saved {saved.path}" in ev.stdout
 
 
 def test_multimodal_evaluation_uses_the_concatenated_embedding_and_branches_on_request(tmp_path):

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from workbench.evaluate import Retrieval
 from workbench.metrics import PROTOCOLS, EvalSet
 from workbench.models import create_model
-from workbench.viz import attention, distances, embedding, ranked
+from workbench.viz import attention, distances, embedding
 
 
 def _features(n_ids=6, per=8, d=12, seed=0):
@@ -102,7 +103,7 @@ def test_distance_distributions_exclude_junk_and_separate_identities():
     q_rows, g_rows = np.flatnonzero(mods == "ir"), np.flatnonzero(mods == "rgb")
     q = EvalSet({"feats": feats[q_rows]}, pids[q_rows], np.full(len(q_rows), 3))
     g = EvalSet({"feats": feats[g_rows]}, pids[g_rows], np.tile([1, 2], len(g_rows) // 2))
-    r = ranked.Retrieval.from_features(q, g, PROTOCOLS["sysu-mm01"])
+    r = Retrieval.from_features(q, g, PROTOCOLS["sysu-mm01"])
     r.q_modalities, r.g_modalities = mods[q_rows], mods[g_rows]
     d = distances.pair_distances(r)
     assert set(d["pair"]) == {"ir->rgb"}

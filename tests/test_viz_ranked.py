@@ -1,13 +1,16 @@
-"""Ranked lists agree with `rank_metrics` query by query; orderings, failure comparison and plots."""
+"""Ranked lists (the one ranker, `metrics.ranked_list`) agree with `rank_metrics` query by query; orderings, failure
+comparison, plots and the browser's two forms."""
 
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.figure
 import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.metrics import PROTOCOLS, EvalSet, rank_metrics
+from workbench.evaluate import Retrieval
+from workbench.metrics import PROTOCOLS, EvalSet, rank_metrics, rank_order, ranked_list
 from workbench.viz import ranked
 
 
@@ -27,8 +30,8 @@ def test_ranked_lists_agree_with_rank_metrics(seed, junk, ties, dedup):
     res = rank_metrics(dist, qp, gp, qc, gc, junk=junk, ties=ties, dedup_cmc=dedup, q_scenes=qs, g_scenes=gs)
     pq = res.per_query
     for i in range(len(dist)):
-        rl = ranked.ranked_list_from_distances(dist[i], qp[i], gp, qc[i], gc, junk=junk, ties=ties, dedup_cmc=dedup,
-                                               q_scene=qs[i], g_scenes=gs, query=i)
+        rl = ranked_list(dist[i], qp[i], gp, qc[i], gc, junk=junk, ties=ties, dedup_cmc=dedup, q_scene=qs[i],
+                         g_scenes=gs, query=i)
         assert rl.num_matches == pq.num_matches[i]
         if not pq.valid[i]:
             assert rl.first_match_rank is None and np.isnan(rl.AP)
@@ -42,15 +45,27 @@ def test_ranked_lists_agree_with_rank_metrics(seed, junk, ties, dedup):
         assert (rl.rank[rl.is_junk] == 0).all() and (np.diff(rl.rank[~rl.is_junk]) == 1).all()
         assert not (rl.is_match & rl.is_junk).any()
         assert gp[rl.first_match] == qp[i] and gp[rl.top_false] != qp[i]
+        assert (rl.pids == gp[rl.order]).all() and (rl.distances == dist[i][rl.order]).all()
 
 
 def test_sysu_junk_is_marked_in_the_list():
     dist = np.array([[0.1, 0.2, 0.3, 0.4]])
-    rl = ranked.ranked_list_from_distances(dist[0], 7, np.array([1, 7, 2, 7]), 3, np.array([2, 2, 1, 1]), junk="sysu")
+    rl = ranked_list(dist[0], 7, np.array([1, 7, 2, 7]), 3, np.array([2, 2, 1, 1]), junk="sysu")
     assert rl.is_junk.tolist() == [True, True, False, False]
     assert rl.rank.tolist() == [0, 0, 1, 2] and rl.first_match_rank == 2 and rl.first_match == 3
     top = rl.top(4)
     assert top["junk"].tolist() == [True, True, False, False] and top["gallery"].tolist() == [0, 1, 2, 3]
+    assert top["pid"].tolist() == [1, 7, 2, 7] and rl.kept(5).tolist() == [2, 3]
+
+
+def test_rank_order_tie_policies():
+    dist = np.array([0.5, 0.2, 0.5, 0.5])
+    match = np.array([True, False, False, True])
+    assert rank_order(dist, match, "stable").tolist() == [1, 0, 2, 3]
+    assert rank_order(dist, match, "pessimistic").tolist() == [1, 2, 0, 3]
+    assert rank_order(dist, match, "optimistic").tolist() == [1, 0, 3, 2]
+    with pytest.raises(ValueError, match="ties must be one of"):
+        rank_order(dist, match, "random")
 
 
 def _retrieval(seed=0):
@@ -59,7 +74,7 @@ def _retrieval(seed=0):
     centres = rng.normal(size=(6, 8))
     q = EvalSet({"feats": centres[qp] + 0.8 * rng.normal(size=(12, 8))}, qp, np.full(12, 3))
     g = EvalSet({"feats": centres[gp] + 0.8 * rng.normal(size=(24, 8))}, gp, np.tile([1, 2], 12))
-    return ranked.Retrieval.from_features(q, g, PROTOCOLS["sysu-mm01"], name="toy")
+    return Retrieval.from_features(q, g, PROTOCOLS["sysu-mm01"], name="toy")
 
 
 def test_retrieval_matches_the_protocol_and_tables_sort():
@@ -101,8 +116,7 @@ def test_plots_run_headless():
     ax = ranked.plot_query_metrics(r.query_table())
     assert ax.get_xlabel().startswith("rank")
     figs = ranked.static_failure_report(r, n=2, k=4)
-    assert len(figs) == 2
-    assert isinstance(ranked.browse(r, interactive=False, n_static=1, k=3), list)
+    assert len(figs) == 2 and all(isinstance(f, matplotlib.figure.Figure) for f in figs)
     assert isinstance(r.query_table(), pd.DataFrame)
 
 
@@ -111,5 +125,20 @@ def test_failure_browser_lists_queries_in_the_chosen_order_and_builds_its_widget
     browser = ranked.FailureBrowser(r, k=3)
     hardest = [q for _, q in browser.options("hardest")]
     assert hardest == ranked.sort_queries(r.query_table(), "hardest")["query"].tolist()
-    box = browser.show()  # outside a kernel, display() prints a text representation
+    box = browser.widget()
     assert len(box.children) == 2
+
+
+def test_browse_returns_the_widget_wherever_it_runs(monkeypatch):
+    import ipywidgets
+
+    from workbench import utils
+
+    r = _retrieval()
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))  # the figure goes to the Output
+    box = ranked.browse(r, k=3)
+    assert isinstance(box, ipywidgets.VBox) and box not in shown  # a script: built, not displayed
+    monkeypatch.setattr(utils, "in_kernel", lambda: True)
+    box = ranked.browse(r, k=3)
+    assert isinstance(box, ipywidgets.VBox) and shown[-1] is box

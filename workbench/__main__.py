@@ -3,6 +3,7 @@
     python -m workbench train --method baseline --dataset synthetic-vi --profile cpu-demo [section.key=value ...]
     python -m workbench train --resume runs/NAME [optim.epochs=N run.max_steps=none]
     python -m workbench evaluate --run runs/NAME [--rerank] [--branches nir tir] [--split mode=indoor shot=10]
+                                 (stored in runs/NAME/evaluations/<protocol>/, read by the dashboard)
     python -m workbench recipe --method baseline --dataset sysu-mm01 --profile paper [--epochs 0,9,20]
     torchrun --nproc_per_node=2 -m workbench train ...        (data-parallel: gloo on CPU, NCCL on GPU)
 
@@ -87,7 +88,8 @@ def run_train(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------------- evaluate
 
 def add_evaluate(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    ev = sub.add_parser("evaluate", parents=[common], help="evaluate a run with its dataset's test protocol")
+    ev = sub.add_parser("evaluate", parents=[common], help="evaluate a run with its dataset's test protocol and store "
+                        "the result in the run's evaluations/ folder")
     ev.add_argument("--run", required=True, help="run folder, e.g. runs/baseline-synthetic-vi-cpu-demo-...")
     ev.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (k1=20, k2=6, lambda=0.3)")
     ev.add_argument("--branches", nargs="*", default=None, help="feature branches to evaluate, e.g. nir tir")
@@ -96,19 +98,14 @@ def add_evaluate(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from workbench.runs import atomic_write_bytes, load_run
-    from workbench.train import evaluate, evaluation_file_name
+    from workbench.evaluate import open_run
 
-    run = load_run(args.run)
+    run = open_run(args.run)
     split = {k: _coerce(v, 0) for k, v in _parse_pairs(args.split, "--split").items()}
-    result = evaluate(run, split_options=split, branches=args.branches, rerank=args.rerank, device=args.device)
-    print(result.summary() if hasattr(result, "summary") else result)
-    out = run.path / evaluation_file_name(split, args.branches, args.rerank)
-    atomic_write_bytes(out, json.dumps({"split_options": split, "branches": args.branches, "rerank": args.rerank,
-                                        "mean": result.mean, "std": result.std,
-                                        "per_trial": result.per_trial.to_dict("records")},
-                                       indent=2, default=float).encode())
-    print(f"saved {out}")
+    ev = run.evaluation(split_options=split or None, branches=args.branches, rerank=args.rerank, device=args.device,
+                        recompute=True)
+    print(ev.summary())
+    print(f"saved {ev.path}")
     return 0
 
 

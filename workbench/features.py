@@ -1,10 +1,10 @@
-"""Features of a model on samples, cached, and their evaluation under a protocol.
+"""Features of a model on samples, cached.
 
-One place below the methods, the training loop and the analysis instruments: `extract_features` runs any model over
+One place below the methods, the evaluation and the analysis instruments: `extract_features` runs any model over
 samples with the eval forward it is given (a `workbench.methods.Method`, or any object with the same two methods,
-`forward_eval` and `retrieval_branches`), so a method such as DAKD can build its memories with it, the engine
-validates and tests with it, and `workbench.viz` draws from the same cached features. Nothing here imports a
-method, the engine or the run store.
+`forward_eval` and `retrieval_branches`), so a method such as DAKD can build its memories with it and
+`workbench.evaluate` scores runs with it. The result is a `workbench.metrics.EvalSet` (features by branch and
+labels), the record the protocols score. Nothing here imports a method, the engine or the run store.
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ import hashlib
 import os
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from workbench.config import Config, dataset_kind, dataset_layout
+from workbench.config import Config, dataset_kind
+from workbench.metrics.protocols import EvalSet
 from workbench.models.output import ReIDOutput
 from workbench.utils import cache_dir
 
@@ -35,29 +35,6 @@ class EvalForward(Protocol):
                      camids: Tensor | None = None) -> ReIDOutput: ...
 
     def retrieval_branches(self, out: ReIDOutput) -> dict[str, Tensor]: ...
-
-
-@dataclass
-class Features:
-    """Retrieval features of a list of samples, row i for samples[i].
-
-    Attributes:
-        branches: name -> (N, D) float32 array; "feats" is the model's retrieval embedding, multi-modal models add
-            one branch per modality ("rgb", "nir", "tir").
-        pids, camids: (N,) int arrays; scenes: (N,) int array or None.
-    """
-
-    branches: dict[str, np.ndarray]
-    pids: np.ndarray
-    camids: np.ndarray
-    scenes: np.ndarray | None = None
-
-    def subset(self, rows: np.ndarray):
-        from workbench.metrics import EvalSet
-
-        feats = {k: v[rows] for k, v in self.branches.items()}
-        return EvalSet(feats=feats, pids=self.pids[rows], camids=self.camids[rows],
-                       scenes=None if self.scenes is None else self.scenes[rows])
 
 
 def test_transform(cfg: Config):
@@ -113,11 +90,11 @@ def feature_cache_key(model: nn.Module, samples: Sequence, cfg: Config, method: 
     return hashlib.sha1("|".join(parts).encode()).hexdigest()
 
 
-def _load_cached(path: Path) -> Features | None:
+def _load_cached(path: Path) -> EvalSet | None:
     try:
         with np.load(path) as z:
             branches = {k.removeprefix("b_"): z[k] for k in z.files if k.startswith("b_")}
-            return Features(branches, z["pids"], z["camids"], z["scenes"] if "scenes" in z.files else None)
+            return EvalSet(branches, z["pids"], z["camids"], z["scenes"] if "scenes" in z.files else None)
     except (OSError, ValueError, KeyError, EOFError) as exc:  # damaged file: recompute (and say so)
         print(f"feature cache file {path} is unreadable ({exc}); recomputing it")
         return None
@@ -126,8 +103,10 @@ def _load_cached(path: Path) -> Features | None:
 @torch.no_grad()
 def extract_features(model: nn.Module, samples: Sequence, cfg: Config, *, method: EvalForward,
                      batch_size: int | None = None, device: torch.device | str | None = None,
-                     cache: bool = False, progress: bool = True) -> Features:
-    """Eval-mode features of `samples` (test transform), one row per sample, in order.
+                     cache: bool = False, progress: bool = True) -> EvalSet:
+    """Eval-mode features of `samples` (test transform), one row per sample, in order: an `EvalSet` whose branches
+    are the method's retrieval branches ("feats", the retrieval embedding; multi-modal models add "rgb", "nir",
+    "tir").
 
     Args:
         model: any model; it is put in eval mode for the extraction and restored afterwards.
@@ -180,7 +159,7 @@ def extract_features(model: nn.Module, samples: Sequence, cfg: Config, *, method
     pids = np.asarray([s.pid for s in samples])
     camids = np.asarray([s.camid for s in samples])
     scenes = np.asarray([s.scene for s in samples]) if samples and samples[0].scene is not None else None
-    feats = Features(branches, pids, camids, scenes)
+    feats = EvalSet(branches, pids, camids, scenes)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {f"b_{k}": v for k, v in branches.items()} | {"pids": pids, "camids": camids}
@@ -190,33 +169,3 @@ def extract_features(model: nn.Module, samples: Sequence, cfg: Config, *, method
         np.savez(tmp, **arrays)
         os.replace(tmp, path)
     return feats
-
-
-def evaluate_splits(model: nn.Module, splits: Sequence, cfg: Config, *, method: EvalForward, spec=None,
-                    branches=None, cache: bool = False, progress: bool = True):
-    """Run a protocol over evaluation splits (`EvalSplit(trial, name, query, gallery)`), extracting each distinct
-    sample's features once. Returns a `workbench.metrics.ProtocolResult`.
-
-    Args:
-        spec: a `workbench.metrics.ProtocolSpec`; default the protocol of the config's dataset layout.
-        branches: feature branches to evaluate; default the retrieval embedding alone ("feats": the per-modality
-            branches of a multi-modal model are already inside it).
-    """
-    from workbench.metrics import PROTOCOLS, evaluate_trials
-
-    spec = spec or PROTOCOLS[dataset_layout(cfg.data.dataset)]
-    index: dict[Any, int] = {}
-    unique = []
-    for split in splits:
-        for s in list(split.query) + list(split.gallery):
-            key = (tuple(sorted(s.paths.items())), s.modality)
-            if key not in index:
-                index[key] = len(unique)
-                unique.append(s)
-    feats = extract_features(model, unique, cfg, method=method, cache=cache, progress=progress)
-
-    def rows(samples):
-        return np.asarray([index[(tuple(sorted(s.paths.items())), s.modality)] for s in samples])
-
-    trials = [(feats.subset(rows(sp.query)), feats.subset(rows(sp.gallery))) for sp in splits]
-    return evaluate_trials(trials, spec, branches=list(branches) if branches else ["feats"])

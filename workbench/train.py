@@ -1,4 +1,4 @@
-"""The training engine: `fit(config)`, `evaluate(...)` (features and their evaluation live in `workbench.features`).
+"""The training engine: `fit(config)` (features and evaluation live in `workbench.evaluate`).
 
 No dataset-name or framework branches live here: datasets come from `workbench.data`, frameworks from
 `workbench.methods` (each turns a batch into named loss terms), metrics from `workbench.metrics`.
@@ -25,10 +25,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from workbench import evaluation_store, features
-from workbench.config import Config, dataset_kind, dataset_layout
-from workbench.features import Features, test_transform  # noqa: F401  (re-exported: the public API)
-from workbench.methods import Method, get_method, load_run_model
+from workbench import evaluation_store
+from workbench.config import Config, dataset_kind
+from workbench.features import test_transform  # noqa: F401  (re-exported: the public API)
+from workbench.methods import Method, get_method
 from workbench.optim import amp_dtype as _amp_dtype
 from workbench.optim import build_optimizer, build_scheduler, group_lr, lr_factor, param_groups  # noqa: F401
 from workbench.runs import Run, atomic_torch_save, load_weights, save_weights
@@ -90,75 +90,9 @@ def build_train_loader(cfg: Config, samples: list, *, rank: int = 0, world: int 
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Features and evaluation: the work is in `workbench.features`; here the eval forward defaults to the run's method.
+# Features and evaluation live in `workbench.evaluate` (the engine's former names, re-exported)
 
-def extract_features(model: nn.Module, samples: Sequence, cfg: Config, *, method: Method | None = None,
-                     **kwargs) -> Features:
-    """`workbench.features.extract_features` with the config's method as the default eval forward."""
-    return features.extract_features(model, samples, cfg, method=method or get_method(cfg.run.method), **kwargs)
-
-
-def evaluate_splits(model: nn.Module, splits: Sequence, cfg: Config, *, method: Method | None = None, **kwargs):
-    """`workbench.features.evaluate_splits` with the config's method as the default eval forward."""
-    return features.evaluate_splits(model, splits, cfg, method=method or get_method(cfg.run.method), **kwargs)
-
-
-def evaluate(model_or_run: nn.Module | Run | str | Path, dataset=None, *, cfg: Config | None = None,
-             split_options: dict | None = None, branches=None, rerank: bool = False, cache: bool = True,
-             device: str = "auto", progress: bool = True):
-    """Evaluate a model (or a run folder) with its dataset's test protocol; returns a `ProtocolResult`.
-
-    Args:
-        model_or_run: a model (then pass `cfg`), a `Run`, or a run folder path.
-        dataset: a loaded `ReIDDataset`; default: the run's dataset.
-        split_options: passed to `dataset.eval_splits` (e.g. `mode="indoor", shot=10` for SYSU-MM01).
-        branches: feature branches to evaluate (e.g. ["nir"] or ["rgb", "tir"]); default the retrieval embedding.
-        rerank: k-reciprocal re-ranking (k1=20, k2=6, lambda=0.3).
-    """
-    from workbench.data import load_dataset
-    from workbench.metrics import PROTOCOLS, with_rerank
-
-    if isinstance(model_or_run, (str, Path, Run)):
-        run = model_or_run if isinstance(model_or_run, Run) else Run(Path(model_or_run))
-        cfg = run.config
-        model = load_run_model(run, get_device(device))
-    else:
-        model = model_or_run
-        if cfg is None:
-            raise ValueError("evaluate(model, ...) needs cfg= (the Config the model was trained with)")
-    if dataset is None:
-        dataset = load_dataset(cfg.data.dataset, cfg.data.root, **cfg.data.options)
-    spec = PROTOCOLS[dataset_layout(cfg.data.dataset)]
-    if rerank:
-        spec = with_rerank(spec)
-    splits = dataset.eval_splits(**check_split_options(dataset, split_options))
-    return evaluate_splits(model, splits, cfg, spec=spec, branches=branches, cache=cache, progress=progress)
-
-
-def check_split_options(dataset, split_options: dict | None) -> dict:
-    """`split_options` if `dataset.eval_splits` takes each of them; else a ValueError listing the valid ones."""
-    import inspect
-
-    options = dict(split_options or {})
-    params = inspect.signature(dataset.eval_splits).parameters
-    valid = [n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ValueError(f"unknown split option(s) {unknown} for {dataset.name}; valid options: "
-                         f"{', '.join(f'{n}={params[n].default!r}' for n in valid) or 'none (one fixed split)'}")
-    return options
-
-
-def evaluation_file_name(split_options: dict | None = None, branches: Sequence[str] | None = None,
-                         rerank: bool = False) -> str:
-    """The result file of `python -m workbench evaluate`: one name per combination of options that changes the
-    numbers ("evaluation.json" for the defaults, "evaluation-mode=indoor-shot=10-rerank.json", ...)."""
-    parts = [f"{k}={v}" for k, v in sorted((split_options or {}).items())]
-    parts += [f"branches={'+'.join(branches)}"] if branches else []
-    parts += ["rerank"] if rerank else []
-    name = "-".join(["evaluation", *parts])
-    return "".join(c if c.isalnum() or c in "-_=+." else "_" for c in name) + ".json"
-
+from workbench.evaluate import check_split_options, evaluate, evaluate_splits, extract_features  # noqa: E402,F401
 
 # ----------------------------------------------------------------------------------------------------------------
 # Distributed helpers

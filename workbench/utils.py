@@ -54,7 +54,7 @@ def record(name: str, value: Any) -> Any:
         value = value.item() if value.numel() == 1 else value.tolist()
     _RECORDS[name] = value
     payload = json.loads(json.dumps({name: value}))  # JSON-safe now, not when the notebook is saved
-    if _in_kernel():
+    if in_kernel():
         from IPython.display import display
 
         display({RECORD_MIME: payload}, raw=True)
@@ -63,13 +63,35 @@ def record(name: str, value: Any) -> Any:
     return value
 
 
-def _in_kernel() -> bool:
+def in_kernel() -> bool:
+    """Whether this code runs inside a Jupyter kernel (a notebook, papermill), not a plain script or an IPython
+    terminal. The one check the library makes before showing widgets, live plots or hidden display messages."""
     try:
         from IPython import get_ipython
     except ImportError:
         return False
     shell = get_ipython()
-    return shell is not None and "IPKernelApp" in shell.config
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+def to_numpy(x: Any, *, name: str = "x", ndim: int | None = None, shape: str = "") -> np.ndarray:
+    """A numpy array of `x` (a tensor is detached and moved to the CPU first; anything else goes through
+    `np.asarray`). The one tensor-to-numpy conversion of the package.
+
+    Args:
+        name: the argument's name, for the error message.
+        ndim: the number of dimensions `x` must have (None: any).
+        shape: how the error message writes the expected shape, e.g. "(Q, G)".
+
+    Raises:
+        ValueError: `x` does not have `ndim` dimensions.
+    """
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D{' ' + shape if shape else ''}, got shape {x.shape}")
+    return x
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:

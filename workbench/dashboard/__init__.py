@@ -7,6 +7,9 @@ Plain functions (for scripts, tests and headless runs) and one ipywidgets app bu
     cmp = dashboard.compare("runs/a", "runs/b")           # paired comparison on the same queries
     print(cmp.summary()); dashboard.comparison_figure(cmp)
     dashboard.detail_view(cmp, sample, cams=True)        # both ranked lists and each run's similarity CAMs
+
+Every view reads the runs' stored evaluations (`workbench.evaluate.Evaluation`), evaluating a run once when its
+evaluation is missing.
 """
 
 from workbench.dashboard.cams import RunModels, detail_cams, plot_detail_cams
@@ -19,7 +22,6 @@ from workbench.dashboard.paired import (
     comparison_figure,
     detail_png,
     detail_view,
-    ensure_evaluation,
     plot_paired,
     ranked_lists,
     sign_test,
@@ -49,7 +51,6 @@ __all__ = [
     "detail_png",
     "detail_view",
     "discover_runs",
-    "ensure_evaluation",
     "families",
     "family_members",
     "flatten_config",

@@ -13,7 +13,7 @@ import ipywidgets as W
 import numpy as np
 import pandas as pd
 
-from workbench import evaluation_store as store
+from workbench import evaluate as E
 from workbench.dashboard import paired as C
 from workbench.dashboard import runs_view as V
 from workbench.dashboard.cams import RunModels, detail_cams, plot_detail_cams
@@ -132,9 +132,9 @@ class Dashboard:
         names = self._names()
         labels = {}
         for n in names:
-            for ev in store.list_evaluations(self.runs[n]):
+            for ev in E.list_evaluations(self.runs[n]):
                 labels.setdefault(ev.key, ev.label)
-        default_keys = {store.load_evaluation(self.runs[n]).key for n in names if store.list_evaluations(self.runs[n])}
+        default_keys = {E.load_evaluation(self.runs[n]).key for n in names if E.list_evaluations(self.runs[n])}
         self.protocol.options = [(DEFAULT_PROTOCOL, None)] + [(f"{lab} ({k})", k) for k, lab in labels.items()
                                                              if k not in default_keys]
         self.protocol.value = None
@@ -178,20 +178,20 @@ class Dashboard:
             self.curves.value = C.figure_png(axes[0].figure)
         self.timings["table"] = time.perf_counter() - t0
 
-    def _evaluation(self, name: str) -> store.StoredEvaluation:
+    def _evaluation(self, name: str) -> E.Evaluation:
         run = self.runs[name]
         key = self.protocol.value
         if not self.compute_missing:
-            return store.load_evaluation(run, key)
+            return E.load_evaluation(run, key)
         if key is None:
-            return C.ensure_evaluation(run)
+            return E.open_run(run).test
         for n in self._names():  # the protocol's options, from a run that has it
-            for ev in store.list_evaluations(self.runs[n]):
+            for ev in E.list_evaluations(self.runs[n]):
                 if ev.key == key:
                     ident = ev.identity
-                    return C.ensure_evaluation(run, split_options=ident["split_options"] or None,
-                                               rerank=ident["rerank"], branches=ident["branches"])
-        return store.load_evaluation(run, key)
+                    return E.open_run(run).evaluation(split_options=ident["split_options"] or None,
+                                                      rerank=ident["rerank"], branches=ident["branches"])
+        return E.load_evaluation(run, key)
 
     def _refresh_comparison(self) -> None:
         if self._busy:

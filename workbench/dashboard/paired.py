@@ -19,42 +19,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from workbench import evaluation_store as store
+from workbench.evaluate import Evaluation, RunHandle, comparable, open_run
 from workbench.runs import Run
 
 
 class IncomparableRuns(ValueError):
     """Two runs were evaluated under different protocols, datasets or query lists; the message says which."""
-
-
-def ensure_evaluation(run: Run | str | Path, *, key: str | None = None, split_options: dict | None = None,
-                      rerank: bool = False, branches=None, device: str = "auto",
-                      progress: bool = True) -> store.StoredEvaluation:
-    """The run's stored evaluation (protocol `key`, default: the default protocol); computed once, with a progress
-    bar, from the run's selected weights when it is missing (runs trained before results were stored)."""
-    from workbench.data import load_dataset
-    from workbench.methods import get_method, load_run_model
-    from workbench.runs import load_run
-    from workbench.utils import get_device
-
-    run = run if isinstance(run, Run) else load_run(run)
-    try:
-        if key is not None or (split_options is None and not rerank and branches is None):
-            return store.load_evaluation(run, key)
-    except (FileNotFoundError, KeyError):
-        pass
-    for ev in store.list_evaluations(run):
-        ident = ev.identity
-        if (ident["split_options"] == dict(sorted((split_options or {}).items())) and ident["rerank"] == rerank
-                and ident["branches"] == (list(branches) if branches else ["feats"])):
-            return ev
-    cfg = run.config
-    print(f"evaluating {run.name} (no stored per-query results for this protocol yet)")
-    model = load_run_model(run, get_device(device))
-    dataset = load_dataset(cfg.data.dataset, cfg.data.root, **cfg.data.options)
-    store.evaluate_and_store(run, model, dataset, cfg, method=get_method(cfg.run.method),
-                             split_options=split_options, rerank=rerank, branches=branches, progress=progress)
-    return ensure_evaluation(run, split_options=split_options, rerank=rerank, branches=branches)
 
 
 @dataclass
@@ -70,8 +40,8 @@ class PairedComparison:
         per_trial: per gallery draw: mAP_a, mAP_b, diff.
     """
 
-    a: store.StoredEvaluation = field(repr=False)
-    b: store.StoredEvaluation = field(repr=False)
+    a: Evaluation = field(repr=False)
+    b: Evaluation = field(repr=False)
     per_query: pd.DataFrame = field(repr=False)
     n_better: int
     n_worse: int
@@ -145,17 +115,18 @@ def bootstrap_mean_ci(diffs: np.ndarray, *, n_boot: int = 2000, level: float = 0
     return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
 
 
-def compare(a: store.StoredEvaluation | Run | str | Path, b: store.StoredEvaluation | Run | str | Path, *,
+def compare(a: Evaluation | RunHandle | Run | str | Path, b: Evaluation | RunHandle | Run | str | Path, *,
             key: str | None = None, n_boot: int = 2000, level: float = 0.95, seed: int = 0,
             tol: float = 1e-9) -> PairedComparison:
-    """Paired comparison of run B against run A (stored evaluations, or runs: then evaluated once if needed).
+    """Paired comparison of run B against run A (stored evaluations, or runs: then their evaluation under protocol
+    `key`, default the default protocol, is read, or computed once if missing).
 
     Raises:
         IncomparableRuns: different protocol, dataset or query list (the message names the difference).
     """
-    a = a if isinstance(a, store.StoredEvaluation) else ensure_evaluation(a, key=key)
-    b = b if isinstance(b, store.StoredEvaluation) else ensure_evaluation(b, key=key)
-    ok, reason = store.comparable(a, b)
+    a = a if isinstance(a, Evaluation) else open_run(a).evaluation(key=key)
+    b = b if isinstance(b, Evaluation) else open_run(b).evaluation(key=key)
+    ok, reason = comparable(a, b)
     if not ok:
         raise IncomparableRuns(f"runs {a.run_name} and {b.run_name} cannot be compared: {reason}")
     cols = ["trial", "query", "sample", "pid", "camid", "AP"]
@@ -230,20 +201,27 @@ def _first_image(paths_json: str, size: tuple[int, int]) -> np.ndarray:
         return np.full((size[1], size[0], 3), 200, dtype=np.uint8)
 
 
-def ranked_lists(cmp: PairedComparison, sample: int, k: int = 8) -> dict[str, pd.DataFrame]:
-    """Both runs' top-k for one query sample (first gallery draw it is valid in): {"A": table, "B": table}."""
+def _where(cmp: PairedComparison, sample: int) -> tuple[int, int]:
+    """(trial, query index) of a query sample: the first gallery draw it is valid in."""
     rows = cmp.per_query[cmp.per_query["sample"] == sample]
     if rows.empty:
         raise ValueError(f"sample {sample} is not a valid query of this comparison; pick one of "
                          f"cmp.per_query['sample'] (e.g. {int(cmp.per_query['sample'].iloc[0])})")
-    trial, query = int(rows["trial"].iloc[0]), int(rows["query"].iloc[0])
-    return {"A": cmp.a.ranked_list(trial, query).head(k), "B": cmp.b.ranked_list(trial, query).head(k)}
+    return int(rows["trial"].iloc[0]), int(rows["query"].iloc[0])
 
 
-def detail_view(cmp: PairedComparison, sample: int, k: int = 6, size: tuple[int, int] = (48, 96), *,
-                cams: bool = False, models=None, cam_method: str = "gradcam", both: bool = False):
-    """Both runs' ranked lists for one query, side by side: the query image, then each run's top-k gallery images
-    framed green (same identity) or red, titled with identity and distance. Returns the Figure.
+def ranked_lists(cmp: PairedComparison, sample: int, k: int = 8) -> dict[str, pd.DataFrame]:
+    """Both runs' top-k ranked items for one query sample (first gallery draw it is valid in), as the tables of
+    `Evaluation.ranked_list`: {"A": table, "B": table}."""
+    trial, query = _where(cmp, sample)
+    return {"A": cmp.a.ranked_list(trial, query, k), "B": cmp.b.ranked_list(trial, query, k)}
+
+
+def detail_view(cmp: PairedComparison, sample: int, k: int = 6, *, cams: bool = False, models=None,
+                cam_method: str = "gradcam", both: bool = False):
+    """Both runs' ranked lists for one query, one row each, drawn by `workbench.viz.ranked.plot_ranked_list` (the
+    query, then each run's top-k gallery images framed green for the query's identity, red for another, grey dashed
+    for junk). Returns the Figure.
 
     Args:
         cams: also draw, below the lists, each run's similarity CAM of the query against its rank-1 gallery sample
@@ -252,9 +230,9 @@ def detail_view(cmp: PairedComparison, sample: int, k: int = 6, size: tuple[int,
         models: a `workbench.dashboard.cams.RunModels` cache, to load each run's model once over several calls.
         cam_method, both: passed to `detail_cams`.
     """
-    lists = ranked_lists(cmp, sample, k)
-    row = cmp.per_query[cmp.per_query["sample"] == sample].iloc[0]
-    query_paths = cmp.a.samples.set_index("row").loc[sample, "paths"]
+    from workbench.viz.ranked import plot_ranked_list
+
+    trial, query = _where(cmp, sample)
     run_cams = None
     if cams:
         from workbench.dashboard.cams import detail_cams
@@ -264,26 +242,9 @@ def detail_view(cmp: PairedComparison, sample: int, k: int = 6, size: tuple[int,
     n_cols = max(k + 1, cam_cols)
     fig = plt.figure(figsize=(1.15 * n_cols, 5.2 + (5.4 if run_cams else 0)))
     grid = fig.add_gridspec(4 if run_cams else 2, n_cols)
-    axes = np.array([[fig.add_subplot(grid[r, c]) for c in range(k + 1)] for r in range(2)])
-    for r, (tag, table) in enumerate(lists.items()):
-        name = cmp.name_a if tag == "A" else cmp.name_b
-        ap = row.AP_a if tag == "A" else row.AP_b
-        axes[r, 0].imshow(_first_image(query_paths, size))
-        axes[r, 0].set_title(f"query id {int(row.pid)}\n{tag}: AP {ap:.2f}", fontsize=7)
-        axes[r, 0].set_ylabel(name[:22], fontsize=7)
-        for c in range(k):
-            ax = axes[r, c + 1]
-            if c < len(table):
-                g = table.iloc[c]
-                ax.imshow(_first_image(g["paths"], size))
-                color = "tab:green" if g["match"] else "tab:red"
-                for spine in ax.spines.values():
-                    spine.set(color=color, lw=3)
-                ax.set_title(f"{int(g['rank'])}: id {int(g['pid'])}\nd={g['distance']:.3f}", fontsize=7,
-                             color=color)
-        for ax in axes[r]:
-            ax.set_xticks([])
-            ax.set_yticks([])
+    for r, (tag, ev) in enumerate((("A", cmp.a), ("B", cmp.b))):
+        plot_ranked_list(ev.trial(trial), query, k=k, axes=[fig.add_subplot(grid[r, c]) for c in range(k + 1)],
+                         label=f"{tag}: {ev.run_name[:22]}")
     if run_cams:
         from workbench.dashboard.cams import plot_detail_cams
 
@@ -295,8 +256,8 @@ def detail_view(cmp: PairedComparison, sample: int, k: int = 6, size: tuple[int,
 
 
 def detail_png(cmp: PairedComparison, sample: int, k: int = 6, size: tuple[int, int] = (48, 96)) -> bytes:
-    """The same picture as `detail_view`, composed directly with PIL as PNG bytes: tens of milliseconds instead of
-    a matplotlib figure's second, for the app's query picker."""
+    """Both runs' top-k ranked items (the tables of `ranked_lists`, junk left out) composed directly with PIL as
+    PNG bytes: tens of milliseconds instead of `detail_view`'s matplotlib second, for the app's query picker."""
     from PIL import Image, ImageDraw
 
     lists = ranked_lists(cmp, sample, k)
@@ -336,7 +297,7 @@ def figure_png(fig, dpi: int = 90) -> bytes:
     return buf.getvalue()
 
 
-def comparable_runs(a: Run | str | Path, b: Run | str | Path) -> tuple[bool, str]:
+def comparable_runs(a: RunHandle | Run | str | Path, b: RunHandle | Run | str | Path) -> tuple[bool, str]:
     """Whether two runs can be compared query by query under their default protocol, and if not, why not
     (evaluates a run once if its per-query results are missing)."""
-    return store.comparable(ensure_evaluation(a), ensure_evaluation(b))
+    return comparable(open_run(a).test, open_run(b).test)

@@ -12,7 +12,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from workbench import evaluation_store as store
+from workbench.evaluate import load_evaluation
 from workbench.runs import CONFIG, Run
 from workbench.utils import runs_dir as _runs_dir
 
@@ -113,18 +113,19 @@ def metrics_table(runs: dict[str, Run], names: Sequence[str], protocol: str | No
     for name in names:
         run = runs[name]
         row: dict[str, Any] = {"run": name, **{k: configs.get(name, {}).get(k) for k in columns}}
-        summary, source = None, "not evaluated"
+        mean, std, trials, source = {}, {}, None, "not evaluated"
         try:
-            ev = store.load_evaluation(run, protocol)
-            summary, source = ev.summary, f"stored ({ev.key})"
+            ev = load_evaluation(run, protocol)
+            mean, std, trials, source = ev.mean, ev.std, ev.num_trials, f"stored ({ev.key})"
         except (FileNotFoundError, KeyError):
             test = run.results.get("test") if protocol is None else None
-            if test:
-                summary, source = test, "results.json"
+            if test:  # a run evaluated before evaluations were stored: the engine's copy in results.json
+                mean, std, trials, source = test["mean"], test.get("std", {}), len(test.get("per_trial", [])), \
+                    "results.json"
         for m in METRICS:
-            row[m] = (summary or {}).get("mean", {}).get(m)
-            row[f"{m}_std"] = (summary or {}).get("std", {}).get(m)
-        row["trials"] = len((summary or {}).get("per_trial", [])) or None
+            row[m] = mean.get(m)
+            row[f"{m}_std"] = std.get(m)
+        row["trials"] = trials or None
         row["source"] = source
         rows.append(row)
     return pd.DataFrame(rows)

@@ -2,7 +2,7 @@
 
     from workbench import data
     ds = data.load_dataset("synthetic-vi", ids=24, seed=0)      # or data.load_dataset("sysu-mm01", root=...)
-    ds.summary()
+    print(ds.summary())                                          # ds.split_table(): the same counts as a table
     for split in ds.eval_splits(mode="all", shot=1):            # SYSU-MM01: ten seeded gallery draws
         ...
 

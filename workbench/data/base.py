@@ -93,22 +93,23 @@ class ReIDDataset:
         """Evaluation splits of the protocol; for datasets with a fixed query/gallery, one split."""
         return [EvalSplit(trial=0, name="default", query=self.query, gallery=self.gallery)]
 
-    def summary(self, print_table: bool = True) -> pd.DataFrame:
+    def split_table(self) -> pd.DataFrame:
         """Identities and images per split x modality x camera.
 
         Returns:
             DataFrame with columns split, modality, camid, ids, images (images = triplets for "mm" data),
             one row per (split, modality, camera) plus an "all" camera row per (split, modality).
         """
-        df = summarize({"train": self.train, "query": self.query, "gallery": self.gallery})
-        if print_table:
-            print(f"{self.name} ({self.root}): {self.num_train_ids} training identities")
-            print(df.to_string(index=False))
-        return df
+        return summarize({"train": self.train, "query": self.query, "gallery": self.gallery})
+
+    def summary(self) -> str:
+        """The dataset in words: name, root, training identities, then `split_table` as text (print it)."""
+        return (f"{self.name} ({self.root}): {self.num_train_ids} training identities\n"
+                f"{self.split_table().to_string(index=False)}")
 
 
 def summarize(pools: dict[str, Sequence[Sample]]) -> pd.DataFrame:
-    """Count identities and images per pool, modality and camera (see `ReIDDataset.summary`)."""
+    """Count identities and images per pool, modality and camera (see `ReIDDataset.split_table`)."""
     rows = []
     for split, samples in pools.items():
         by_mod: dict[str, list[Sample]] = {}

@@ -1,7 +1,7 @@
 """Test-time corruptions of aligned multi-modal batches: synthetic occlusion and a style shift of one modality.
 
 SD2-ReID claims robustness "to local occlusion and style variation" (Neural Networks 198, 2026, abstract); these
-functions turn the claim into a measurement (`workbench.sd2_analysis.robustness_curve`). They act on normalised
+functions turn the claim into a measurement (`workbench.viz.sd2.robustness_curve`). They act on normalised
 test tensors (`(x - mean) / std`, the ViT family's mean = std = 0.5 by default), are deterministic given a
 `torch.Generator`, and leave the input untouched (they return new tensors). The corruption models are ours
 [INFERRED]: one rectangular occluder hiding the same region of the three pixel-aligned images (a physical object

@@ -4,13 +4,17 @@ Scores for the UMAP and ablation views of the workbench (issue 3, section 3). No
 these scores; the choices below are ours [INFERRED], picked to be standard and easy to read:
 
 * ``linear_probe_score``: held-out accuracy of a multinomial logistic regression (scikit-learn) on standardised
-  features, next to the chance level (the majority-class rate of the held-out split). High identity accuracy
-  and chance-level modality accuracy is the disentangled ideal for a retrieval feature.
+  features (a float; ``linear_probe`` returns it with the chance level, the majority-class rate of the held-out
+  split). High identity accuracy and chance-level modality accuracy is the disentangled ideal for a retrieval
+  feature.
 * ``silhouette_by``: scikit-learn silhouette score of the features grouped by a label (cosine by default).
 * ``cross_modal_knn_purity``: for each sample, the share of its k nearest neighbours *from other modalities*
   that have its identity.
 * ``modality_centroid_gap``: mean distance between the modality centroids of one identity, divided by the mean
   distance between identity centroids: near 0 when modality leaves no trace, large when it dominates.
+* ``cross_modal_centre_ratio``: for two modalities, the mean squared distance between the two modality centres of
+  the *same* identity divided by that between the centres of *different* identities (the alignment ICRE's centre
+  loss asks for: below 1 when an identity's two modalities are closer to each other than to other identities).
 
 All functions are deterministic given ``seed``.
 """
@@ -28,20 +32,16 @@ from sklearn.metrics import silhouette_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
+from workbench.utils import to_numpy
+
 
 def _prep(feats: object, *labels: tuple[str, object]) -> tuple[np.ndarray, list[np.ndarray]]:
-    if isinstance(feats, torch.Tensor):
-        feats = feats.detach().cpu().numpy()
-    feats = np.asarray(feats, dtype=np.float64)
-    if feats.ndim != 2:
-        raise ValueError(f"feats must be 2-D (N, D), got shape {feats.shape}")
+    feats = to_numpy(feats, name="feats", ndim=2, shape="(N, D)").astype(np.float64, copy=False)
     if not np.isfinite(feats).all():
         raise ValueError("feats contains NaN or inf values")
     out = []
     for name, lab in labels:
-        if isinstance(lab, torch.Tensor):
-            lab = lab.detach().cpu().numpy()
-        lab = np.asarray(lab)
+        lab = to_numpy(lab, name=name)
         if lab.shape != (len(feats),):
             raise ValueError(f"{name} must have shape ({len(feats)},) to match feats, got {lab.shape}")
         out.append(lab)
@@ -62,7 +62,7 @@ class ProbeResult:
         return self.accuracy - self.chance
 
 
-def linear_probe_score(
+def linear_probe(
     feats: np.ndarray | torch.Tensor,
     labels: np.ndarray,
     *,
@@ -70,7 +70,7 @@ def linear_probe_score(
     seed: int = 0,
     max_iter: int = 2000,
 ) -> ProbeResult:
-    """Accuracy of a logistic-regression probe predicting ``labels`` from ``feats`` on a held-out split.
+    """A logistic-regression probe predicting ``labels`` from ``feats``: its held-out accuracy and chance level.
 
     Args:
         feats: (N, D) features.
@@ -94,6 +94,15 @@ def linear_probe_score(
     acc = float((clf.predict(scaler.transform(x_te)) == y_te).mean())
     _, te_counts = np.unique(y_te, return_counts=True)
     return ProbeResult(accuracy=acc, chance=float(te_counts.max() / len(y_te)), num_classes=len(classes))
+
+
+def linear_probe_score(
+    feats: np.ndarray | torch.Tensor, labels: np.ndarray, *, test_size: float = 0.3, seed: int = 0,
+    max_iter: int = 2000
+) -> float:
+    """Held-out accuracy of a logistic-regression probe predicting ``labels`` from ``feats`` (``linear_probe``
+    has its chance level too)."""
+    return linear_probe(feats, labels, test_size=test_size, seed=seed, max_iter=max_iter).accuracy
 
 
 def silhouette_by(
@@ -190,6 +199,40 @@ def modality_centroid_gap(
     )
 
 
+def cross_modal_centre_ratio(
+    feats: np.ndarray | torch.Tensor,
+    pids: np.ndarray,
+    modalities: np.ndarray,
+    *,
+    pair: tuple[str, str] = ("rgb", "ir"),
+    normalize: bool = True,
+) -> float:
+    """Same-identity over other-identity squared distance between the centres of two modalities.
+
+    With c_y^a, c_y^b the mean (L2-normalised, with ``normalize``) feature of identity y in modality a and in b,
+    over the identities seen in both: mean_y ||c_y^a - c_y^b||^2 / mean_{y != z} ||c_y^a - c_z^b||^2. Below 1 when
+    an identity's two modalities are closer to each other than to other identities; an untrained network that
+    maps every image near one point gives about 1 however small its distances. Computed in the features' dtype.
+
+    Args:
+        feats: (N, D). pids: (N,). modalities: (N,) modality names.
+        pair: the two modalities (a, b).
+    """
+    f = to_numpy(feats, name="feats", ndim=2, shape="(N, D)")
+    p, m = to_numpy(pids, name="pids"), to_numpy(modalities, name="modalities")
+    if p.shape != (len(f),) or m.shape != (len(f),):
+        raise ValueError(f"pids and modalities must have shape ({len(f)},) to match feats, got {p.shape}, {m.shape}")
+    if normalize:
+        f = f / np.linalg.norm(f, axis=1, keepdims=True)
+    ids = [y for y in np.unique(p) if ((p == y) & (m == pair[0])).any() and ((p == y) & (m == pair[1])).any()]
+    if len(ids) < 2:
+        raise ValueError(f"need at least 2 identities seen in both modalities {pair}, got {len(ids)}")
+    c_a = np.stack([f[(p == y) & (m == pair[0])].mean(0) for y in ids])
+    c_b = np.stack([f[(p == y) & (m == pair[1])].mean(0) for y in ids])
+    d2 = ((c_a[:, None] - c_b[None]) ** 2).sum(-1)  # (ids, ids): centre of a for identity i to centre of b for j
+    return float(np.diag(d2).mean() / d2[~np.eye(len(d2), dtype=bool)].mean())
+
+
 @dataclass(frozen=True)
 class DisentanglementReport:
     """Every score of this module for one embedding."""
@@ -231,11 +274,11 @@ def disentanglement_report(
 ) -> DisentanglementReport:
     """All disentanglement scores of ``feats`` (N, D) given identity, modality and optional other factors (N,)."""
     return DisentanglementReport(
-        identity_probe=linear_probe_score(feats, pids, seed=seed),
-        modality_probe=linear_probe_score(feats, modalities, seed=seed),
+        identity_probe=linear_probe(feats, pids, seed=seed),
+        modality_probe=linear_probe(feats, modalities, seed=seed),
         silhouette_identity=silhouette_by(feats, pids, seed=seed),
         silhouette_modality=silhouette_by(feats, modalities, seed=seed),
         cross_modal_purity=cross_modal_knn_purity(feats, pids, modalities, k=k),
         centroid_gap=modality_centroid_gap(feats, pids, modalities),
-        factor_probes={name: linear_probe_score(feats, f, seed=seed) for name, f in (factors or {}).items()},
+        factor_probes={name: linear_probe(feats, f, seed=seed) for name, f in (factors or {}).items()},
     )

@@ -36,6 +36,7 @@ import torch
 from workbench.metrics.distance import METRICS, l2_normalize, pairwise_distance
 from workbench.metrics.ranking import JUNK_RULES, TIE_POLICIES, RankResult, rank_metrics
 from workbench.metrics.rerank import k_reciprocal_rerank
+from workbench.utils import to_numpy
 
 Feats = np.ndarray | torch.Tensor
 BRANCH_NORMS = ("per_branch", "concat")
@@ -43,11 +44,12 @@ BRANCH_NORMS = ("per_branch", "concat")
 
 @dataclass(frozen=True, eq=False)
 class EvalSet:
-    """Features and labels of one query or gallery set.
+    """Features and labels of a list of samples (a query or gallery set, or whatever `extract_features` was given),
+    row i for sample i. The one feature record of the package: feature extraction returns it, protocols score it.
 
     Attributes:
-        feats: (N, D) array, or a dict branch name -> (N, D_b) array (e.g. {"rgb", "nir", "tir"} or
-            {"semantic", "style"}); numpy or torch.
+        feats: (N, D) array, or a dict branch name -> (N, D_b) array (e.g. {"feats", "rgb", "nir", "tir"} or
+            {"semantic", "style"}); numpy or torch. "feats" is a model's retrieval embedding.
         pids: (N,) identity labels.
         camids: (N,) camera ids.
         scenes: (N,) scene ids (MSVR310), or None.
@@ -77,9 +79,20 @@ class EvalSet:
                 raise ValueError(f"EvalSet.{attr} has length {len(val)} but pids has {n}")
 
     @property
-    def branches(self) -> tuple[str, ...]:
-        """Branch names (a plain array is the single branch "feats")."""
-        return tuple(self.feats) if isinstance(self.feats, Mapping) else ("feats",)
+    def branches(self) -> Mapping[str, Feats]:
+        """Branch name -> (N, D_b) features (a plain array is the single branch "feats")."""
+        return self.feats if isinstance(self.feats, Mapping) else {"feats": self.feats}
+
+    @property
+    def branch_names(self) -> tuple[str, ...]:
+        """The branch names, in order."""
+        return tuple(self.branches)
+
+    def subset(self, rows: np.ndarray) -> EvalSet:
+        """The rows `rows` (an index array) of every branch and label, as a new EvalSet."""
+        rows = np.asarray(rows)
+        return EvalSet({k: v[rows] for k, v in self.branches.items()}, np.asarray(self.pids)[rows],
+                       np.asarray(self.camids)[rows], None if self.scenes is None else np.asarray(self.scenes)[rows])
 
     def __len__(self) -> int:
         return len(self.pids)
@@ -149,9 +162,7 @@ def _cat(parts: list[Feats]) -> Feats:
         return parts[0]
     if all(isinstance(p, torch.Tensor) for p in parts):
         return torch.cat(parts, dim=1)
-    return np.concatenate(
-        [p.detach().cpu().numpy() if isinstance(p, torch.Tensor) else p for p in parts], axis=1
-    )
+    return np.concatenate([to_numpy(p) for p in parts], axis=1)
 
 
 def combine_branches(
@@ -176,7 +187,7 @@ def combine_branches(
     Returns:
         (N, sum of D_b) array or tensor.
     """
-    available = eval_set.branches
+    available = eval_set.branch_names
     names = list(available) if branches is None else list(branches)
     if not names:
         raise ValueError("branches is empty; pass None for all branches or at least one name")
@@ -185,7 +196,7 @@ def combine_branches(
         raise ValueError(f"unknown branches {missing}; this EvalSet has {list(available)}")
     if branch_norm not in BRANCH_NORMS:
         raise ValueError(f"branch_norm must be one of {BRANCH_NORMS}, got {branch_norm!r}")
-    feats = eval_set.feats if isinstance(eval_set.feats, Mapping) else {"feats": eval_set.feats}
+    feats = eval_set.branches
     parts = [feats[b] for b in names]
     if normalize and branch_norm == "per_branch":
         parts = [l2_normalize(p) for p in parts]
@@ -193,10 +204,6 @@ def combine_branches(
     if normalize and branch_norm == "concat":
         out = l2_normalize(out)
     return out
-
-
-def _to_numpy(x: Feats) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
 def _prepare(
@@ -212,7 +219,7 @@ def _prepare(
         combined = combine_branches(
             eval_set, branches, normalize=spec.normalize, branch_norm=spec.branch_norm
         )
-        n_branches = len(eval_set.branches) if branches is None else len(branches)
+        n_branches = len(eval_set.branch_names) if branches is None else len(branches)
         unit_rows = spec.normalize and (spec.branch_norm == "concat" or n_branches == 1)
         for_distance = l2_normalize(combined) if spec.metric == "cosine" and not unit_rows else combined
         cache[key] = (eval_set, combined, for_distance)  # holding eval_set keeps id() unique while cached
@@ -250,10 +257,43 @@ def _batched_distances(
         for batch in batches:
             feats = [feats_of[t] for t in batch]
             both = torch.cat(feats) if isinstance(qd, torch.Tensor) else np.concatenate(feats)
-            dist = _to_numpy(pairwise_distance(qd, both, spec.metric, assume_normalized=True))
+            dist = to_numpy(pairwise_distance(qd, both, spec.metric, assume_normalized=True))
             edges = np.cumsum([0] + [len(trials[t][1]) for t in batch])
             out.update({t: dist[:, edges[i] : edges[i + 1]] for i, t in enumerate(batch)})
     return out
+
+
+def protocol_distances(
+    query: EvalSet,
+    gallery: EvalSet,
+    spec: ProtocolSpec,
+    branches: Sequence[str] | None = None,
+    _cache: dict | None = None,
+    _distmat: np.ndarray | None = None,
+) -> np.ndarray:
+    """(Q, G) distances of one query set against one gallery as the protocol ranks them: the branches combined
+    as ``spec`` says (``combine_branches``), ``spec.metric``, and k-reciprocal re-ranking when ``spec.rerank``."""
+    if query.branch_names != gallery.branch_names and branches is None:
+        raise ValueError(
+            f"query branches {list(query.branch_names)} differ from gallery branches {list(gallery.branch_names)}; "
+            "pass branches=[...] to pick common ones"
+        )
+    cache = {} if _cache is None else _cache
+    qf, qd = _prepare(query, spec, branches, cache)
+    gf, gd = _prepare(gallery, spec, branches, cache)
+    if isinstance(qf, torch.Tensor) != isinstance(gf, torch.Tensor):
+        qf, gf, qd, gd = to_numpy(qf), to_numpy(gf), to_numpy(qd), to_numpy(gd)
+    if _distmat is not None:  # computed by evaluate_trials with the other trials of this query
+        distmat = _distmat
+    else:
+        distmat = to_numpy(pairwise_distance(qd, gd, spec.metric, assume_normalized=True))
+    if spec.rerank:
+        # the reference re-ranks Euclidean distances of the same features (it squares them itself)
+        q_g, q_q, g_g = (
+            to_numpy(pairwise_distance(a, b, "euclidean")) for a, b in ((qf, gf), (qf, qf), (gf, gf))
+        )
+        distmat = k_reciprocal_rerank(q_g, q_q, g_g, k1=spec.k1, k2=spec.k2, lambda_value=spec.lambda_value)
+    return distmat
 
 
 def evaluate_pair(
@@ -264,27 +304,8 @@ def evaluate_pair(
     _cache: dict | None = None,
     _distmat: np.ndarray | None = None,
 ) -> RankResult:
-    """Rank metrics of one query set against one gallery under ``spec``."""
-    if query.branches != gallery.branches and branches is None:
-        raise ValueError(
-            f"query branches {list(query.branches)} differ from gallery branches {list(gallery.branches)}; "
-            "pass branches=[...] to pick common ones"
-        )
-    cache = {} if _cache is None else _cache
-    qf, qd = _prepare(query, spec, branches, cache)
-    gf, gd = _prepare(gallery, spec, branches, cache)
-    if isinstance(qf, torch.Tensor) != isinstance(gf, torch.Tensor):
-        qf, gf, qd, gd = _to_numpy(qf), _to_numpy(gf), _to_numpy(qd), _to_numpy(gd)
-    if _distmat is not None:  # computed by evaluate_trials with the other trials of this query
-        distmat = _distmat
-    else:
-        distmat = _to_numpy(pairwise_distance(qd, gd, spec.metric, assume_normalized=True))
-    if spec.rerank:
-        # the reference re-ranks Euclidean distances of the same features (it squares them itself)
-        q_g, q_q, g_g = (
-            _to_numpy(pairwise_distance(a, b, "euclidean")) for a, b in ((qf, gf), (qf, qf), (gf, gf))
-        )
-        distmat = k_reciprocal_rerank(q_g, q_q, g_g, k1=spec.k1, k2=spec.k2, lambda_value=spec.lambda_value)
+    """Rank metrics of one query set against one gallery under ``spec`` (distances: ``protocol_distances``)."""
+    distmat = protocol_distances(query, gallery, spec, branches, _cache=_cache, _distmat=_distmat)
     return rank_metrics(
         distmat,
         np.asarray(query.pids),
@@ -355,10 +376,10 @@ def evaluate_trials(
     for t, pair in enumerate(trials):
         if len(pair) != 2 or not all(isinstance(s, EvalSet) for s in pair):
             raise ValueError(f"trials[{t}] must be a (query: EvalSet, gallery: EvalSet) pair")
-        if pair[0].branches != pair[1].branches and branches is None:
+        if pair[0].branch_names != pair[1].branch_names and branches is None:
             raise ValueError(
-                f"trials[{t}]: query branches {list(pair[0].branches)} differ from gallery branches "
-                f"{list(pair[1].branches)}; pass branches=[...] to pick common ones"
+                f"trials[{t}]: query branches {list(pair[0].branch_names)} differ from gallery branches "
+                f"{list(pair[1].branch_names)}; pass branches=[...] to pick common ones"
             )
     results, rows, cache = [], [], {}
     distmats = {} if spec.rerank else _batched_distances(trials, spec, branches, cache)

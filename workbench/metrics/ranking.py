@@ -37,6 +37,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from workbench.utils import to_numpy
+
 JUNK_RULES = ("market", "sysu", "msvr310", "none")
 TIE_POLICIES = ("stable", "pessimistic", "optimistic")
 # (query camera, gallery camera) removed by the SYSU-MM01 location rule: IR cam 3 sits in the room of RGB cam 2.
@@ -103,13 +105,7 @@ class RankResult:
 
 
 def _to_numpy(name: str, x: object, ndim: int) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    x = np.asarray(x)
-    if x.ndim != ndim:
-        shape = "(Q, G)" if ndim == 2 else "(N,)"
-        raise ValueError(f"{name} must be {ndim}-D {shape}, got shape {x.shape}")
-    return x
+    return to_numpy(x, name=name, ndim=ndim, shape="(Q, G)" if ndim == 2 else "(N,)")
 
 
 def _check_labels(name: str, x: object, n: int, what: str) -> np.ndarray:
@@ -506,3 +502,112 @@ def rank_metrics(
         dedup_cmc=dedup_cmc,
         ties=ties,
     )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One query's ranked list: the package's one ranker and one ranked-list type
+
+
+def rank_order(dist: np.ndarray, is_match: np.ndarray, ties: str = "stable") -> np.ndarray:
+    """Gallery indices from closest to farthest under a tie policy, as `rank_metrics` ranks them.
+
+    Args:
+        dist: (G,) distances of one query. is_match: (G,) bool, true matches (used by the tie policy only).
+        ties: "stable" (by gallery index) | "pessimistic" (true matches after tied false ones) | "optimistic".
+
+    Returns:
+        (G,) int array.
+    """
+    if ties not in TIE_POLICIES:
+        raise ValueError(f"ties must be one of {TIE_POLICIES}, got {ties!r}")
+    index = np.arange(len(dist))
+    if ties == "stable":
+        return np.lexsort((index, dist))
+    return np.lexsort((index, is_match if ties == "pessimistic" else ~is_match, dist))
+
+
+@dataclass(frozen=True)
+class RankedList:
+    """One query's ranked gallery, junk included and marked (it is shown, not ranked).
+
+    Attributes:
+        query: query index.
+        order: (G,) gallery indices, closest first (junk included).
+        distances: (G,) distances in that order.
+        pids: (G,) gallery identities in that order.
+        is_match, is_junk: (G,) bool in that order.
+        rank: (G,) 1-based rank among kept (non-junk) items, 0 for junk.
+        num_matches: true matches kept; 0 means the query is skipped by the protocol.
+        first_match_rank: rank of the first true match (kept list), None when there is none.
+        cmc_rank: the rank CMC counts (identity-deduplicated when `dedup_cmc`), None when there is none.
+        AP, INP: average precision and inverse negative penalty (NaN when there is no match).
+        first_match, top_false: gallery index of the first true match / the closest kept false match, or None.
+    """
+
+    query: int
+    order: np.ndarray
+    distances: np.ndarray
+    pids: np.ndarray
+    is_match: np.ndarray
+    is_junk: np.ndarray
+    rank: np.ndarray
+    num_matches: int
+    first_match_rank: int | None
+    cmc_rank: int | None
+    AP: float
+    INP: float
+    first_match: int | None
+    top_false: int | None
+
+    def top(self, k: int) -> pd.DataFrame:
+        """The first `k` items (junk counted as items, so junk is visible): position, gallery, pid, rank, distance,
+        match, junk."""
+        k = min(k, len(self.order))
+        return pd.DataFrame({"position": np.arange(1, k + 1), "gallery": self.order[:k], "pid": self.pids[:k],
+                             "rank": self.rank[:k], "distance": self.distances[:k], "match": self.is_match[:k],
+                             "junk": self.is_junk[:k]})
+
+    def kept(self, k: int) -> np.ndarray:
+        """Positions (into `order`) of the first `k` ranked (non-junk) items."""
+        return np.flatnonzero(~self.is_junk)[:k]
+
+
+def ranked_list(dist: np.ndarray, q_pid, g_pids: np.ndarray, q_camid=None, g_camids: np.ndarray | None = None, *,
+                junk: str = "market", ties: str = "stable", dedup_cmc: bool = False, q_scene=None,
+                g_scenes: np.ndarray | None = None, query: int = 0) -> RankedList:
+    """The ranked list of one query from its (G,) distances, with the metrics `rank_metrics` reports for it
+    (the same junk rule, tie policy and definitions; the tests check they agree query by query).
+
+    Args:
+        dist: (G,) distances, smaller = more similar.
+        q_pid, q_camid, q_scene: the query's identity, camera and scene.
+        g_pids, g_camids, g_scenes: (G,) the gallery's.
+        junk, ties, dedup_cmc: as `rank_metrics`.
+        query: the query's index, kept in the result.
+    """
+    dist = to_numpy(dist, name="dist")
+    g_pids = np.asarray(g_pids)
+    if dist.ndim != 1 or len(dist) != len(g_pids):
+        raise ValueError(f"dist must be (G,) = ({len(g_pids)},), got shape {dist.shape}")
+    g_camids = np.zeros(len(g_pids), dtype=int) if g_camids is None else np.asarray(g_camids)
+    junk_g = junk_mask(junk, q_pid, q_camid, g_pids, g_camids, q_scene, g_scenes)
+    match_g = (g_pids == q_pid) & ~junk_g
+    order = rank_order(dist, match_g, ties)
+    is_match, is_junk = match_g[order], junk_g[order]
+    rank = np.where(is_junk, 0, np.cumsum(~is_junk))
+    match_ranks = rank[is_match]
+    n = len(match_ranks)
+    false_pos = np.flatnonzero(~is_match & ~is_junk)
+    top_false = int(order[false_pos[0]]) if len(false_pos) else None
+    if n == 0:
+        return RankedList(query, order, dist[order], g_pids[order], is_match, is_junk, rank, 0, None, None,
+                          float("nan"), float("nan"), None, top_false)
+    first = int(match_ranks[0])
+    cmc_rank = first
+    if dedup_cmc:  # distinct identities among kept items before the first match, plus one
+        before = order[: np.flatnonzero(is_match)[0]]
+        cmc_rank = len(np.unique(g_pids[before][~junk_g[before]])) + 1
+    ap = float(np.mean(np.arange(1, n + 1) / match_ranks))
+    inp = float(n / match_ranks[-1])
+    return RankedList(query, order, dist[order], g_pids[order], is_match, is_junk, rank, n, first, cmc_rank, ap,
+                      inp, int(order[np.flatnonzero(is_match)[0]]), top_false)

@@ -26,13 +26,13 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from workbench.utils import to_numpy
+
 _PAIRS_PER_CHUNK = 1 << 22  # bounds the temporary memory of the Jaccard join
 
 
 def _as_matrix(name: str, x: object, shape: tuple[int, int]) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    x = np.asarray(x)
+    x = to_numpy(x, name=name)
     if x.shape != shape:
         raise ValueError(f"{name} must have shape {shape} to match q_g (Q, G), got {x.shape}")
     if np.isnan(x).any():
@@ -141,9 +141,7 @@ def k_reciprocal_rerank(
     Raises:
         ValueError: shape mismatch, NaN, or out-of-range parameters.
     """
-    if isinstance(q_g, torch.Tensor):
-        q_g = q_g.detach().cpu().numpy()
-    q_g = np.asarray(q_g)
+    q_g = to_numpy(q_g, name="q_g")
     if q_g.ndim != 2 or 0 in q_g.shape:
         raise ValueError(f"q_g must be a non-empty 2-D (Q, G) matrix, got shape {q_g.shape}")
     num_q, num_g = q_g.shape

@@ -1,10 +1,12 @@
 """Plotting helpers and analysis instruments. Plot functions take `ax=None`/`axes=None`, return the Axes and never
 call `plt.show()`.
 
-Instruments (one module each): `embedding` (UMAP maps of feature branches with disentanglement numbers), `cam`
-(similarity Grad-CAM for the CNNs and ViTs), `attention` (CLS attention, rollout, masks), `ranked` (ranked lists,
-per-query tables, failure browser), `distances` (positive / negative distances per modality pair). Heavy
-dependencies (umap-learn, pytorch-grad-cam) are imported when first used.
+Instruments (one module each): `embedding` (UMAP maps of feature branches with disentanglement numbers, modality
+centres), `cam` (similarity Grad-CAM for the CNNs and ViTs), `attention` (CLS attention, rollout, masks), `ranked`
+(ranked lists, per-query tables, failure browser), `distances` (positive / negative distances per modality pair);
+per framework, `dakd` (the confidence mask), `icre` (MPFR's masks) and `sd2` (semantic / style codes, robustness
+curves, HSLM masks). They read runs through `workbench.evaluate`. Heavy dependencies (umap-learn, pytorch-grad-cam)
+are imported when first used.
 """
 
 from __future__ import annotations
@@ -34,6 +36,6 @@ def __getattr__(name: str):
     """`viz.cam`, `viz.embedding`, ... import on first access (the engine imports `viz.curves` alone)."""
     import importlib
 
-    if name in ("attention", "cam", "curves", "data", "distances", "embedding", "ranked"):
+    if name in ("attention", "cam", "curves", "dakd", "data", "distances", "embedding", "icre", "ranked", "sd2"):
         return importlib.import_module(f"workbench.viz.{name}")
     raise AttributeError(f"module 'workbench.viz' has no attribute {name!r}")

@@ -100,7 +100,7 @@ def identity_sheet(samples: Sequence[Sample], *, n_ids: int = 5, seed: int = 0, 
 
 
 def plot_split_summary(summary: pd.DataFrame, ax=None):
-    """Bars of images per split and modality from `ReIDDataset.summary()`, with identity counts in the labels."""
+    """Bars of images per split and modality from `ReIDDataset.split_table()`, with identity counts in the labels."""
     required = {"split", "modality", "camid", "ids", "images"}
     if not required <= set(summary.columns):
         raise ValueError(f"summary needs columns {sorted(required)}, got {list(summary.columns)}")

@@ -16,8 +16,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from workbench.evaluate import Retrieval
 from workbench.metrics import l2_normalize, pairwise_distance
-from workbench.viz.ranked import Retrieval, junk_mask
+from workbench.metrics.ranking import junk_mask
 
 
 def pair_distances(retrieval: Retrieval, *, max_negatives: int = 20000, seed: int = 0) -> pd.DataFrame:

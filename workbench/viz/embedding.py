@@ -16,19 +16,15 @@ from dataclasses import dataclass, field
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
+
+from workbench.utils import to_numpy
 
 MARKERS = ("o", "^", "s", "D", "v", "P", "X", "*")
 SCORE_KEYS = ("identity_probe_acc", "modality_probe_acc", "cross_modal_purity", "centroid_gap_ratio")
 
 
 def _array(name: str, x, ndim: int) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    x = np.asarray(x)
-    if x.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {x.shape}")
-    return x
+    return to_numpy(x, name=name, ndim=ndim)
 
 
 def subsample(n: int, max_points: int | None, seed: int = 0, groups: np.ndarray | None = None) -> np.ndarray:
@@ -198,3 +194,32 @@ def branches_as_points(branches: Mapping[str, object], pids, names: Sequence[str
     pids = _array("pids", pids, 1)
     return (np.concatenate(arrays), np.tile(pids, len(names)),
             np.repeat(np.asarray(list(names), dtype=object), len(pids)))
+
+
+def plot_modality_centres(feats, pids, modalities, *, pair: tuple[str, str] = ("rgb", "ir"), ax=None,
+                          title: str = "", normalize: bool = True):
+    """Features of a few identities in two modalities on their first two principal axes: colour = identity, circle =
+    `pair[0]`, triangle = `pair[1]`, and a line joining the two modality centres of each identity (the shorter,
+    the better aligned; `workbench.metrics.cross_modal_centre_ratio` puts a number on it). Returns the Axes.
+
+    Args:
+        feats: (N, D) features (L2-normalised first with `normalize`). pids, modalities: (N,) labels.
+    """
+    f = _array("feats", feats, 2)
+    pids, modalities = _array("pids", pids, 1), _array("modalities", modalities, 1)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 4))
+    if normalize:
+        f = f / np.linalg.norm(f, axis=1, keepdims=True)
+    centred = f - f.mean(0)
+    xy = centred @ np.linalg.svd(centred, full_matrices=False)[2][:2].T  # (N, 2): the first two principal axes
+    for j, p in enumerate(np.unique(pids)):
+        colour = plt.cm.tab10(j % 10)
+        centres = []
+        for m, marker in zip(pair, ("o", "^")):
+            sel = (pids == p) & (modalities == m)
+            ax.scatter(*xy[sel].T, color=colour, marker=marker, s=14, alpha=0.5)
+            centres.append(xy[sel].mean(0))
+        ax.plot([centres[0][0], centres[1][0]], [centres[0][1], centres[1][1]], color=colour, lw=2)
+    ax.set_title(title, fontsize=10)
+    return ax

@@ -1,0 +1,169 @@
+"""The one evaluation path (`workbench.evaluate`): the engine stores each run's test evaluation with the numbers it
+reports, a stored evaluation reads back exactly, its trials rank as the protocol did, the command line writes there
+and the dashboard reads what it wrote; safe formats, and protocol identities that refuse comparisons across
+protocols."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench import dashboard
+from workbench import evaluate as E
+from workbench.config import get_config
+from workbench.metrics import PROTOCOLS, with_rerank
+
+pytestmark = pytest.mark.slow
+
+
+def test_fit_stores_the_test_evaluation_with_the_same_numbers(two_runs):
+    run = two_runs["a"]
+    ev = E.load_evaluation(run)
+    assert ev.mean == run.results["test"]["mean"] and ev.std == run.results["test"]["std"]
+    assert ev.per_trial.to_dict("records") == run.results["test"]["per_trial"]
+    assert ev.num_trials == 10 and ev.identity["dataset"] == "synthetic-vi" and ev.spec == PROTOCOLS["sysu-mm01"]
+    pq = ev.per_query
+    valid = pq[pq["valid"].astype(bool)]
+    per_trial = valid.groupby("trial")["AP"].mean().to_numpy()
+    np.testing.assert_allclose(per_trial, ev.per_trial["mAP"], rtol=0, atol=1e-12)
+    # one query list shared by the ten gallery draws (SYSU): the same samples in every trial
+    assert pq.groupby("trial")["sample"].apply(tuple).nunique() == 1
+
+
+def test_open_run_is_one_handle_on_a_run(two_runs, tmp_path):
+    run = two_runs["a"]
+    h = E.open_run(run.path)
+    assert E.open_run(h) is h and E.open_run(run).path == run.path
+    assert h.name == "a" and h.status == "finished" and h.config == run.config
+    pd.testing.assert_frame_equal(h.curves, run.metrics)
+    assert h.weights == run.best_weights and h.val == run.results["val"]
+    assert h.best_epoch == run.results["best_epoch"] and h.train_time_s == run.results["train_time_s"]
+    assert h.test.path == E.load_evaluation(run).path and h.test.mean == run.results["test"]["mean"]
+    assert [e.key for e in h.evaluations()] == [h.test.key]
+    line = h.test.summary()
+    assert line.startswith("a: synthetic-vi (sysu-mm01) [feats] (10 trials): rank1 ") and "mAP" in line
+    assert h.model().training is False and h.method.name == "baseline"
+    with pytest.raises(FileNotFoundError, match="not a run folder"):
+        E.open_run(tmp_path)
+
+
+def test_a_trial_ranks_exactly_as_the_stored_protocol(two_runs):
+    ev = E.load_evaluation(two_runs["b"])
+    for t in range(ev.num_trials):
+        r = ev.trial(t)
+        stored = ev.per_query[ev.per_query["trial"] == t].reset_index(drop=True)
+        np.testing.assert_array_equal(r.result.per_query["AP"], stored["AP"])
+        assert r.result.mAP == pytest.approx(ev.per_trial["mAP"][t], abs=1e-12)
+        assert [s.paths for s in r.q_samples] == [ev.sample(i).paths for i in ev.query_rows(t)]
+    r = ev.trial(0)
+    assert ev.trial(0) is r, "a trial is computed once per evaluation object"
+    for row in ev.per_query[(ev.per_query["trial"] == 0) & ev.per_query["valid"]].itertuples():
+        rl = r.ranked_list(row.query)
+        assert rl.first_match_rank == row.first_match_rank and rl.AP == row.AP
+        table = ev.ranked_list(0, row.query, k=5)  # the list's first ranked items, with the stored samples
+        assert table["rank"].tolist() == list(range(1, len(table) + 1))
+        assert (table["match"] == (table["pid"] == row.pid)).all() and table["distance"].is_monotonic_increasing
+        assert table["row"].tolist() == ev.gallery_rows(0)[rl.order[rl.kept(5)]].tolist()
+
+
+def test_an_evaluation_computed_then_read_back_is_identical(two_runs, tmp_path, monkeypatch):
+    copy = tmp_path / "a"
+    shutil.copytree(two_runs["a"].path, copy)
+    shutil.rmtree(copy / E.EVALUATIONS)
+    computed = E.open_run(copy).evaluation(split_options={"mode": "indoor"}, device="cpu", progress=False)
+    oracle = E.evaluate(copy, split_options={"mode": "indoor"}, device="cpu", cache=False, progress=False)
+    assert computed.mean == pytest.approx(oracle.mean, abs=1e-12) and computed.identity["split_options"] == {
+        "mode": "indoor"}
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("a stored evaluation is read, not recomputed")
+
+    monkeypatch.setattr(E, "evaluate_and_store", no_compute)
+    read = E.open_run(copy).evaluation(split_options={"mode": "indoor"})
+    assert read.path == computed.path and read is not computed
+    assert read.mean == computed.mean and read.std == computed.std
+    pd.testing.assert_frame_equal(read.per_trial, computed.per_trial)
+    pd.testing.assert_frame_equal(read.per_query, computed.per_query)
+    for name, feats in computed.features().items():
+        np.testing.assert_array_equal(read.features()[name], feats)
+    # an evaluation stored in the older layout (trial rows in ranked.npz) still reads
+    (read.path / "trials.npz").rename(read.path / "ranked.npz")
+    older = E.load_evaluation(copy, read.key)
+    np.testing.assert_array_equal(older.trial(1).result.per_query["AP"], read.trial(1).result.per_query["AP"])
+
+
+def test_the_samples_are_stored_as_loaded(two_runs):
+    from workbench.data import load_dataset
+
+    ev = E.load_evaluation(two_runs["a"])
+    cfg = two_runs["a"].config
+    split = load_dataset(cfg.data.dataset, cfg.data.root, **cfg.data.options).eval_splits()[3]
+    got = [ev.sample(r) for r in ev.gallery_rows(3)]
+    assert [(s.paths, s.pid, s.camid, s.modality, s.scene) for s in got] == \
+        [(dict(s.paths), s.pid, s.camid, s.modality, s.scene) for s in split.gallery]
+
+
+def test_the_dashboard_reads_what_the_command_line_wrote(two_runs, tmp_path, capsys):
+    from workbench.__main__ import main
+
+    for name in ("a", "b"):
+        shutil.copytree(two_runs[name].path, tmp_path / name)
+        assert main(["evaluate", "--run", str(tmp_path / name), "--split", "mode=indoor", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    evs = {n: next(e for e in E.list_evaluations(tmp_path / n) if e.identity["split_options"]) for n in "ab"}
+    key = evs["a"].key
+    assert evs["b"].key == key
+    table = dashboard.metrics_table(dashboard.discover_runs(tmp_path), ["a", "b"], protocol=key)
+    assert table["mAP"].tolist() == [evs[n].mean["mAP"] for n in "ab"]
+    assert table["source"].tolist() == [f"stored ({key})"] * 2 and table["trials"].tolist() == [10, 10]
+    cmp = dashboard.compare(tmp_path / "a", tmp_path / "b", key=key)
+    assert cmp.a.key == cmp.b.key == key
+    assert cmp.delta == pytest.approx(evs["b"].mean["mAP"] - evs["a"].mean["mAP"], abs=1e-12)
+    app = dashboard.Dashboard(tmp_path, run_a="a", run_b="b", compute_missing=False)
+    assert key in [v for _, v in app.protocol.options]
+
+
+def test_stored_files_are_plain_arrays_and_tables(two_runs):
+    ev = E.load_evaluation(two_runs["a"])
+    for name in ("trials.npz", "features.npz"):
+        with np.load(ev.path / name, allow_pickle=False) as z:  # raises on object arrays
+            assert all(z[k].dtype != object for k in z.files)
+    feats = ev.features()["feats"]
+    assert feats.shape[0] == len(ev.samples) and feats.dtype == np.float32
+    assert not list(ev.path.glob("*.pkl")) and not list(ev.path.glob("*.pt"))
+
+
+def test_protocol_identity_tells_protocols_apart():
+    cfg = get_config("baseline", "synthetic-vi", "smoke")
+    spec = PROTOCOLS["sysu-mm01"]
+    base = E.protocol_key(E.protocol_identity(cfg, spec))
+    assert base == E.protocol_key(E.protocol_identity(cfg, spec))
+    others = {E.protocol_key(E.protocol_identity(cfg, with_rerank(spec))),
+              E.protocol_key(E.protocol_identity(cfg, spec, split_options={"mode": "indoor"})),
+              E.protocol_key(E.protocol_identity(cfg.override(**{"data.options": {**cfg.data.options, "difficulty": "hard"}}), spec))}
+    assert base not in others and len(others) == 3
+    assert "mode=indoor" in E.protocol_label(E.protocol_identity(cfg, spec, split_options={"mode": "indoor"}))
+
+
+def test_comparable_says_which_protocol_field_differs(two_runs, tmp_path):
+    a, b = E.load_evaluation(two_runs["a"]), E.load_evaluation(two_runs["b"])
+    assert E.comparable(a, b) == (True, "same protocol, same queries and gallery draws")
+    other = tmp_path / "c" / E.EVALUATIONS / a.key
+    shutil.copytree(a.path, other)
+    meta = json.loads((other / "protocol.json").read_text())
+    meta["identity"]["split_options"] = {"mode": "indoor"}
+    (other / "protocol.json").write_text(json.dumps(meta))
+    ok, reason = E.comparable(a, E.load_evaluation(tmp_path / "c"))
+    assert not ok and "split_options" in reason and "indoor" in reason and "dataset" not in reason
+    meta = json.loads((a.path / "protocol.json").read_text())
+    meta["query_fingerprint"] = "0" * 40
+    (other / "protocol.json").write_text(json.dumps(meta))
+    ok, reason = E.comparable(a, E.load_evaluation(tmp_path / "c"))
+    assert not ok and "different query lists" in reason
+
+
+def test_load_evaluation_names_the_fix_when_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="open_run"):
+        E.load_evaluation(tmp_path)

@@ -1,0 +1,98 @@
+"""Notebook conveniences: the shared preamble and a live training batch, one call each.
+
+    profile, common, runs_root = lab.setup(SMOKE, PROFILE, RUNS_DIR, SEED)   # the profile and the run overrides
+    live = lab.live_batch(cfg, seed=SEED)    # the method's untrained model, one training batch, the training samples
+
+`live_batch` builds what `train.fit` builds before its first step (the dataset, the held-out identities, the model,
+the method's set-up, the PK loader), so a notebook can compute every loss term on one batch next to its formula
+without re-assembling the engine's preparation by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from workbench.config import Config
+from workbench.methods import Method, get_method
+from workbench.utils import runs_dir
+
+
+class Setup(NamedTuple):
+    """What every notebook starts with.
+
+    Attributes:
+        profile: the config profile to train with ("smoke", "cpu-demo", "paper").
+        overrides: config overrides every run of the notebook gets (`run.out_dir`, `run.seed`).
+        runs_dir: the runs folder (absolute).
+    """
+
+    profile: str
+    overrides: dict[str, Any]
+    runs_dir: Path
+
+
+def notebook_profile(smoke: bool, profile: str = "cpu-demo") -> str:
+    """"smoke" when `smoke`; "paper" instead of "cpu-demo" when a GPU is present; else `profile`."""
+    if smoke:
+        return "smoke"
+    return "paper" if torch.cuda.is_available() and profile == "cpu-demo" else profile
+
+
+def setup(smoke: bool, profile: str = "cpu-demo", runs: str | Path | None = None, seed: int = 0) -> Setup:
+    """The preamble of a notebook from its parameters (SMOKE, PROFILE, RUNS_DIR, SEED): `notebook_profile`, the
+    overrides {"run.out_dir": the runs folder, "run.seed": seed}, and the runs folder (`utils.runs_dir`: relative
+    paths are taken from the project folder, None is the project's runs/)."""
+    root = runs_dir(runs)
+    return Setup(notebook_profile(smoke, profile), {"run.out_dir": str(root), "run.seed": seed}, root)
+
+
+@dataclass
+class LiveBatch:
+    """An untrained model of a config's method and one training batch, as `fit` prepares them.
+
+    Attributes:
+        model: the method's model (`method.build_model`), in train mode, on the CPU, after `method.setup`.
+        method: the method (its `training_losses`, teachers, memories, prototypes).
+        batch: the first batch of the PK training loader (as `training_losses` receives it).
+        train_samples: the training samples after the held-out identities were removed.
+        dataset: the loaded dataset.
+    """
+
+    model: nn.Module
+    method: Method
+    batch: dict
+    train_samples: list
+    dataset: Any
+
+
+def live_batch(cfg: Config, *, seed: int | None = None, device: str = "cpu") -> LiveBatch:
+    """Build the model of `cfg.run.method` and draw one training batch, as `train.fit` does before its first step:
+    the dataset, `data.val_ids` identities held out (seeded with `cfg.run.seed`), the model for the remaining
+    identities, `method.setup` (a DAKD student loads its teacher here), the PK loader.
+
+    Args:
+        seed: seed torch's global generator right before the model is built (its initial weights, and the
+            augmentations of the batch); None leaves the generator as it is.
+        device: where the model and the method's set-up live.
+    """
+    from workbench.data import holdout_identities, load_dataset
+    from workbench.train import build_train_loader
+
+    dataset = load_dataset(cfg.data.dataset, cfg.data.root, **cfg.data.options)
+    if cfg.data.val_ids > 0:
+        train_samples, _, _ = holdout_identities(dataset.train, cfg.data.val_ids, seed=cfg.run.seed)
+    else:
+        train_samples = list(dataset.train)
+    method = get_method(cfg.run.method)
+    if seed is not None:
+        torch.manual_seed(seed)
+    model = method.build_model(cfg, num_classes=len({s.label for s in train_samples})).to(device)
+    method.setup(model, cfg, train_samples, torch.device(device))
+    model.train()
+    loader, _ = build_train_loader(cfg, train_samples)
+    return LiveBatch(model, method, next(iter(loader)), train_samples, dataset)

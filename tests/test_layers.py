@@ -14,7 +14,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "workbench"
 
 FLOORS = {
-    "config": 0, "utils": 0, "profiling": 0,
+    "config": 0, "utils": 0, "profiling": 0, "distributed": 0,
     "data": 1, "models": 1, "losses": 1, "metrics": 1,
     "features": 2, "runs": 2, "pretrain": 2, "optim": 2, "evaluation_store": 2,
     "methods": 3,

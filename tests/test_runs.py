@@ -94,6 +94,7 @@ def test_find_run_matches_recipe_not_name(tmp_path):
     (stopped.path / "status.json").unlink()
     atomic_write_bytes(stopped.path / "results.json", json.dumps({"status": "stopped at run.max_steps"}).encode())
     assert find_run(_cfg(tmp_path, "other-name")).name == "a"
+    assert find_run(_cfg(tmp_path, "x").override(**{"run.log_every": 5})).name == "a"  # how often it logged
     assert find_run(_cfg(tmp_path, "x").override(**{"optim.lr": 0.5})).name == "b"
     assert find_run(_cfg(tmp_path, "x").override(**{"optim.lr": 0.7})) is None
 

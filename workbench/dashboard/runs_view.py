@@ -17,7 +17,7 @@ from workbench.runs import CONFIG, Run, load_run
 from workbench.utils import runs_dir as _runs_dir
 
 # Config keys that say where and how a run was displayed, not what it trained.
-IGNORED_KEYS = ("run.name", "run.out_dir", "run.live_plot", "run.tensorboard", "run.device")
+IGNORED_KEYS = ("run.name", "run.out_dir", "run.live_plot", "run.tensorboard", "run.log_every", "run.device")
 METRICS = ("rank1", "mAP", "mINP")
 
 

@@ -126,3 +126,22 @@ def test_automatic_names_never_collide(tmp_path):
     cfg = Config().override(**{"run.out_dir": str(tmp_path)})
     paths = {Run.create(cfg).path for _ in range(3)}  # within the same second
     assert len(paths) == 3 and all(p.parent == tmp_path for p in paths)
+
+
+def test_a_run_folder_is_opened_one_way():
+    """`load_run(path)` opens a run and `Run.create(config)` makes one: nothing else builds `Run(path)` directly
+    (issue 20: `Run(path)` and `load_run(path)` were used interchangeably, the first without any check)."""
+    import ast
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    direct = []
+    for path in sorted([*repo.glob("workbench/**/*.py"), *repo.glob("tests/*.py"), *repo.glob("benchmarks/*.py")]):
+        if path == repo / "workbench" / "runs.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            func = getattr(node, "func", None) if isinstance(node, ast.Call) else None
+            if (isinstance(func, ast.Name) and func.id == "Run") or (isinstance(func, ast.Attribute)
+                                                                     and func.attr == "Run"):
+                direct.append(f"{path.relative_to(repo)}:{node.lineno}")
+    assert not direct, f"Run(...) built directly (use load_run): {direct}"

@@ -25,9 +25,9 @@ import torch
 def bare_loop(cfg, steps: int) -> tuple[float, int]:
     """Seconds for `steps` optimiser steps on pre-loaded batches; images per step."""
     from workbench import data
+    from workbench.data.loaders import build_train_loader
     from workbench.methods import get_method
     from workbench.optim import build_optimizer
-    from workbench.train import build_train_loader
 
     ds = data.load_dataset(cfg.data.dataset, **cfg.data.options)
     train_samples, _, _ = data.holdout_identities(ds.train, cfg.data.val_ids, seed=cfg.run.seed)

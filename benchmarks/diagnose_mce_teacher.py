@@ -175,10 +175,10 @@ def snapshot(which: str, batches: int = 2) -> list[dict]:
     import copy
 
     from workbench import data
+    from workbench.data.loaders import build_train_loader
     from workbench.methods import get_method
     from workbench.methods.dakd import IR, _eval_features
     from workbench.runs import load_run, load_weights
-    from workbench.train import build_train_loader
 
     torch.manual_seed(0)
     method = get_method("dakd_teacher")

@@ -47,11 +47,12 @@ def test_error_exit_codes_in_process(tmp_path, capsys, monkeypatch):
                                          ("--profile", "paper")])
 def test_resume_refuses_a_different_method_dataset_or_profile(tmp_path, capsys, flag, value):
     run = Run.create(smoke(tmp_path, "r"))
-    run.save_results({"status": "stopped"})
+    run.start_attempt()
+    run.set_status("stopped", stop_reason="run.max_steps=1")
     assert main(["train", "--resume", str(run.path), flag, value]) == 1
     err = capsys.readouterr().err
     assert f"{flag} {value} cannot change it" in err
-    assert run.results["status"] == "stopped"
+    assert run.status_record.status == "stopped" and run.status_record.attempts == 1
 
 
 # ------------------------------------------------------------------------------------- item 12: evaluation files

@@ -1,13 +1,16 @@
 """The package's layers only look down (STYLE.md): no module imports one from a floor above it, lazily or not.
 
-Floors, bottom to top: configuration and utilities; data, models, losses, metrics; features and the run store;
-methods; the evaluation path; the training engine; the instruments (viz) and the dashboard; the command line, the
-notebook runner and the notebook conveniences (lab).
+Floors, bottom to top: configuration, utilities and data-parallel helpers; data, models, losses, metrics; features,
+the run store and checkpoints; methods; the evaluation path; the training engine; the instruments (viz) and the
+dashboard; the command line, the notebook runner and the notebook conveniences (lab). No module imports itself back
+through others (no circles), and the engine and the run store stay in functions a reader can hold (no function over
+80 lines).
 """
 
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,9 +18,9 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "workbench"
 
 FLOORS = {
-    "config": 0, "utils": 0, "profiling": 0,
+    "config": 0, "utils": 0, "profiling": 0, "distributed": 0,
     "data": 1, "models": 1, "losses": 1, "metrics": 1,
-    "features": 2, "runs": 2, "pretrain": 2, "optim": 2,
+    "features": 2, "runs": 2, "checkpoint": 2, "pretrain": 2, "optim": 2,
     "methods": 3,
     "evaluate": 3.5, "evaluation_store": 3.5,  # the one evaluation path: below the engine, which calls it
     "train": 4, "recipe": 4,
@@ -78,3 +81,54 @@ def test_the_checker_sees_lazy_imports(tmp_path):
     src = tmp_path / "m.py"
     src.write_text("def f():\n    from workbench.train import fit\n    import workbench.methods.base\n")
     assert _imports(src) == {"workbench.train", "workbench.methods.base"}
+
+
+def _unit(path: Path) -> str:
+    """The FLOORS key of a file under the package (`train`, `data`, `viz.curves`, ...)."""
+    return _top("workbench." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts))
+
+
+def test_no_import_circles():
+    """No module or sub-package reaches itself through imports of other ones, top-level or inside functions.
+    Circles inside one sub-package (two dashboard views calling each other lazily) are that sub-package's business."""
+    graph: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        unit = _unit(path)
+        if unit == "__init__":
+            continue
+        graph.setdefault(unit, set()).update(t for t in map(_top, _imports(path)) if t in FLOORS and t != unit)
+    circles, state = [], {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = "open"
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                circles.append(" -> ".join(trail[trail.index(nxt):] + [nxt]))
+            elif nxt not in state:
+                visit(nxt, trail + [nxt])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert not circles, "import circles:\n" + "\n".join(circles)
+
+
+def test_the_circle_check_sees_a_circle(tmp_path, monkeypatch):
+    """The check is not blind: two modules importing each other lazily are reported."""
+    pkg = tmp_path / "workbench"
+    pkg.mkdir()
+    (pkg / "config.py").write_text("def f():\n    from workbench.utils import g\n")
+    (pkg / "utils.py").write_text("def g():\n    from workbench.config import f\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", pkg)
+    with pytest.raises(AssertionError, match="config -> utils -> config"):
+        test_no_import_circles()
+
+
+@pytest.mark.parametrize("module", ["train.py", "runs.py"])
+def test_no_function_over_80_lines(module):
+    """The engine and the run store read as small functions (issue 20: `_train` was 180 lines)."""
+    tree = ast.parse((PACKAGE / module).read_text())
+    long = [f"{n.name} ({n.end_lineno - n.lineno + 1} lines, from line {n.lineno})" for n in ast.walk(tree)
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 80]
+    assert not long, f"functions over 80 lines in workbench/{module}: {long}"

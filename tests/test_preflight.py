@@ -159,7 +159,8 @@ def _teacher_run(tmp_path, name, cfg):
     run = Run.create(cfg.override(**{"run.name": name}))
     model = get_method(cfg.run.method).build_model(cfg, 0)
     save_weights(model.state_dict(), run.best_weights)
-    run.save_results({"status": "finished", "num_classes": 0})
+    run.start_attempt(num_classes=0)
+    run.set_status("finished")
     return run
 
 

@@ -20,6 +20,7 @@ from PIL import Image
 
 from workbench import config, train
 from workbench.data import transforms as T
+from workbench.data.loaders import build_train_loader
 from workbench.methods import get_method
 from workbench.models import create_model, list_models
 from workbench.optim import amp_dtype, build_optimizer, build_scheduler
@@ -69,11 +70,11 @@ def stream_transforms(cfg):
     if kind == "vi":
         samples = [Sample(paths={m: f"/nonexistent/{m}{i}.jpg"}, pid=i % 16, camid=0 if m == "rgb" else 2,
                           modality=m, label=i % 16) for m in ("rgb", "ir") for i in range(32)]
-        loader, _ = train.build_train_loader(cfg, samples)
+        loader, _ = build_train_loader(cfg, samples)
         return loader.dataset.rgb_transform, loader.dataset.ir_transform
     samples = [Sample(paths={m: f"/nonexistent/{m}{i}.jpg" for m in ("rgb", "nir", "tir")}, pid=i % 16, camid=0,
                       modality="triplet", label=i % 16) for i in range(32)]
-    loader, _ = train.build_train_loader(cfg, samples)
+    loader, _ = build_train_loader(cfg, samples)
     return (loader.dataset.transform.transform,)
 
 

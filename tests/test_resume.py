@@ -52,7 +52,8 @@ def assert_same_run(a, b):
     np.testing.assert_array_equal(la, lb)
     assert validations(a) == validations(b)
     ra, rb = a.results, b.results
-    assert (ra["status"], ra["best_epoch"], ra["val"]) == (rb["status"], rb["best_epoch"], rb["val"])
+    assert a.status_record.status == b.status_record.status
+    assert (ra["best_epoch"], ra["val"]) == (rb["best_epoch"], rb["val"])
     assert ra["test"]["mean"] == rb["test"]["mean"]
 
 
@@ -85,7 +86,7 @@ def test_interrupt_mid_epoch_resumes_exactly(reference, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         fit(smoke(tmp_path, "r", **SCHEDULE), callbacks=[at_step_3], progress=False)
     run = load_run(tmp_path / "r")
-    assert run.results["status"] == "interrupted"
+    assert run.status_record.status == "interrupted"
     state = torch.load(run.last_checkpoint, weights_only=True)
     assert (state["epoch"], state["consumed"], state["step"]) == (1, 1, 3)
     assert_same_run(reference, fit(smoke(tmp_path, "r", **SCHEDULE), resume=True, progress=False))
@@ -94,7 +95,7 @@ def test_interrupt_mid_epoch_resumes_exactly(reference, tmp_path):
 def test_interrupt_during_validation_resumes_exactly(reference, tmp_path, monkeypatch):
     import workbench.train as train
 
-    real, calls = train._validate, {"n": 0}
+    real, calls = train.score_validation, {"n": 0}
 
     def interrupted_validation(*args, **kwargs):
         calls["n"] += 1
@@ -102,18 +103,20 @@ def test_interrupt_during_validation_resumes_exactly(reference, tmp_path, monkey
             _kill_self()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train, "_validate", interrupted_validation)
+    monkeypatch.setattr(train, "score_validation", interrupted_validation)
     interrupt(fit, smoke(tmp_path, "v", **SCHEDULE), progress=False)
-    monkeypatch.setattr(train, "_validate", real)
+    monkeypatch.setattr(train, "score_validation", real)
     run = load_run(tmp_path / "v")
-    assert run.results["status"] == "interrupted"
+    assert run.status_record.status == "interrupted"
+    state = torch.load(run.last_checkpoint, weights_only=True)
+    assert (state["epoch"], state["consumed"], state["pending_validation"]) == (2, 0, True)  # the boundary, owed
     assert_same_run(reference, fit(smoke(tmp_path, "v", **SCHEDULE), resume=True, progress=False))
 
 
 def test_interrupt_during_a_checkpoint_write_resumes_exactly(reference, tmp_path, monkeypatch):
-    import workbench.train as train
+    import workbench.checkpoint as checkpoint
 
-    real, calls = train.atomic_torch_save, {"n": 0}
+    real, calls = checkpoint.atomic_torch_save, {"n": 0}
 
     def interrupted_save(*args, **kwargs):
         calls["n"] += 1
@@ -121,11 +124,11 @@ def test_interrupt_during_a_checkpoint_write_resumes_exactly(reference, tmp_path
             _kill_self(signal.SIGTERM)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train, "atomic_torch_save", interrupted_save)
+    monkeypatch.setattr(checkpoint, "atomic_torch_save", interrupted_save)
     interrupt(fit, smoke(tmp_path, "c", **SCHEDULE), progress=False)
-    monkeypatch.setattr(train, "atomic_torch_save", real)
+    monkeypatch.setattr(checkpoint, "atomic_torch_save", real)
     run = load_run(tmp_path / "c")
-    assert run.results["status"] == "interrupted" and run.results["signal"] == "SIGTERM"
+    assert run.status_record.status == "interrupted" and run.status_record.signal == "SIGTERM"
     assert_same_run(reference, fit(smoke(tmp_path, "c", **SCHEDULE), resume=True, progress=False))
 
 
@@ -176,7 +179,7 @@ def test_a_signal_saves_the_state_marks_the_run_interrupted_and_exits_non_zero(t
     assert rc == code, err[-2000:]
     assert "Traceback" not in err and "--resume" in err
     run = load_run(tmp_path / "sig")
-    assert run.results["status"] == "interrupted" and run.results["signal"] == signal.Signals(sig).name
+    assert run.status_record.status == "interrupted" and run.status_record.signal == signal.Signals(sig).name
     state = torch.load(run.last_checkpoint, weights_only=True)
     logged = run.metrics.dropna(subset=["loss/total"])["step"].tolist()
     assert state["step"] == logged[-1] == len(logged) >= 2  # nothing trained that the checkpoint does not hold
@@ -204,9 +207,9 @@ def test_nan_at_the_first_step_says_there_is_no_checkpoint_and_marks_the_run_fai
     with pytest.raises(TrainingDiverged) as info:
         fit(smoke(tmp_path, "nan"), progress=False)
     assert "no checkpoint was written yet" in str(info.value) and "last.pt" not in str(info.value)
-    res = json.loads((tmp_path / "nan" / "results.json").read_text())
-    assert res["status"] == "failed" and "not finite" in res["error"]
+    status = json.loads((tmp_path / "nan" / "status.json").read_text())
+    assert status["status"] == "failed" and "not finite" in status["error"]
     monkeypatch.setattr(Baseline, "training_losses", original)
     # a failed run that never wrote a checkpoint can be resumed: it starts over
     again = fit(smoke(tmp_path, "nan", **{"run.max_steps": 1}), resume=True, progress=False)
-    assert again.results["status"] == "stopped" and again.results["steps"] == 1
+    assert again.status_record.status == "stopped" and again.results["steps"] == 1

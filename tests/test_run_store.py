@@ -25,7 +25,18 @@ def smoke(tmp_path, name="r", method="baseline", **overrides):
 def finished_run(tmp_path, name="done"):
     """A run folder as the store leaves it after training, without training (fast)."""
     run = Run.create(smoke(tmp_path, name))
-    run.save_results({"status": "finished", "num_classes": 12, "test": {"mean": {"mAP": 0.5}}})
+    run.start_attempt(num_classes=12)
+    run.save_results({"num_classes": 12, "test": {"mean": {"mAP": 0.5}}})
+    run.set_status("finished")
+    return run
+
+
+def finished_run_at(cfg):
+    """A finished run of `cfg` that trained every epoch, without training."""
+    run = Run.create(cfg)
+    run.start_attempt(num_classes=1)
+    run.save_results({"num_classes": 1, "epochs_done": cfg.optim.epochs})
+    run.set_status("finished")
     return run
 
 
@@ -62,7 +73,7 @@ def test_overwrite_with_a_typo_in_the_method_keeps_the_finished_run(tmp_path):
     run = finished_run(tmp_path, "done")
     with pytest.raises(ValueError, match="unknown method 'basline'"):
         fit(smoke(tmp_path, "done", **{"run.method": "basline"}), overwrite=True, progress=False)
-    assert run.results["status"] == "finished" and run.results["test"]["mean"]["mAP"] == 0.5
+    assert run.status == "finished" and run.results["test"]["mean"]["mAP"] == 0.5
 
 
 # ------------------------------------------------------------------------------------------- item 2: state machine
@@ -73,22 +84,81 @@ def test_status_transitions_are_explicit(tmp_path):
     with pytest.raises(ValueError, match="cannot go from 'created' to 'finished'"):
         run.set_status("finished")
     run.lock()
-    run.set_status("running", num_classes=3)
+    run.start_attempt(num_classes=3)
     run.set_status("interrupted", signal="SIGTERM")
-    run.set_status("running")
-    run.set_status("stopped", test={"mean": {"mAP": 0.1}})
-    run.set_status("running")
+    assert run.status_record.signal == "SIGTERM"
+    run.start_attempt(num_classes=3)
+    run.save_results({**run.results, "test": {"mean": {"mAP": 0.1}}})
+    run.set_status("stopped", stop_reason="run.max_steps=2")
+    run.start_attempt(num_classes=3)
     assert "test" not in run.results  # a new attempt does not show the numbers of the last one
     run.set_status("finished")
-    assert run.results["num_classes"] == 3 and "signal" not in run.results and run.results["attempts"] == 3
+    record = run.status_record
+    assert run.results == {"num_classes": 3} and record.signal is None and record.stop_reason is None
+    assert (record.status, record.attempts, record.pid) == ("finished", 3, os.getpid())
     with pytest.raises(ValueError, match="cannot go from 'finished' to 'running'"):
+        run.start_attempt(num_classes=3)
+    with pytest.raises(ValueError, match="start_attempt"):
         run.set_status("running")
     run.unlock()
 
 
+def test_status_is_its_own_record_and_results_hold_results_only(tmp_path):
+    run = Run.create(smoke(tmp_path, "rec"))
+    assert json.loads((run.path / "status.json").read_text())["status"] == "created"
+    assert not (run.path / "results.json").exists()
+    with pytest.raises(ValueError, match="status field"):
+        run.save_results({"status": "finished", "test": {}})
+    run.start_attempt(num_classes=4, world_size=1)
+    assert json.loads((run.path / "results.json").read_text()) == {"num_classes": 4, "world_size": 1}
+    assert json.loads((run.path / "status.json").read_text())["status"] == "running"
+
+
+def test_a_run_written_before_status_json_reads_its_status_from_results_json(tmp_path):
+    """Older runs kept status fields in results.json: read them there, and only results in `run.results`."""
+    run = Run.create(smoke(tmp_path, "old"))
+    (run.path / "status.json").unlink()
+    old = {"status": "stopped at run.max_steps", "attempts": 2, "pid": 7, "num_classes": 12,
+           "test": {"mean": {"mAP": 0.25}, "std": {"mAP": 0.0}, "per_trial": [{"mAP": 0.25}]}}
+    (run.path / "results.json").write_text(json.dumps(old))
+    run = load_run(run.path)
+    assert (run.status, run.status_record.attempts, run.status_record.pid) == ("stopped", 2, 7)
+    assert run.results == {"num_classes": 12, "test": old["test"]}
+    assert run.test.mean == {"mAP": 0.25} and run.test.table()["mAP"].tolist() == [0.25]
+    run.start_attempt(num_classes=12)  # the resume writes status.json; the status fields leave results.json
+    assert run.status_record.attempts == 3
+    assert "status" not in json.loads((run.path / "results.json").read_text())
+
+
+def test_typed_accessors_read_what_fit_records(tmp_path):
+    run = Run.create(smoke(tmp_path, "typed"))
+    assert (run.test, run.val, run.best_epoch, run.train_time_s, run.num_classes) == (None, {}, None, None, 0)
+    run.start_attempt(num_classes=5)
+    test = {"mean": {"rank1": 0.5, "mAP": 0.4}, "std": {"rank1": 0.1, "mAP": 0.05},
+            "per_trial": [{"rank1": 0.4, "mAP": 0.35}, {"rank1": 0.6, "mAP": 0.45}]}
+    run.save_results({"num_classes": 5, "best_epoch": 2, "val": {"mAP": 0.3}, "train_time_s": 12.5, "test": test})
+    assert run.test.mean == test["mean"] and run.test.std == test["std"]
+    assert run.test.per_trial == tuple(test["per_trial"]) and run.test_rerank is None
+    assert (run.val, run.best_epoch, run.train_time_s, run.num_classes) == ({"mAP": 0.3}, 2, 12.5, 5)
+
+
+def test_a_relative_out_dir_is_taken_from_the_project_folder_not_the_working_directory(tmp_path, monkeypatch):
+    from workbench.runs import find_run, list_runs, run_path
+
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "project"))
+    monkeypatch.chdir(tmp_path)
+    cfg = smoke(tmp_path, "rel").override(**{"run.out_dir": "my-runs"})
+    assert run_path(cfg) == tmp_path / "project" / "my-runs" / "rel"
+    run = finished_run_at(cfg)
+    assert run.path == tmp_path / "project" / "my-runs" / "rel" and not (tmp_path / "my-runs").exists()
+    assert find_run(cfg).path == run.path
+    assert list_runs("my-runs")["name"].tolist() == ["rel"]
+
+
+
 def test_a_running_run_without_a_live_writer_reads_as_interrupted(tmp_path):
     run = Run.create(smoke(tmp_path, "k"))
-    run.save_results({"status": "running"})  # what a SIGKILLed process leaves
+    run.start_attempt()  # and then a SIGKILL: the record says "running", no process holds the lock
     assert load_run(run.path).status == "interrupted"
     run.lock()
     assert load_run(run.path).status == "running"  # someone holds the lock: it is really running
@@ -112,9 +182,9 @@ def test_a_run_finished_early_by_a_resume_is_not_reused_as_the_longer_recipe(tmp
 
     cfg = smoke(tmp_path, "short", **{"optim.epochs": 2})
     stopped = fit(cfg.override(**{"run.max_steps": 3}), progress=False)  # 3 batches per epoch: epoch 1 of 2
-    assert stopped.results["status"] == "stopped" and stopped.results["epochs_done"] == 1
+    assert stopped.status_record.status == "stopped" and stopped.results["epochs_done"] == 1
     done = fit(cfg.override(**{"optim.epochs": 1}), resume=True, progress=False)
-    assert done.results["status"] == "finished" and done.results["epochs_done"] == 1
+    assert done.status_record.status == "finished" and done.results["epochs_done"] == 1
     assert done.config.optim.epochs == 1  # config.json says what ran
     assert find_run(cfg) is None  # the 2-epoch recipe was never finished
     assert find_run(cfg.override(**{"optim.epochs": 1})).path == done.path
@@ -124,7 +194,10 @@ def test_find_run_needs_every_epoch_of_the_recipe(tmp_path):
     from workbench.runs import find_run
 
     cfg = smoke(tmp_path, "a", **{"optim.epochs": 50})
-    Run.create(cfg).save_results({"status": "finished", "epochs_done": 14})
+    run = Run.create(cfg)
+    run.start_attempt()
+    run.save_results({"epochs_done": 14})
+    run.set_status("finished")
     assert find_run(cfg) is None
 
 
@@ -198,7 +271,7 @@ def test_a_damaged_checkpoint_is_refused_in_our_words(stopped_run, tmp_path, dam
     message = str(info.value)
     assert str(last) in message and "damaged" in message
     assert "weights_only" not in message and "False" not in message
-    assert load_run(run.path).status == "interrupted" or load_run(run.path).results["status"] == "stopped"
+    assert load_run(run.path).status_record.status == "stopped"  # the resume was refused before it started
 
 
 def test_a_malicious_pretrained_file_is_refused_without_suggesting_unsafe_loading(tmp_path):
@@ -227,8 +300,9 @@ def test_temp_files_left_by_a_killed_save_are_removed_on_the_next_start(stopped_
 
 def test_run_files_are_as_readable_as_config_json(tmp_path):
     run = Run.create(smoke(tmp_path, "m"))
-    run.save_results({"status": "created"})
+    run.save_results({"num_classes": 3})
     mode = stat.S_IMODE((run.path / "config.json").stat().st_mode)
-    for name in ("results.json", "environment.json"):
+    for name in ("results.json", "status.json", "environment.json"):
         assert stat.S_IMODE((run.path / name).stat().st_mode) == mode, name
-    assert json.loads((run.path / "results.json").read_text())["status"] == "created"
+    assert json.loads((run.path / "status.json").read_text())["status"] == "created"
+    assert json.loads((run.path / "results.json").read_text()) == {"num_classes": 3}

@@ -64,12 +64,19 @@ def test_truncate_metrics_keeps_steps_up_to_checkpoint(tmp_path):
     assert run.metrics["step"].tolist() == [1, 2, 3]
 
 
+def _finished(cfg, **results):
+    run = Run.create(cfg)
+    run.start_attempt()
+    run.save_results(results)
+    run.set_status("finished")
+    return run
+
+
 def test_list_and_load_runs(tmp_path):
-    Run.create(_cfg(tmp_path, "a")).save_results({"status": "finished", "val": {"mAP": 0.5},
-                                                   "test": {"mean": {"rank1": 0.4}}})
+    _finished(_cfg(tmp_path, "a"), val={"mAP": 0.5}, test={"mean": {"rank1": 0.4}})
     Run.create(_cfg(tmp_path, "b"))
     table = list_runs(tmp_path)
-    assert table["name"].tolist() == ["a", "b"]
+    assert table["name"].tolist() == ["a", "b"] and table["status"].tolist() == ["finished", "created"]
     assert table.loc[0, "val_mAP"] == 0.5 and table.loc[0, "test_rank1"] == 0.4
     assert load_run(tmp_path / "a").name == "a"
     with pytest.raises(FileNotFoundError, match="not a run folder"):
@@ -81,10 +88,13 @@ def test_find_run_matches_recipe_not_name(tmp_path):
 
     cfg = _cfg(tmp_path, "a")
     assert find_run(cfg) is None
-    Run.create(cfg).save_results({"status": "finished"})
-    Run.create(_cfg(tmp_path, "b").override(**{"optim.lr": 0.5})).save_results({"status": "finished"})
-    Run.create(_cfg(tmp_path, "c")).save_results({"status": "stopped at run.max_steps"})
+    _finished(cfg)
+    _finished(_cfg(tmp_path, "b").override(**{"optim.lr": 0.5}))
+    stopped = Run.create(_cfg(tmp_path, "c"))  # written before status.json: the status in results.json
+    (stopped.path / "status.json").unlink()
+    atomic_write_bytes(stopped.path / "results.json", json.dumps({"status": "stopped at run.max_steps"}).encode())
     assert find_run(_cfg(tmp_path, "other-name")).name == "a"
+    assert find_run(_cfg(tmp_path, "x").override(**{"run.log_every": 5})).name == "a"  # how often it logged
     assert find_run(_cfg(tmp_path, "x").override(**{"optim.lr": 0.5})).name == "b"
     assert find_run(_cfg(tmp_path, "x").override(**{"optim.lr": 0.7})) is None
 
@@ -116,3 +126,22 @@ def test_automatic_names_never_collide(tmp_path):
     cfg = Config().override(**{"run.out_dir": str(tmp_path)})
     paths = {Run.create(cfg).path for _ in range(3)}  # within the same second
     assert len(paths) == 3 and all(p.parent == tmp_path for p in paths)
+
+
+def test_a_run_folder_is_opened_one_way():
+    """`load_run(path)` opens a run and `Run.create(config)` makes one: nothing else builds `Run(path)` directly
+    (issue 20: `Run(path)` and `load_run(path)` were used interchangeably, the first without any check)."""
+    import ast
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    direct = []
+    for path in sorted([*repo.glob("workbench/**/*.py"), *repo.glob("tests/*.py"), *repo.glob("benchmarks/*.py")]):
+        if path == repo / "workbench" / "runs.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            func = getattr(node, "func", None) if isinstance(node, ast.Call) else None
+            if (isinstance(func, ast.Name) and func.id == "Run") or (isinstance(func, ast.Attribute)
+                                                                     and func.attr == "Run"):
+                direct.append(f"{path.relative_to(repo)}:{node.lineno}")
+    assert not direct, f"Run(...) built directly (use load_run): {direct}"

@@ -29,7 +29,7 @@ def smoke(tmp_path, dataset="synthetic-vi", name="run", **overrides):
 def test_fit_selects_on_validation_and_reports_test_separately(tmp_path, dataset):
     run = fit(smoke(tmp_path, dataset), progress=False)
     res = run.results
-    assert res["status"] == "finished"
+    assert run.status == "finished"
     assert res["best_epoch"] in (1, 2) and set(res["val"]) >= {"mAP", "rank1"}
     test = res["test"]["mean"]
     metrics = run.metrics
@@ -49,7 +49,7 @@ def test_fit_selects_on_validation_and_reports_test_separately(tmp_path, dataset
 def test_resume_mid_epoch_gives_the_same_losses_as_an_uninterrupted_run(tmp_path):
     full = fit(smoke(tmp_path, name="full"), progress=False)
     part = fit(smoke(tmp_path, name="part", **{"run.max_steps": 4}), progress=False)
-    assert part.results["status"].startswith("stopped")
+    assert part.status_record.status == "stopped" and part.status_record.stop_reason == "run.max_steps=4"
     state = torch.load(part.last_checkpoint, weights_only=True)
     assert (state["epoch"], state["consumed"], state["step"]) == (1, 1, 4)  # one batch into the second epoch
     resumed = fit(smoke(tmp_path, name="part"), resume=True, progress=False)
@@ -104,7 +104,7 @@ def test_two_process_data_parallel_replicas_agree(tmp_path):
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = load_run(tmp_path / "ddp").results
-    assert res["world_size"] == 2 and res["status"] == "finished"
+    assert res["world_size"] == 2 and load_run(tmp_path / "ddp").status_record.status == "finished"
     a, b = res["replica_checksums"]
     assert math.isfinite(a) and a == b
     # smoke: 3 batches per epoch shared by 2 ranks (padded to 2 each), 2 epochs
@@ -167,7 +167,7 @@ def test_cli_dakd_teacher_then_student(tmp_path):
                          env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     student = load_run(tmp_path / "student")
-    assert student.results["status"] == "finished"
+    assert student.status_record.status == "finished"
     assert student.config.method_options == {"teacher": str(tmp_path / "teacher"), "mask_mode": "gt"}
     terms = {c.removeprefix("loss/") for c in student.metrics.columns if c.startswith("loss/")}
     assert terms == {"inst_weak", "inst_strong", "cls_weak", "cls_strong", "total"}

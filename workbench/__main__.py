@@ -80,7 +80,7 @@ def run_train(args: argparse.Namespace) -> int:
     cfg = cfg.override(**overrides)
     run = fit(cfg, resume=args.resume or False, overwrite=args.overwrite)
     res = run.results
-    print(json.dumps({"run": str(run.path), "status": res.get("status"), "val": res.get("val"),
+    print(json.dumps({"run": str(run.path), "status": run.status, "val": res.get("val"),
                       "test": (res.get("test") or {}).get("mean")}, indent=2))
     return 0
 

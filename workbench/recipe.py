@@ -211,9 +211,9 @@ def recipe_card(cfg: Config, epochs: Sequence[int] | None = None) -> pd.DataFram
         epochs: 0-based epochs at which to show the learning rate of every group (default `default_epochs`).
     """
     from workbench.data import transforms
+    from workbench.data.loaders import train_recipe_kinds
     from workbench.features import test_transform
     from workbench.optim import amp_dtype, build_optimizer, build_scheduler
-    from workbench.train import train_recipe_kinds
 
     family = reference_family(cfg) if cfg.run.profile == "paper" else None
     src = SOURCES.get(family, {})

@@ -4,8 +4,9 @@
         config.json        the full Config (updated when a resume moves the stopping point)
         environment.json   python, torch, device, platform, git commit (and whether the tree was dirty)
         metrics.jsonl      one JSON object per logged step or evaluation
-        results.json       status and final results: best validation score and epoch, test protocol
-        checkpoints/last.pt   full training state (model, optimiser, scheduler, sampler, RNG, method state)
+        status.json        the status record (`RunStatus`): status, attempts, pid, updated, and why it stopped
+        results.json       what the run measured: best validation score and epoch, test protocol, steps, time
+        checkpoints/last.pt   full training state (`workbench.checkpoint`: model, optimiser, scheduler, sampler, RNG)
         checkpoints/best.safetensors   model weights of the epoch picked on validation identities
         .workbench-run     marks a folder the run store created (only such folders are ever replaced)
         .lock              held (flock) by the process writing the run; names that process
@@ -16,10 +17,13 @@ A run's status moves through an explicit state machine (`TRANSITIONS`):
     stopped | interrupted | failed -> running (resume)
 
 `finished` is final: to train longer, start a new run from it (`model.pretrained=runs/<name>`). A run whose
-results say "running" while no process holds its lock was killed without saving; `Run.status` reports it as
-"interrupted" and a resume continues from its last checkpoint.
+status says "running" while no process holds its lock was killed without saving; `Run.status` reports it as
+"interrupted" and a resume continues from its last checkpoint. Runs written before status.json kept their status
+fields in results.json; they are read from there until the run's next status change writes status.json.
 
-`list_runs()` tabulates runs for comparison, `load_run()` opens one.
+`Run.create(config)` makes a run folder, `load_run(path)` opens one (the one way, for every caller), `list_runs()`
+tabulates runs for comparison. A relative `run.out_dir` is taken from the project folder (`workbench.utils.runs_dir`,
+as the dashboard and the notebooks do), not from the working directory.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ import socket
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +46,10 @@ import pandas as pd
 import torch
 
 from workbench.config import Config
+from workbench.utils import runs_dir
 
 CONFIG, ENV, METRICS, RESULTS = "config.json", "environment.json", "metrics.jsonl", "results.json"
+STATUS = "status.json"
 LAST, BEST = "checkpoints/last.pt", "checkpoints/best.safetensors"
 MARKER, LOCK = ".workbench-run", ".lock"
 
@@ -57,6 +64,7 @@ TRANSITIONS: dict[str | None, tuple[str, ...]] = {
     "finished": (),
 }
 RESUMABLE = ("created", "stopped", "interrupted", "failed")
+_LEGACY_STATUS = {"stopped at run.max_steps": "stopped"}  # a status written before the state machine
 
 
 class RunLockedError(RuntimeError):
@@ -126,43 +134,44 @@ def save_weights(state_dict: dict[str, torch.Tensor], path: Path, metadata: dict
     atomic_write_bytes(path, save(tensors, metadata=metadata))
 
 
-def _damaged(path: Path, what: str, exc: BaseException) -> CheckpointError:
-    # Our words only: torch's own message may advise loading with code execution enabled, which we never do.
+def damaged_file_error(path: Path, what: str, exc: BaseException) -> CheckpointError:
+    """The error for a file that cannot be trusted, in our words only: torch's own message may advise loading with
+    code execution enabled, which we never do."""
     return CheckpointError(
         f"{what} {path} is damaged or was not written by the workbench ({type(exc).__name__}); it was not loaded. "
         "Delete it and use another copy: for a run's last.pt, remove it and resume (the run restarts from its "
         "first step) or start a new run; for weights, re-export them from the run that made them.")
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a training state (`checkpoints/last.pt`) safely (`weights_only=True`); `CheckpointError` if damaged."""
+def read_torch_file(path: str | Path, what: str) -> Any:
+    """`torch.load(path, weights_only=True)` on the CPU (never executes code); `CheckpointError` if damaged.
+
+    Args:
+        what: the kind of file, for the messages ("checkpoint", "weights file").
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise FileNotFoundError(f"{what} {path} does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, foreign pickle, wrong format: all mean "do not trust this file"
-        raise _damaged(path, "checkpoint", exc) from None
-    needed = {"model", "optimizer", "scheduler", "epoch", "step", "consumed", "sampler", "rng"}
-    if not isinstance(state, dict) or not needed <= set(state):
-        raise _damaged(path, "checkpoint", ValueError("missing training-state entries"))
-    return state
+        raise damaged_file_error(path, what, exc) from None
 
 
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """Load model weights from safetensors, or from a torch file with `weights_only=True` (never executes code)."""
     path = Path(path)
+    if path.suffix != ".safetensors":
+        state = read_torch_file(path, "weights file")
+        return state.get("model", state) if isinstance(state, dict) else state
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} does not exist")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    from safetensors.torch import load_file
 
-            return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return load_file(str(path))
     except Exception as exc:
-        raise _damaged(path, "weights file", exc) from None
-    return state.get("model", state) if isinstance(state, dict) else state
+        raise damaged_file_error(path, "weights file", exc) from None
 
 
 def environment_info() -> dict[str, Any]:
@@ -192,9 +201,14 @@ def environment_info() -> dict[str, Any]:
     return info
 
 
+# ------------------------------------------------------------------------------------------------ where runs live
+
 def run_path(config: Config) -> Path:
-    """The folder `config.run.name` names inside `config.run.out_dir`; a name that would leave it is refused."""
-    out_dir = Path(config.run.out_dir)
+    """The folder `config.run.name` names inside `config.run.out_dir`; a name that would leave it is refused.
+
+    A relative `run.out_dir` is taken from the project folder (`workbench.utils.runs_dir`), not the working directory.
+    """
+    out_dir = runs_dir(config.run.out_dir)
     name = config.run.name
     if name is None:
         return out_dir / default_run_name(config)
@@ -209,6 +223,11 @@ def run_path(config: Config) -> Path:
     return path
 
 
+def default_run_name(config: Config) -> str:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{config.run.method}-{config.data.dataset}-{config.run.profile}-{stamp}"
+
+
 def is_run_folder(path: Path) -> bool:
     """A folder the run store created (its marker; or, for runs made before the marker, config + environment)."""
     path = Path(path)
@@ -216,12 +235,107 @@ def is_run_folder(path: Path) -> bool:
         (path / MARKER).is_file() or ((path / CONFIG).is_file() and (path / ENV).is_file()))
 
 
+def _now() -> str:
+    return _dt.datetime.now().isoformat(timespec="seconds")
+
+
+def _read_json(path: Path, fix: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise ValueError(f"{path} is damaged ({exc}); {fix}") from None
+
+
+def _write_json(path: Path, data: Any) -> None:
+    atomic_write_bytes(path, json.dumps(data, indent=2, default=float).encode())
+
+
+# ------------------------------------------------------------------------------------------------- the status record
+
+@dataclass(frozen=True)
+class RunStatus:
+    """A run's status record (status.json): where it stands in `TRANSITIONS`, and why it got there."""
+
+    status: str = "created"
+    attempts: int = 0                 # how many times training started (1 + resumes)
+    pid: int | None = None            # the process of the latest attempt
+    updated: str | None = None        # when the status last changed (ISO time)
+    error: str | None = None          # "failed": the exception
+    signal: str | None = None         # "interrupted": SIGINT or SIGTERM
+    stop_reason: str | None = None    # "stopped": the option that stopped it, e.g. "run.max_steps=4"
+
+    FIELDS = ("status", "attempts", "pid", "updated", "error", "signal", "stop_reason")
+
+    @classmethod
+    def read(cls, folder: Path) -> RunStatus:
+        """The record of the run in `folder`: status.json; for a run written before it, the status fields of
+        results.json; with neither, "created" (or "missing" when the folder has no config.json)."""
+        if (folder / STATUS).exists():
+            data = _read_json(folder / STATUS, "delete it and resume the run, or start a new run")
+        elif (folder / RESULTS).exists():
+            data = _read_json(folder / RESULTS, "it is rewritten when the run is resumed")
+        else:
+            data = {}
+        values = {k: data[k] for k in cls.FIELDS if k in data} if isinstance(data, dict) else {}
+        values.setdefault("status", "created" if (folder / CONFIG).exists() else "missing")
+        values["status"] = _LEGACY_STATUS.get(values["status"], values["status"])
+        values["attempts"] = int(values.get("attempts") or 0)
+        return cls(**values)
+
+    def advance(self, status: str, *, error: str | None = None, signal: str | None = None,
+                stop_reason: str | None = None, writer_died: bool = False) -> RunStatus:
+        """The record after moving to `status`; `ValueError` if `TRANSITIONS` does not allow the move.
+
+        Args:
+            writer_died: the caller holds the lock of a run recorded as running (its writer was killed): the move
+                is judged from "interrupted".
+        """
+        if status not in STATUSES:
+            raise ValueError(f"unknown run status {status!r}; statuses are {STATUSES}")
+        current = "interrupted" if (self.status == "running" and status == "running" and writer_died) else self.status
+        if status not in TRANSITIONS.get(current, ()):
+            raise ValueError(f"cannot go from {current!r} to {status!r} (allowed: {TRANSITIONS.get(current, ())})")
+        starting = status == "running"
+        return RunStatus(status, self.attempts + starting, os.getpid() if starting else self.pid, _now(),
+                         error, signal, stop_reason)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as written: fields that are None are left out."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+# ------------------------------------------------------------------------------------------------- typed results
+
+@dataclass(frozen=True)
+class ProtocolScores:
+    """A test protocol's numbers as `fit` recorded them in results.json (the same as `ProtocolResult` holds)."""
+
+    mean: Mapping[str, float]           # metric -> mean over the gallery draws (rank1, rank5, ..., mAP, mINP)
+    std: Mapping[str, float]            # metric -> population std over the draws (0 for one draw)
+    per_trial: tuple[dict, ...] = ()    # one dict per draw: the metrics and the query / gallery counts
+
+    @classmethod
+    def from_dict(cls, d: Mapping | None) -> ProtocolScores | None:
+        if not d:
+            return None
+        return cls(dict(d.get("mean") or {}), dict(d.get("std") or {}), tuple(d.get("per_trial") or ()))
+
+    def table(self) -> pd.DataFrame:
+        """One row per gallery draw."""
+        return pd.DataFrame(list(self.per_trial))
+
+
+# ---------------------------------------------------------------------------------------------------------- the run
+
 @dataclass
 class Run:
-    """A run folder. Create with `Run.create` (refuses to overwrite), open with `load_run`."""
+    """A run folder. Make one with `Run.create(config)`, open one with `load_run(path)`."""
 
     path: Path
     _lock_fd: int | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
 
     @property
     def name(self) -> str:
@@ -251,7 +365,7 @@ class Run:
             if not is_run_folder(path):
                 raise ValueError(f"{path} exists and is not a run folder (the run store did not create it); "
                                  "overwrite only replaces runs. Choose another run.name.")
-            Run(path).check_unlocked()
+            cls(path).check_unlocked()
         return path
 
     @classmethod
@@ -263,9 +377,9 @@ class Run:
         path.mkdir(parents=True, exist_ok=True)
         run = cls(path)
         atomic_write_bytes(path / MARKER, json.dumps({"created": _now(), "pid": os.getpid()}).encode())
-        config.save(path / CONFIG)
+        run.save_config(config)
         atomic_write_bytes(path / ENV, json.dumps(environment_info(), indent=2).encode())
-        run.save_results({"status": "created"})
+        _write_json(path / STATUS, RunStatus(updated=_now()).to_dict())
         return run
 
     # ---------------------------------------------------------------------------------------------------- lock
@@ -328,35 +442,45 @@ class Run:
         return (f"run {self.path} is being written by {who}. Two writers would mix their metrics and checkpoints: "
                 "wait for that process to end (or stop it) and retry.")
 
-    # ------------------------------------------------------------------------------------------------- status
+    # -------------------------------------------------------------------------------------------------- status
+
+    @property
+    def status_record(self) -> RunStatus:
+        """The status record as written (status.json; older runs: the status fields of results.json)."""
+        return RunStatus.read(self.path)
 
     @property
     def status(self) -> str:
         """The recorded status; "interrupted" for a run recorded as running that no process is writing (killed)."""
-        status = self.results.get("status", "created" if (self.path / CONFIG).exists() else "missing")
+        status = self.status_record.status
         if status == "running" and not self.locked_by_other() and self._lock_fd is None:
             return "interrupted"
         return status
 
-    def set_status(self, status: str, **fields: Any) -> None:
-        """Move to `status` (a legal transition of `TRANSITIONS`), merging `fields` into results.json."""
-        if status not in STATUSES:
-            raise ValueError(f"unknown run status {status!r}; statuses are {STATUSES}")
-        current = self.results.get("status")
-        current = {"stopped at run.max_steps": "stopped"}.get(current, current)  # runs written before the states
-        if current == "running" and status == "running" and self._lock_fd is not None:
-            current = "interrupted"  # we hold the lock: the previous writer died while running
-        if status not in TRANSITIONS.get(current, ()):
-            raise ValueError(f"run {self.path} cannot go from {current!r} to {status!r} (allowed: "
-                             f"{TRANSITIONS.get(current, ())})")
-        if status == "running":  # a new attempt: results of an earlier one (a stopped run's test) no longer hold
-            keep = {k: v for k, v in self.results.items() if k in ("num_classes", "attempts")}
-            fields = {"attempts": int(keep.get("attempts", 0)) + 1, **fields}
-        else:
-            keep = {k: v for k, v in self.results.items() if k not in ("error", "signal", "stop_reason")}
-        self.save_results({**keep, "status": status, **fields, "updated": _now()})
+    def start_attempt(self, **results: Any) -> None:
+        """Move to "running" for a new attempt (the first, or a resume); results.json restarts from `results`
+        (e.g. num_classes): the numbers of an earlier attempt, such as a stopped run's test, no longer hold."""
+        record = self._advance("running")
+        self.save_results(results)
+        _write_json(self.path / STATUS, record.to_dict())
 
-    # ------------------------------------------------------------------------------------------------- files
+    def set_status(self, status: str, *, error: str | None = None, signal: str | None = None,
+                   stop_reason: str | None = None) -> None:
+        """Move to `status` (a legal transition of `TRANSITIONS`), recording why: the exception of a failed run,
+        the signal of an interrupted one, the reason a run stopped. A new attempt starts with `start_attempt`."""
+        if status == "running":
+            raise ValueError("a new attempt starts with run.start_attempt(...), which also clears the results of "
+                             "the previous one")
+        record = self._advance(status, error=error, signal=signal, stop_reason=stop_reason)
+        _write_json(self.path / STATUS, record.to_dict())
+
+    def _advance(self, status: str, **reason: str | None) -> RunStatus:
+        try:
+            return self.status_record.advance(status, writer_died=self._lock_fd is not None, **reason)
+        except ValueError as exc:
+            raise ValueError(f"run {self.path} {exc}") from None
+
+    # --------------------------------------------------------------------------------------------------- files
 
     @property
     def config(self) -> Config:
@@ -365,12 +489,24 @@ class Run:
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{self.path / CONFIG} cannot be read as a workbench config: {exc}") from None
 
+    def save_config(self, config: Config) -> None:
+        """Write config.json (at creation; again when a resume moves the stopping point)."""
+        atomic_write_bytes(self.path / CONFIG, json.dumps(config.to_dict(), indent=2, default=str).encode())
+
     def log(self, **values: Any) -> None:
-        with open(self.path / METRICS, "a") as f:
-            f.write(json.dumps(values, default=float) + "\n")
+        """Append one record to metrics.jsonl."""
+        self.log_records([values])
+
+    def log_records(self, records: Iterable[dict]) -> None:
+        """Append records to metrics.jsonl, one JSON line each, in one write."""
+        lines = "".join(json.dumps(r, default=float) + "\n" for r in records)
+        if lines:
+            with open(self.path / METRICS, "a") as f:
+                f.write(lines)
 
     @property
     def metrics(self) -> pd.DataFrame:
+        """metrics.jsonl as a table: one row per logged step (loss/*, lr), validation (val/*) or test (test/*)."""
         path = self.path / METRICS
         if not path.exists():
             return pd.DataFrame()
@@ -397,14 +533,52 @@ class Run:
 
     @property
     def results(self) -> dict:
+        """results.json: what the run measured (num_classes, best_epoch, val, test, steps, train_time_s, ...)."""
         path = self.path / RESULTS
-        try:
-            return json.loads(path.read_text()) if path.exists() else {}
-        except ValueError as exc:
-            raise ValueError(f"{path} is damaged ({exc}); it is rewritten when the run is resumed") from None
+        data = _read_json(path, "it is rewritten when the run is resumed") if path.exists() else {}
+        return {k: v for k, v in data.items() if k not in RunStatus.FIELDS}  # older runs kept their status here
 
     def save_results(self, results: dict) -> None:
-        atomic_write_bytes(self.path / RESULTS, json.dumps(results, indent=2, default=float).encode())
+        """Replace results.json. The status is not a result: it moves with `start_attempt` / `set_status`."""
+        mixed = sorted(set(results) & set(RunStatus.FIELDS))
+        if mixed:
+            raise ValueError(f"results.json holds results only, got the status field(s) {mixed}; the status moves "
+                             "with run.start_attempt() / run.set_status()")
+        _write_json(self.path / RESULTS, results)
+
+    # ------------------------------------------------------------------------------------- typed result access
+
+    @property
+    def test(self) -> ProtocolScores | None:
+        """The test protocol on the selected weights (None until the run has been tested)."""
+        return ProtocolScores.from_dict(self.results.get("test"))
+
+    @property
+    def test_rerank(self) -> ProtocolScores | None:
+        """The test protocol with k-reciprocal re-ranking (runs with run.test_rerank=True)."""
+        return ProtocolScores.from_dict(self.results.get("test_rerank"))
+
+    @property
+    def val(self) -> dict[str, float]:
+        """The validation metrics of the selected epoch ({} without validation)."""
+        return dict(self.results.get("val") or {})
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The epoch (1-based) whose weights validation selected; None without validation."""
+        return self.results.get("best_epoch")
+
+    @property
+    def train_time_s(self) -> float | None:
+        """Seconds spent in training steps (validation and test excluded), over every attempt."""
+        return self.results.get("train_time_s")
+
+    @property
+    def num_classes(self) -> int:
+        """Training identities of the classifier (0 for a run that never started)."""
+        return int(self.results.get("num_classes", 0))
+
+    # ------------------------------------------------------------------------------------------------- weights
 
     @property
     def last_checkpoint(self) -> Path:
@@ -426,23 +600,17 @@ class Run:
         return f"Run({str(self.path)!r})"
 
 
-def _now() -> str:
-    return _dt.datetime.now().isoformat(timespec="seconds")
-
-
-def default_run_name(config: Config) -> str:
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return f"{config.run.method}-{config.data.dataset}-{config.run.profile}-{stamp}"
-
-
 def load_run(path: str | Path) -> Run:
+    """Open the run folder `path` (the one way to open a run); `FileNotFoundError` if it is not one."""
     path = Path(path)
     if not (path / CONFIG).is_file():
         raise FileNotFoundError(f"{path} is not a run folder (no {CONFIG}); list runs with workbench.runs.list_runs()")
     return Run(path)
 
 
-_DISPLAY_ONLY = {("run", "name"), ("run", "live_plot"), ("run", "tensorboard")}
+# ------------------------------------------------------------------------------------------- finding and listing
+
+_DISPLAY_ONLY = {("run", "name"), ("run", "live_plot"), ("run", "tensorboard"), ("run", "log_every")}
 
 
 def same_recipe(a: Config, b: Config) -> bool:
@@ -460,31 +628,31 @@ def find_run(config: Config) -> Run | None:
     "Finished" means the status says so and the run trained every epoch its config asks for.
     """
     found = []
-    for cfg_path in Path(config.run.out_dir).glob(f"*/{CONFIG}"):
-        run = Run(cfg_path.parent)
+    for cfg_path in runs_dir(config.run.out_dir).glob(f"*/{CONFIG}"):
+        run = load_run(cfg_path.parent)
         try:
-            res = run.results
-            done = res.get("epochs_done", config.optim.epochs)  # runs written before epochs_done was recorded
-            if res.get("status") == "finished" and done == config.optim.epochs and same_recipe(run.config, config):
+            done = run.results.get("epochs_done", config.optim.epochs)  # runs written before epochs_done existed
+            if (run.status_record.status == "finished" and done == config.optim.epochs
+                    and same_recipe(run.config, config)):
                 found.append((cfg_path.stat().st_mtime, run))
-        except (ValueError, json.JSONDecodeError, KeyError):
+        except (ValueError, TypeError, KeyError):
             continue
     return max(found, key=lambda t: t[0])[1] if found else None
 
 
-def list_runs(root: str | Path = "runs") -> pd.DataFrame:
-    """One row per run under `root`: name, method, dataset, profile, status, best validation, test metrics."""
+def list_runs(root: str | Path | None = None) -> pd.DataFrame:
+    """One row per run under `root` (default: the project's runs/): name, method, dataset, profile, status, best
+    validation, test metrics."""
     rows = []
-    for cfg_path in sorted(Path(root).glob(f"*/{CONFIG}")):
-        run = Run(cfg_path.parent)
+    for cfg_path in sorted(runs_dir(root).glob(f"*/{CONFIG}")):
+        run = load_run(cfg_path.parent)
         try:
-            cfg = run.config
-            res = run.results
-        except (ValueError, json.JSONDecodeError) as exc:
+            cfg, res, status = run.config, run.results, run.status
+        except (ValueError, TypeError) as exc:
             rows.append({"name": run.name, "status": f"unreadable: {exc}"})
             continue
         row = {"name": run.name, "method": cfg.run.method, "dataset": cfg.data.dataset, "profile": cfg.run.profile,
-               "model": cfg.model.name, "status": run.status,
+               "model": cfg.model.name, "status": status,
                "best_epoch": res.get("best_epoch"), "train_time_s": res.get("train_time_s")}
         for key, value in (res.get("val") or {}).items():
             row[f"val_{key}"] = value

@@ -13,11 +13,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from workbench.evaluate import load_evaluation
-from workbench.runs import CONFIG, Run
+from workbench.runs import CONFIG, Run, load_run
 from workbench.utils import runs_dir as _runs_dir
 
 # Config keys that say where and how a run was displayed, not what it trained.
-IGNORED_KEYS = ("run.name", "run.out_dir", "run.live_plot", "run.tensorboard", "run.device")
+IGNORED_KEYS = ("run.name", "run.out_dir", "run.live_plot", "run.tensorboard", "run.log_every", "run.device")
 METRICS = ("rank1", "mAP", "mINP")
 
 
@@ -36,7 +36,7 @@ def flatten_config(d: dict, prefix: str = "") -> dict[str, Any]:
 def discover_runs(runs_dir: str | Path | None = None) -> dict[str, Run]:
     """Every run folder under `runs_dir` (default: the project's runs/), by name, sorted by name."""
     root = _runs_dir(runs_dir)
-    return {p.parent.name: Run(p.parent) for p in sorted(root.glob(f"*/{CONFIG}"))}
+    return {p.parent.name: load_run(p.parent) for p in sorted(root.glob(f"*/{CONFIG}"))}
 
 
 def run_configs(runs: dict[str, Run]) -> dict[str, dict[str, Any]]:

@@ -6,8 +6,9 @@
     for split in ds.eval_splits(mode="all", shot=1):            # SYSU-MM01: ten seeded gallery draws
         ...
 
-Submodules that are not imported here (`synthetic`, `samplers`, `transforms`, `torch_datasets`) load on first attribute access,
-e.g. `data.synthetic.export(...)`.
+Submodules that are not imported here (`synthetic`, `samplers`, `transforms`, `torch_datasets`, `loaders`) load on
+first attribute access, e.g. `data.synthetic.export(...)`; so do the training loader's `build_train_loader` and
+`train_recipe_kinds` (from `loaders`).
 """
 
 from __future__ import annotations
@@ -34,10 +35,13 @@ __all__ = [
     "load_dataset",
 ]
 
-_LAZY = ("synthetic", "samplers", "transforms", "torch_datasets")
+_LAZY = ("synthetic", "samplers", "transforms", "torch_datasets", "loaders")
+_LAZY_NAMES = {"build_train_loader": "loaders", "train_recipe_kinds": "loaders"}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return importlib.import_module(f"{__name__}.{name}")
+    if name in _LAZY_NAMES:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY_NAMES[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -284,7 +284,7 @@ def test_masking_mode_and_ratio_change_only_the_intra_term():
     assert set(_terms({"masking": "none"})) == FULL - {"intra"}
     with pytest.raises(ValueError, match="masking"):
         _terms({"masking": "salient"})
-    with pytest.raises(ValueError, match="unknown sd2reid method_options"):
+    with pytest.raises(ValueError, match=r"'sd2reid' has no method_options 'mask_raito' \(did you mean 'mask_ratio'"):
         SD2Options.from_config({"mask_raito": 0.3})
 
 

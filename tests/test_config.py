@@ -171,6 +171,7 @@ def test_option_values_from_the_command_line_are_parsed_into_the_field_types():
     assert type(got["temperature"]) is float and type(got["stages"]) is int and type(got["teacher"]) is str
     # what override makes of "1"/"0" for a boolean, and of one temperature for a tuple; "none" for an optional text
     assert parse_options({"flag": 1}, _Opts, "m") == {"flag": True}
+    assert parse_options({"flag": 0}, _Opts, "m") == {"flag": False}
     assert parse_options({"temps": 3}, _Opts, "m") == {"temps": (3,)}
     assert parse_options({"teacher": None}, _Opts, "m") == {"teacher": None}
     module = object()

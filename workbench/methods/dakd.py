@@ -99,7 +99,8 @@ def _section(options: Any, klass: type) -> Any:
 
 def _known_options(options: dict, klass: type) -> dict[str, Any]:
     """The `method_options` entries that are fields of the dataclass `klass`, checked and parsed
-    (`workbench.config.parse_options`); the other entries are left to their own fields."""
+    (`workbench.config.parse_options`); the other entries are left alone. The recipe card reads the loss constants
+    with it; a method reads its options with `Method.options`, which refuses unknown keys."""
     return parse_options({k: v for k, v in options.items() if k in {f.name for f in dataclasses.fields(klass)}},
                          klass, klass.__name__)
 

@@ -55,11 +55,15 @@ AREA_TESTS: dict[str, tuple[str, ...]] = {
     "synthetic": ("tests/test_synthetic.py",),
     "dakd_student": ("tests/test_dakd.py",),
     "profiling": ("tests/test_runs.py",),
+    "sd2reid": ("tests/test_sd2reid.py",),
+    "options_parser": ("tests/test_config.py",),
+    "method_options": ("tests/test_cli.py", "tests/test_icre.py", "tests/test_dakd.py"),
 }
 
 MEM, DAKD = "workbench/losses/memory.py", "workbench/methods/dakd.py"
 TF, PROT = "workbench/data/transforms.py", "workbench/metrics/protocols.py"
 SAMP, REND = "workbench/data/samplers.py", "workbench/data/synthetic_render.py"
+SD2, CONF = "workbench/methods/sd2reid.py", "workbench/config.py"
 
 MUTANTS: tuple[Mutant, ...] = (
     # --- the MCE teacher's memories (memory.py, DAKDTeacher)
@@ -115,6 +119,10 @@ MUTANTS: tuple[Mutant, ...] = (
            "one batch short"),
     Mutant("samplers", SAMP, "range(0, len(idx) - self.k + 1, self.k)", "range(0, len(idx) - self.k, self.k)",
            "last full chunk dropped"),
+    Mutant("samplers", SAMP, "np.random.SeedSequence([self.seed, int(epoch)])",
+           "np.random.SeedSequence(self.seed + int(epoch))", "seed and epoch summed: seed 1 epoch 0 replays seed 0 epoch 1"),
+    Mutant("samplers", SAMP, "np.random.SeedSequence([self.seed, int(epoch)])",
+           "np.random.SeedSequence(self.seed ^ int(epoch))", "seed xor epoch: (seed, epoch) pairs collide"),
     # --- loaders
     Mutant("loaders", "workbench/data/sysu.py", "        verify_images(s for v in test_images.values() for s in v)\n",
            "", "SYSU test images not verified"),
@@ -143,6 +151,39 @@ MUTANTS: tuple[Mutant, ...] = (
            "return F.normalize(b_v, dim=1), b_r", "infrared teacher features not normalised"),
     Mutant("dakd_student", DAKD, "return F.normalize(b_v, dim=1), F.normalize(b_r, dim=1)",
            "return b_v, F.normalize(b_r, dim=1)", "visible teacher features not normalised"),
+    # --- SD2-ReID's DDM targets
+    Mutant("sd2reid", SD2, 'L.token_statistics(out.parts[f"shared_tokens_{m}"][:, 1:].detach())',
+           'L.token_statistics(out.parts[f"final_tokens_{m}"][:, 1:].detach())',
+           "style target from the last block, not the shared shallow layer"),
+    Mutant("sd2reid", SD2, 'L.token_statistics(out.parts[f"shared_tokens_{m}"][:, 1:].detach())',
+           'L.token_statistics(out.parts[f"shared_tokens_{m}"].detach())', "style statistics include the CLS token"),
+    Mutant("sd2reid", SD2, '[out.parts[f"sem_logits_{m}"] for m in mods], tau=opts.semantic_tau)',
+           '[out.parts[f"logits_{m}"] for m in mods], tau=opts.semantic_tau)',
+           "semantic distillation on the per-modality classifiers, not the DDM semantic heads"),
+    # --- the method-options parser (config.parse_options / check_options)
+    Mutant("options_parser", CONF, "    unknown = [key for key in options if key not in fields]\n",
+           "    unknown = []\n", "unknown option keys ignored"),
+    Mutant("options_parser", CONF, "close = difflib.get_close_matches(str(key), list(fields), n=3)", "close = []",
+           "no close matches suggested"),
+    Mutant("options_parser", CONF, 'choices=choices,\n                                  bounds=f.metadata.get("bounds"))',
+           'choices=choices,\n                                  bounds=None)', "option ranges not checked"),
+    Mutant("options_parser", CONF, "not isinstance(value, bool) and value in (0, 1):",
+           "not isinstance(value, bool) and value in (1,):", "the command line's 0 refused for a boolean"),
+    Mutant("options_parser", CONF, 'value is None and choices and "none" in choices:',
+           "value is None and choices and None in choices:", "the command line's none refused for a text choice"),
+    Mutant("options_parser", CONF, "if parsed != value or isinstance(parsed, bool) != isinstance(value, bool):",
+           "if isinstance(parsed, bool) != isinstance(value, bool):", "options built in Python not type-checked"),
+    # --- each method parses its options with it, before any work
+    Mutant("method_options", "workbench/methods/base.py",
+           "        self.options(cfg)  # before any work: the request's method_options are valid\n", "",
+           "build_model does not parse the options (the baseline ignores them)"),
+    Mutant("method_options", "workbench/methods/icre.py", 'explicit = parse_options(options, ICREOptions, "icre")',
+           "explicit = {k: v for k, v in options.items() if k in {f.name for f in dataclasses.fields(ICREOptions)}}",
+           "ICRE ignores unknown keys (the old behaviour)"),
+    Mutant("method_options", DAKD, "    options_class = DAKDTeacherOptions\n",
+           "    options_class = DAKDOptions\n", "the teacher phase parses the student's options"),
+    Mutant("method_options", "workbench/losses/kd.py", "choices=ABLATIONS + tuple(ABLATION_ALIASES))",
+           "choices=ABLATIONS)", "DAKD's code ablation names refused"),
     # --- timing helper (the unit test used to time time.sleep)
     Mutant("profiling", "workbench/profiling.py", "return {k: counts[k] / sorted(v)[len(v) // 2] for k, v in times.items()}",
            "return {k: counts[k] / (sum(v) / len(v)) for k, v in times.items()}", "mean instead of median"),

@@ -41,6 +41,28 @@ def test_error_exit_codes_in_process(tmp_path, capsys, monkeypatch):
         main(["train", "--profile", "smoke", f"run.out_dir={tmp_path}", "optim.epochs=abc"])
 
 
+@pytest.mark.parametrize("method, dataset, says", [
+    ("icre", "synthetic-vi", "'temprature' (did you mean 'temperature'?)"),
+    ("dakd_teacher", "synthetic-vi", "'temprature'; its method_options are: caid_weight"),
+    ("dakd", "synthetic-vi", "'temprature' (did you mean 'temperatures'?)"),
+    ("sd2reid", "synthetic-rgbnt", "'temprature'; its method_options are: cross"),
+    ("baseline", "synthetic-vi", "'temprature'; its method_options are: none"),
+])
+def test_a_misspelt_method_option_stops_the_start_with_one_message_and_no_run_folder(tmp_path, capsys,
+                                                                                     monkeypatch, method, dataset,
+                                                                                     says):
+    """Issue 22 item 1: `train --method icre ... method_options.temprature=2` used to train (and finish) with the
+    default temperature; every method now refuses an unknown option before the run folder is made."""
+    monkeypatch.delenv("WORKBENCH_DEBUG", raising=False)
+    argv = ["train", "--method", method, "--dataset", dataset, "--profile", "smoke", "--name", "bad",
+            f"run.out_dir={tmp_path}", "run.device=cpu", "method_options.temprature=2"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"error: method {method!r} has no method_options {says}" in err
+    assert len(err.strip().splitlines()) == 2 and "Traceback" not in err  # the message and the --debug hint
+    assert not (tmp_path / "bad").exists() and list(tmp_path.iterdir()) == []
+
+
 # ---------------------------------------------------------------------------------------- item 2: --resume recipe
 
 @pytest.mark.parametrize("flag, value", [("--method", "dakd_teacher"), ("--dataset", "synthetic-rgbnt"),

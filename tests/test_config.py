@@ -1,10 +1,21 @@
 """Config overrides, JSON round trips, profiles and the learning-rate schedules."""
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
-from workbench.config import Config, OptimConfig, dataset_kind, get_config
+from workbench.config import (
+    Config,
+    OptimConfig,
+    check_options,
+    check_value,
+    dataset_kind,
+    get_config,
+    option,
+    parse_options,
+)
 from workbench.train import lr_factor, param_groups
 
 
@@ -110,3 +121,90 @@ def test_cpu_demo_student_keeps_constant_lr_without_weight_decay():
     cfg = get_config("dakd", "synthetic-vi", "cpu-demo")
     assert cfg.optim.schedule == "constant" and cfg.optim.weight_decay == 0 and cfg.model.name == "test_vi_resnet"
     assert cfg.data.cutswap == "code_faithful"
+
+
+# ---------------------------------------------------------------------------------------- method options parser
+
+@dataclass(frozen=True)
+class _Opts:
+    """A method's options as the methods declare them (one of each kind the parser handles)."""
+
+    temperature: float = option(4.0, low=1e-12, accepts="a number > 0")
+    weight: float = option(1.0, low=0)
+    mode: str = option("le", choices=("le", "gt", "none"))
+    stages: int = option(2, choices=(0, 1, 2))
+    flag: bool = True
+    teacher: str | None = None
+    temps: tuple[float, ...] = option((4.0, 2.0), low=1e-12, accepts="positive numbers")
+    module: Any = None
+
+    def __post_init__(self) -> None:
+        check_options(self)
+
+
+@dataclass(frozen=True)
+class _NoOpts:
+    pass
+
+
+def test_unknown_option_keys_are_refused_naming_close_matches_and_every_valid_key():
+    with pytest.raises(ValueError) as info:
+        parse_options({"temprature": 2, "weight": 1, "flagg": True, "zzz": 0}, _Opts, "m")
+    msg = str(info.value)
+    assert "method 'm' has no method_options 'temprature' (did you mean 'temperature'?)" in msg
+    assert "'flagg' (did you mean 'flag'?)" in msg and "'zzz'" in msg and "'zzz' (" not in msg
+    assert "'weight'" not in msg.split(";")[0]  # a valid key is not reported as unknown
+    assert msg.endswith("its method_options are: flag, mode, module, stages, teacher, temperature, temps, weight")
+    with pytest.raises(ValueError, match="'m' has no method_options 'temperature'.*it takes no method_options"):
+        parse_options({"temperature": 2}, _NoOpts, "m")
+    with pytest.raises(ValueError, match="must be a dict"):
+        parse_options([("temperature", 2)], _Opts, "m")
+
+
+def test_option_values_from_the_command_line_are_parsed_into_the_field_types():
+    text = {"temperature": "2", "weight": "0", "mode": "none", "stages": "1", "flag": "false", "teacher": "123",
+            "temps": "4,2.5"}
+    options = Config().override(**{f"method_options.{k}": v for k, v in text.items()}).method_options
+    got = parse_options(options, _Opts, "m")
+    assert got == {"temperature": 2.0, "weight": 0.0, "mode": "none", "stages": 1, "flag": False, "teacher": "123",
+                   "temps": (4, 2.5)}
+    assert type(got["temperature"]) is float and type(got["stages"]) is int and type(got["teacher"]) is str
+    # what override makes of "1"/"0" for a boolean, and of one temperature for a tuple; "none" for an optional text
+    assert parse_options({"flag": 1}, _Opts, "m") == {"flag": True}
+    assert parse_options({"flag": 0}, _Opts, "m") == {"flag": False}
+    assert parse_options({"temps": 3}, _Opts, "m") == {"temps": (3,)}
+    assert parse_options({"teacher": None}, _Opts, "m") == {"teacher": None}
+    module = object()
+    assert parse_options({"module": module}, _Opts, "m")["module"] is module  # typed Any: passed through
+    assert parse_options({}, _Opts, "m") == {}
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("temperature", "abc", "cannot be parsed"), ("temperature", "-1", "a number > 0"), ("temperature", 0, "> 0"),
+    ("temperature", float("inf"), "not a finite number"), ("weight", "-0.5", "a number >= 0"),
+    ("mode", "sideways", "one of ('le', 'gt', 'none')"), ("stages", "3", "one of (0, 1, 2)"),
+    ("stages", "1.5", "got float"), ("flag", "maybe", "not a boolean"), ("flag", 2, "got int"),
+    ("temps", "4,-2", "positive numbers"), ("temps", "a,b", "is not a number"), ("mode", 1.5, "got float"),
+])
+def test_bad_option_values_are_refused_naming_the_key_the_value_and_what_it_accepts(key, value, says):
+    with pytest.raises(ValueError) as info:
+        parse_options({key: value}, _Opts, "m")
+    assert f"method_options.{key}={value!r}" in str(info.value) and says in str(info.value)
+
+
+def test_options_built_in_python_are_held_to_the_same_declaration():
+    assert _Opts(temperature=2).temperature == 2
+    for bad in ({"weight": -1.0}, {"mode": "sideways"}, {"flag": 1}, {"temperature": "2"}):
+        with pytest.raises(ValueError, match=f"method_options.{next(iter(bad))}"):
+            _Opts(**bad)
+
+
+def test_check_value_takes_choices_and_bounds_instead_of_the_tables():
+    assert check_value("x.y", "3", "int", choices=(1, 3)) == 3
+    with pytest.raises(ValueError, match=r"x.y='2': not a valid choice. Expected an integer, one of \(1, 3\)"):
+        check_value("x.y", "2", "int", choices=(1, 3))
+    with pytest.raises(ValueError, match="out of range. Expected between 0 and 1"):
+        check_value("x.y", "1.5", "float", bounds=(0, 1, "between 0 and 1"))
+    # the tables still apply to config keys
+    with pytest.raises(ValueError, match="optim.schedule"):
+        check_value("optim.schedule", "cos", "str")

@@ -719,3 +719,35 @@ def test_method_options_from_the_command_line_are_parsed(vi_samples):
     assert method.loss_cfg == DAKDLossConfig(mask_mode="gt", strong_uses_weak_for_T26=False, temperatures=(4, 2),
                                              ablation="no_class")
     assert method.double_forward is True
+
+
+@pytest.mark.parametrize("method, options, says", [
+    ("dakd_teacher", {"mask_mode": "gt"}, "'dakd_teacher' has no method_options 'mask_mode'"),
+    ("dakd_teacher", {"teacher": "runs/t"}, "'dakd_teacher' has no method_options 'teacher'"),
+    ("dakd", {"channels": 2}, "'dakd' has no method_options 'channels'"),
+    ("dakd", {"temprature": 2}, "'temprature' (did you mean 'temperatures'?)"),
+    ("dakd_teacher", {"kl_wieght": 1}, "'kl_wieght' (did you mean 'kl_weight'"),
+    ("dakd", {"tau_c": "0"}, "method_options.tau_c=0: out of range"), ("dakd", {"instance_weight": "1.5"}, "[0, 1]"),
+    ("dakd", {"mask_mode": "sometimes"}, "('le', 'gt', 'none')"), ("dakd", {"temperatures": "4,0"}, "positive"),
+    ("dakd", {"double_forward": "twice"}, "not a boolean"), ("dakd", {"ablation": "all"}, "'mlkd_no_class'"),
+    ("dakd_teacher", {"channels": "4"}, "one of (2, 3)"), ("dakd_teacher", {"global_momentum": "2"}, "[0, 1]"),
+    ("dakd_teacher", {"tau": "-0.05"}, "> 0"),
+])
+def test_each_phase_refuses_misspelt_and_other_phase_options_and_bad_values(method, options, says):
+    """Both phases parse their own keys only (the teacher's MCE constants, the student's KD switches): an unknown
+    or out-of-range option stops `build_model`, before any training, where it used to be ignored."""
+    cfg = smoke_cfg(method)
+    cfg = cfg.override(**{f"method_options.{k}": v for k, v in options.items()})
+    cls = DAKDTeacher if method == "dakd_teacher" else DAKD
+    with pytest.raises(ValueError) as info:
+        cls().build_model(cfg, N_IDS)
+    assert says in str(info.value)
+
+
+def test_option_values_keep_their_meaning():
+    """Teacher paths, code ablation names, "none" masks and one temperature from the command line."""
+    opts = DAKD().options(smoke_cfg("dakd").override(**{
+        "method_options.teacher": "runs/t", "method_options.ablation": "mlkd_no_instance",
+        "method_options.mask_mode": "none", "method_options.temperatures": "3"}))
+    assert (opts.teacher, opts.ablation, opts.mask_mode, opts.temperatures) == ("runs/t", "no_instance", "none", (3.0,))
+    assert DAKDTeacher().options({"channels": "2", "hard_global": "false"}).channels == 2

@@ -382,6 +382,38 @@ def test_model_switches_reach_the_network_and_global_head_adds_its_terms():
     assert set(terms_for({"global_head": True})) == ALL_TERMS | {"id_g", "triplet_g"}
 
 
+def test_misspelt_options_are_refused_not_ignored():
+    """Issue 22: `temprature` used to train with the default temperature; every key is now checked."""
+    with pytest.raises(ValueError) as info:
+        icre_options({"mpfr_mask": False, "temprature": 1.0})
+    msg = str(info.value)
+    assert "'mpfr_mask' (did you mean 'mpfr_masks'" in msg and "'temprature' (did you mean 'temperature'?)" in msg
+    assert "its method_options are: ablation, distill, distill_direction, global_head" in msg
+    with pytest.raises(ValueError, match="'icre' has no method_options 'temprature'"):
+        ICRE().build_model(smoke_cfg(temprature=2), N_IDS)
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("temperature", "0", "> 0"), ("temperature", "warm", "cannot be parsed"), ("sdce_stages", "3", "(0, 1, 2)"),
+    ("mpfr", "yes", "not a boolean"), ("icg_rho", "-0.1", ">= 0"), ("sd_weight", "-1", ">= 0"),
+    ("inference", "global", "'enhanced+global'"), ("stage_set", "layer3-5", "'layer2-4'"),
+    ("distill_direction", "sideways", "'mutual'"), ("ablation", "everything", "'mpfr_sdce'"),
+])
+def test_option_values_are_checked_against_type_and_range(key, value, says):
+    with pytest.raises(ValueError) as info:
+        icre_options({key: value})
+    assert f"method_options.{key}={value!r}" in str(info.value) and says in str(info.value)
+
+
+def test_options_from_the_command_line_are_parsed_and_override_the_preset():
+    cfg = smoke_cfg().override(**{"method_options.temperature": "2", "method_options.mpfr_masks": "false",
+                                  "method_options.sdce_stages": "1", "method_options.ablation": "mpfr"})
+    opts = ICRE().options(cfg)
+    assert opts == icre_options({"ablation": "mpfr", "temperature": 2.0, "mpfr_masks": False, "sdce_stages": 1})
+    assert (opts.temperature, opts.mpfr_masks, opts.sdce_stages, opts.distill) == (2.0, False, 1, False)
+    assert type(opts.temperature) is float
+
+
 def test_options_that_contradict_each_other_are_refused():
     assert icre_options({"mpfr": "false"}).sdce_stages == 0 and not icre_options({"mpfr": False}).distill
     with pytest.raises(ValueError, match="needs mpfr=True"):

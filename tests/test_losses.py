@@ -257,3 +257,28 @@ def test_errors_name_the_argument():
         losses.CenterLoss(P, D + 1).double()(feats, labels)
     with pytest.raises(ValueError, match="margin"):
         losses.batch_hard_triplet_loss(feats, labels, margin=-1.0)
+
+
+def test_every_loss_taking_a_modality_index_checks_it_one_way():
+    """Hetero-centre, ICG and DAKD's prototypes refuse a bad `modality` (N,) tensor with the same message (the one
+    check of `losses._checks`, indices of `workbench.data.samples`: 0 visible, 1 infrared)."""
+    from workbench.data.samples import INFRARED, VI_MODALITIES, VISIBLE, vi_modality_index
+    from workbench.losses.icre import icg_centre_loss, icg_margin_loss
+    from workbench.losses.kd import compute_prototypes
+
+    assert (VISIBLE, INFRARED) == (0, 1) and [vi_modality_index(m) for m in VI_MODALITIES] == [0, 1]
+    with pytest.raises(ValueError, match="'nir'"):
+        vi_modality_index("nir")
+    feats, labels = torch.randn(4, 3), torch.tensor([0, 0, 1, 1])
+    calls = {"hetero_center": lambda m: losses.hetero_center_loss(feats, labels, m),
+             "icg_centre": lambda m: icg_centre_loss(feats, labels, m),
+             "icg_margin": lambda m: icg_margin_loss(feats, labels, m),
+             "prototypes": lambda m: compute_prototypes(feats, labels, m, 2)}
+    for name, call in calls.items():
+        out = call(torch.tensor([0, 1, 0, 1]))
+        assert all(torch.isfinite(t).all() for t in (out if isinstance(out, tuple) else (out,))), name
+        with pytest.raises(ValueError, match=r"modality values must be 0 \(visible, rgb\) or 1 \(infrared, ir\), "
+                                             r"got \[0, 2\]"):
+            call(torch.tensor([0, 2, 0, 2]))
+        with pytest.raises(ValueError, match=r"modality must be \(N,\) = \(4,\), got shape \(3,\)"):
+            call(torch.tensor([0, 1, 0]))

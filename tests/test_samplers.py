@@ -303,3 +303,24 @@ def test_triplet_errors():
         TripletIdentitySampler([0, 0, 1], 3, 1)
     with pytest.raises(ValueError, match="labels must be >= 0"):
         TripletIdentitySampler([0, -1, 1], 1, 1)
+
+
+# --- seeds of the epoch plans ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["vi", "triplet"])
+def test_seed_epoch_pairs_never_share_a_plan(kind):
+    """The plan of (seed, epoch) is drawn from a generator keyed by the pair itself: seed 1's epoch 0 does not
+    replay seed 0's epoch 1 (a run with seed 1 is not the seed-0 run one epoch late), nor does any other pair in a
+    grid of seeds and epochs repeat another's plan."""
+    def make(seed: int):
+        if kind == "vi":
+            rgb, ir = _vi_labels()
+            return VIIdentitySampler(rgb, ir, 3, 2, seed=seed)
+        return TripletIdentitySampler(_triplet_labels(), 2, 2, seed=seed, num_batches=6)
+
+    assert make(1).plan(0) != make(0).plan(1)
+    plans = {(seed, epoch): make(seed).plan(epoch) for seed in range(5) for epoch in range(5)}
+    keys = list(plans)
+    same = [(a, b) for i, a in enumerate(keys) for b in keys[i + 1:] if plans[a] == plans[b]]
+    assert not same, f"(seed, epoch) pairs with the same plan: {same}"

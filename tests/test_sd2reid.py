@@ -284,8 +284,69 @@ def test_masking_mode_and_ratio_change_only_the_intra_term():
     assert set(_terms({"masking": "none"})) == FULL - {"intra"}
     with pytest.raises(ValueError, match="masking"):
         _terms({"masking": "salient"})
-    with pytest.raises(ValueError, match="unknown sd2reid method_options"):
+    with pytest.raises(ValueError, match=r"'sd2reid' has no method_options 'mask_raito' \(did you mean 'mask_ratio'"):
         SD2Options.from_config({"mask_raito": 0.3})
+
+
+def _one_forward(seed: int = 0):
+    """A DDM model, its method, config (no HSLM: one forward, no masks), a batch, the method's loss terms and the
+    model's output on the same batch (deterministic: the same graph as the method's forward)."""
+    cfg = _cfg(hslm=False)
+    method = get_method("sd2reid")
+    torch.manual_seed(seed)
+    net = method.build_model(cfg, num_classes=3).train()
+    batch = _batch()
+    terms = method.training_losses(net, batch, cfg)
+    out = net({m: batch[m] for m in MODS}, batch["camid"], with_style=True)
+    return net, batch, terms, out
+
+
+def _token_stats(tokens: torch.Tensor) -> torch.Tensor:
+    """(B, T, D) -> (B, 2D): per-channel mean and sqrt(population variance + 1e-6) over the tokens."""
+    return torch.cat([tokens.mean(1), (tokens.var(1, unbiased=False) + 1e-6).sqrt()], dim=1)
+
+
+def _style_mse(out, tokens: dict) -> float:
+    """sum over modalities of mean((decoded style - token statistics of `tokens[m]`)^2)."""
+    return float(sum((out.parts[f"sty_pred_{m}"] - _token_stats(tokens[m])).pow(2).mean() for m in MODS))
+
+
+def test_style_target_is_the_token_statistics_of_the_shared_shallow_layer():
+    """DDM's style distillation predicts the statistics of the patch tokens right after HMFE's shared blocks (the
+    shallow shared layer, L_s), recomputed here from the embedding and the shared blocks alone; the last block's
+    tokens would give another value."""
+    net, batch, terms, out = _one_forward()
+    bb = net.backbone
+    assert 0 < bb.shared_depth < bb.depth  # the shallow layer is not the last one
+    b, x = bb.embed_tokens({m: batch[m] for m in MODS}, batch["camid"])
+    for block in bb.shared_blocks:
+        x = block(x)
+    shallow = {m: x[i * b:(i + 1) * b, 1:] for i, m in enumerate(MODS)}  # patch tokens, CLS dropped
+    want = SD2Options().style_weight * _style_mse(out, shallow)
+    assert float(terms["style"]) == pytest.approx(want, rel=1e-5)
+    last = _style_mse(out, {m: out.parts[f"final_tokens_{m}"][:, 1:] for m in MODS})
+    assert last != pytest.approx(want, rel=1e-3)  # the test tells the two layers apart
+
+
+def test_semantic_distillation_acts_on_the_ddm_semantic_heads_not_the_modality_classifiers():
+    """`sem_kd` is the tau^2 KL to the modality consensus of the logits of DDM's semantic codes (semantic head ->
+    BN -> shared classifier); its gradient reaches the semantic heads and never the backbone's per-modality
+    classifiers."""
+    net, batch, terms, out = _one_forward()
+    opts = SD2Options()
+    with torch.no_grad():  # the semantic logits, recomputed from the backbone's CLS features through DDM's heads
+        sem = [net.sem_classifier(net.sem_bnnecks[i](net.sem_heads[i](out.parts[f"cls_{m}"])))
+               for i, m in enumerate(MODS)]
+        per_modality = [out.parts[f"logits_{m}"] for m in MODS]  # the backbone's own heads
+        want = opts.semantic_weight * float(L.semantic_distillation_loss(sem, opts.semantic_tau))
+        other = opts.semantic_weight * float(L.semantic_distillation_loss(per_modality, opts.semantic_tau))
+    assert float(terms["sem_kd"]) == pytest.approx(want, rel=1e-5)
+    assert other != pytest.approx(want, rel=0.1)  # the test tells the two sets of logits apart
+    net.zero_grad()
+    terms["sem_kd"].backward()
+    grads = {name: p.grad for name, p in net.named_parameters()}
+    assert any(g is not None and g.abs().sum() > 0 for k, g in grads.items() if k.startswith("sem_heads."))
+    assert all(g is None or g.abs().sum() == 0 for k, g in grads.items() if k.startswith("backbone.classifiers."))
 
 
 def test_reduces_to_the_multimodal_baseline_losses_without_sharing_ddm_and_hslm():

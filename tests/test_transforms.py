@@ -284,6 +284,59 @@ def test_random_erasing_box_and_modes(mode):
             assert fill[0].flatten().unique().numel() > 1
 
 
+def _reference_erasing(img: torch.Tensor, g: torch.Generator, *, p: float, sl: float, sh: float, r1: float,
+                       log_aspect: bool, attempts: int, fill: str, value) -> torch.Tensor:
+    """Random Erasing written out as the two reference codes do it, one draw at a time from `g`: CAJ/DAKD
+    `ChannelRandomErasing` (uniform aspect, 100 attempts, per-channel constants) and timm's `RandomErasing` as
+    TOP-ReID uses it (log-uniform aspect, 10 attempts, pixel / rand / const fill)."""
+    out = img.clone()
+    if torch.rand((), generator=g).item() >= p:
+        return out
+    _, h_img, w_img = img.shape
+    for _ in range(attempts):
+        target = (sl + (sh - sl) * torch.rand((), generator=g).item()) * h_img * w_img
+        if log_aspect:
+            lo, hi = math.log(r1), math.log(1 / r1)
+            aspect = math.exp(lo + (hi - lo) * torch.rand((), generator=g).item())
+        else:
+            aspect = r1 + (1 / r1 - r1) * torch.rand((), generator=g).item()
+        h, w = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
+        if w < w_img and h < h_img:
+            top = int(torch.randint(0, h_img - h + 1, (), generator=g).item())
+            left = int(torch.randint(0, w_img - w + 1, (), generator=g).item())
+            if fill == "pixel":
+                out[:, top : top + h, left : left + w] = torch.randn((3, h, w), generator=g, dtype=img.dtype)
+            elif fill == "rand":
+                out[:, top : top + h, left : left + w] = torch.randn((3, 1, 1), generator=g, dtype=img.dtype)
+            else:
+                for c in range(3):
+                    out[c, top : top + h, left : left + w] = value[c]
+            return out
+    return out
+
+
+@pytest.mark.parametrize("flavour", ["channel", "channel_custom", "pixel", "rand", "const"])
+def test_both_erasing_flavours_equal_the_reference_draw_for_draw(flavour):
+    """One implementation, both behaviours: the same generator state gives bit-identical images to the reference
+    algorithm of each flavour (box draws, attempts, aspect law, fill), across sizes where attempts fail too."""
+    if flavour.startswith("channel"):
+        kw = dict(p=0.7, sl=0.02, sh=0.4, r1=0.3, mean=CAJ_ERASE_MEAN) if flavour == "channel" else \
+            dict(p=1.0, sl=0.3, sh=0.95, r1=0.5, mean=(0.1, -2.0, 3.0))
+        make = lambda g: ChannelRandomErasing(**kw, generator=g)  # noqa: E731
+        ref = dict(p=kw["p"], sl=kw["sl"], sh=kw["sh"], r1=kw["r1"], log_aspect=False, attempts=100, fill="const",
+                   value=kw["mean"])
+    else:
+        make = lambda g: RandomErasing(p=0.8, mode=flavour, value=-1.5, generator=g)  # noqa: E731
+        ref = dict(p=0.8, sl=0.02, sh=1 / 3, r1=0.3, log_aspect=True, attempts=10, fill=flavour, value=(-1.5,) * 3)
+    for seed in range(40):
+        for h, w in ((48, 24), (5, 3)):  # 5x3: boxes often fail every attempt
+            img = _noise(seed, h, w)
+            op, g_ref = make(torch.Generator().manual_seed(seed)), torch.Generator().manual_seed(seed)
+            for _ in range(3):  # successive calls continue the same stream
+                got, want = op(img), _reference_erasing(img, g_ref, **ref)
+                assert torch.equal(got, want), (flavour, seed, h, w)
+
+
 def test_erasing_errors():
     with pytest.raises(ValueError, match="sl <= sh"):
         ChannelRandomErasing(sl=0.5, sh=0.4)

@@ -18,8 +18,10 @@ cpu-demo and smoke keep each method's training augmentation, losses and camera e
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,16 +251,21 @@ RANGES: dict[str, tuple[float | None, float | None, str]] = {  # key: (min, max,
 _EXAMPLES = {"int": "2", "float": "0.01", "bool": "true", "str": "name", "tuple": "20,50", "dict": '{"trial":2}'}
 
 
-def check_value(key: str, value: Any, annotation: Any) -> Any:
+def check_value(key: str, value: Any, annotation: Any, *, choices: tuple | None = None,
+                bounds: tuple[float | None, float | None, str] | None = None) -> Any:
     """Parse `value` (command-line text or a Python value) into the type `annotation` names, check its range.
 
     Args:
         key: the dotted option ("optim.epochs"), for the message and the `CHOICES` / `RANGES` tables.
         annotation: the dataclass field's type, as written ("int", "float | None", "tuple", "Any", ...).
+        choices: the allowed values, instead of `CHOICES[key]` (method options declare theirs with `option`).
+        bounds: (min, max, how to say it), both inclusive, instead of `RANGES[key]`.
 
     Raises:
         ValueError: naming the key, the value and what it accepts.
     """
+    choices = CHOICES.get(key) if choices is None else choices
+    bounds = RANGES.get(key) if bounds is None else bounds
     kinds = {t.strip().split("[")[0] for t in str(annotation).split("|")}  # "tuple[int, ...]" -> "tuple"
     if "Any" in kinds:
         return _coerce(value, None)
@@ -269,9 +276,10 @@ def check_value(key: str, value: Any, annotation: Any) -> Any:
                "tuple": "comma-separated numbers", "dict": "a JSON object"}.get(kind, kind)
 
     def bad(what: str) -> ValueError:
-        accepts = RANGES[key][2] if key in RANGES else example + (" or none" if optional else "")
-        choices = f", one of {CHOICES[key]}" if key in CHOICES else ""
-        return ValueError(f"{key}={value!r}: {what}. Expected {accepts}{choices}, e.g. {key}={CHOICES[key][0] if choices else _EXAMPLES.get(kind)}.")
+        accepts = bounds[2] if bounds else example + (" or none" if optional else "")
+        one_of = f", one of {choices}" if choices else ""
+        return ValueError(f"{key}={value!r}: {what}. Expected {accepts}{one_of}, e.g. "
+                          f"{key}={choices[0] if choices else _EXAMPLES.get(kind)}.")
 
     parsed = value
     if isinstance(value, str) and kind != "str":
@@ -314,16 +322,111 @@ def check_value(key: str, value: Any, annotation: Any) -> Any:
         if not isinstance(parsed, (tuple, list)):
             raise bad(f"got {type(parsed).__name__}")
         parsed = tuple(parsed)
-    if key in CHOICES and parsed not in CHOICES[key]:
+    if choices and parsed not in choices:
         raise bad("not a valid choice")
-    if key in RANGES:
-        low, high, _ = RANGES[key]
+    if bounds:
+        low, high, _ = bounds
         for x in (parsed if isinstance(parsed, tuple) else (parsed,)):
             if isinstance(x, bool) or not isinstance(x, (int, float)):
                 raise bad(f"{x!r} is not a number")
             if (low is not None and x < low) or (high is not None and x > high):
                 raise bad("out of range")
     return parsed
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Method options (`cfg.method_options`): each method declares a frozen dataclass of them, one field per key, with
+# `option` where the type alone does not say what is valid; `parse_options` checks a request against it.
+
+def option(default: Any, *, choices: tuple | None = None, low: float | None = None, high: float | None = None,
+           accepts: str | None = None) -> Any:
+    """A field of a method's options dataclass with the values `parse_options` accepts beyond its type.
+
+    Args:
+        default: the field's default.
+        choices: the allowed values.
+        low, high: inclusive bounds (of every element, for a tuple).
+        accepts: how an error message says the range ("a number > 0"); default built from the bounds.
+    """
+    metadata: dict[str, Any] = {}
+    if choices is not None:
+        metadata["choices"] = tuple(choices)
+    if low is not None or high is not None:
+        text = accepts or (f"a number in [{low}, {high}]" if low is not None and high is not None
+                           else f"a number >= {low}" if low is not None else f"a number <= {high}")
+        metadata["bounds"] = (low, high, text)
+    return field(default=default, metadata=metadata)
+
+
+def parse_options(options: Mapping[str, Any], schema: type, method: str) -> dict[str, Any]:
+    """Check the `method_options` of `method` against its options dataclass; return them parsed into its types.
+
+    Command-line text is parsed as the config fields' (`check_value`: "2", "true", "none", "4,2"), plus what
+    `Config.override` has already made of it: the numbers 1 / 0 for a boolean, an integer for a text field (a run
+    folder named "123"), "none" for a text field whose choices include it, one number for a tuple.
+
+    Args:
+        options: `cfg.method_options`, or part of it.
+        schema: the method's options dataclass (`option` fields carry choices and ranges).
+        method: the method's name, for the messages.
+
+    Returns:
+        {key: parsed value} for the keys of `options` only (the caller fills the defaults, or presets first).
+
+    Raises:
+        ValueError: an unknown key (naming it, its close matches and every valid key), or a value of the wrong type
+            or out of range (naming `method_options.<key>`, the value and what it accepts).
+    """
+    if not isinstance(options, Mapping):
+        raise ValueError(f"method_options must be a dict of option names to values, got {type(options).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    unknown = [key for key in options if key not in fields]
+    if unknown:
+        valid = ", ".join(sorted(fields)) if fields else "none (it takes no method_options)"
+        named = []
+        for key in unknown:
+            close = difflib.get_close_matches(str(key), list(fields), n=3)
+            named.append(f"{key!r}" + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""))
+        raise ValueError(f"method {method!r} has no method_options {', '.join(named)}; its method_options are: "
+                         f"{valid}")
+    values = {}
+    for key, value in options.items():
+        f = fields[key]
+        annotation = _annotation(f)
+        kinds = {t.strip().split("[")[0] for t in annotation.split("|")}
+        choices = f.metadata.get("choices")
+        if kinds == {"bool"} and isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
+            value = bool(value)
+        elif kinds == {"str"} and value is None and choices and "none" in choices:
+            value = "none"
+        elif "str" in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        elif "tuple" in kinds and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = (value,)
+        values[key] = check_value(f"method_options.{key}", value, annotation, choices=choices,
+                                  bounds=f.metadata.get("bounds"))
+    return values
+
+
+def check_options(options: Any) -> None:
+    """Check every field of an options dataclass instance against its type, choices and range (its
+    `__post_init__` calls this, so options built in Python are held to what `parse_options` accepts).
+
+    Raises:
+        ValueError: naming `method_options.<field>`, the value and what it accepts.
+    """
+    for f in dataclasses.fields(options):
+        value = getattr(options, f.name)
+        key = f"method_options.{f.name}"
+        parsed = check_value(key, value, _annotation(f), choices=f.metadata.get("choices"),
+                             bounds=f.metadata.get("bounds"))
+        if parsed != value or isinstance(parsed, bool) != isinstance(value, bool):
+            raise ValueError(f"{key}={value!r} has the wrong type; expected {_annotation(f)}")
+
+
+def _annotation(f: dataclasses.Field) -> str:
+    """A dataclass field's type as written ("float", "int | None"), whether or not annotations are postponed."""
+    return f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ from workbench.data.base import (
     unlabel,
     verify_images,
 )
-from workbench.data.samples import Sample
+from workbench.data.samples import VI_MODALITIES, Sample
 
 VIS_CAMS = (1, 2, 3, 4, 5, 6, 7, 8, 9)  # [CODE: ZYK100/LLCM, DEEN/data_manager.py, process_*_llcm mode 1]
 NIR_CAMS = (1, 2, 4, 5, 6, 7, 8, 9)  # mode 2: no NIR cam 3
@@ -211,7 +211,7 @@ def load_llcm(
         name="llcm",
         root=root,
         kind="vi",
-        modalities=("rgb", "ir"),
+        modalities=VI_MODALITIES,
         train=train,
         query=[],
         gallery=[],

@@ -34,7 +34,7 @@ from workbench.data.base import (
     unlabel,
     verify_images,
 )
-from workbench.data.samples import Sample
+from workbench.data.samples import VI_MODALITIES, Sample
 
 CAMID = {"rgb": 1, "ir": 2}  # [CODE: eval_metrics.py::eval_regdb forces q_camids=1, g_camids=2]
 DIRECTIONS = ("v2t", "t2v")
@@ -142,7 +142,7 @@ def load_regdb(
         name="regdb",
         root=root,
         kind="vi",
-        modalities=("rgb", "ir"),
+        modalities=VI_MODALITIES,
         train=train,
         query=[],
         gallery=[],

@@ -20,6 +20,15 @@ from PIL import Image
 VI_MODALITIES = ("rgb", "ir")
 MM_MODALITIES = ("rgb", "nir", "tir")
 TRIPLET = "rgb+nir+tir"  # Sample.modality of an aligned triplet
+# The modality index visible-infrared networks and losses take, `modality (B,)`: a name's position in VI_MODALITIES.
+VISIBLE, INFRARED = VI_MODALITIES.index("rgb"), VI_MODALITIES.index("ir")  # 0, 1
+
+
+def vi_modality_index(name: str) -> int:
+    """The modality index of a visible-infrared modality name: "rgb" -> VISIBLE (0), "ir" -> INFRARED (1)."""
+    if name not in VI_MODALITIES:
+        raise ValueError(f"visible-infrared modality must be one of {VI_MODALITIES}, got {name!r}")
+    return VI_MODALITIES.index(name)
 
 
 @dataclass(frozen=True)

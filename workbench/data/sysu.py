@@ -39,7 +39,7 @@ from workbench.data.base import (
     unlabel,
     verify_images,
 )
-from workbench.data.samples import Sample
+from workbench.data.samples import VI_MODALITIES, Sample
 
 RGB_CAMS = (1, 2, 4, 5)
 IR_CAMS = (3, 6)
@@ -168,7 +168,7 @@ def load_sysu(
         name="sysu-mm01",
         root=root,
         kind="vi",
-        modalities=("rgb", "ir"),
+        modalities=VI_MODALITIES,
         train=train,
         query=[],
         gallery=[],

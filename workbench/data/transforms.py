@@ -205,7 +205,56 @@ def _erase_box(
     return None
 
 
-class ChannelRandomErasing:
+ERASE_FILLS = ("pixel", "rand", "const")
+
+
+class _BoxErasing:
+    """Random Erasing (Zhong et al., AAAI 2020), the one implementation behind both flavours below.
+
+    With probability `p`, up to `attempts` draws of a box of area U[sl, sh] * H * W and aspect ratio h / w in
+    [r1, 1/r1] (log-uniform or uniform), rounded to whole pixels; the first box strictly smaller than the image in both
+    sides is placed uniformly and filled according to `mode`: "pixel" per-pixel N(0, 1) values, "rand" one N(0, 1)
+    value per channel, "const" `value` (one number, or one per channel). Draw order: the erase decision, the box,
+    then the fill, all from `generator` (torch's global generator when None).
+    """
+
+    def __init__(self, p: float, sl: float, sh: float, r1: float, mode: str, value: float | Sequence[float], *,
+                 log_aspect: bool, attempts: int, generator: torch.Generator | None) -> None:
+        self.p = _check_prob(p, "p")
+        if not 0 < sl <= sh <= 1:
+            raise ValueError(f"need 0 < sl <= sh <= 1 (erased area fractions), got sl={sl}, sh={sh}")
+        if not 0 < r1 <= 1:
+            raise ValueError(f"r1 (minimum aspect ratio) must be in (0, 1], got {r1}")
+        if mode not in ERASE_FILLS:
+            raise ValueError(f"mode must be one of {ERASE_FILLS}, got {mode!r}")
+        fill = (float(value),) * 3 if isinstance(value, (int, float)) else tuple(float(v) for v in value)
+        if len(fill) != 3:
+            raise ValueError(f"the fill value must be one number or 3 (one per channel), got {value!r}")
+        self.sl, self.sh, self.r1, self.fill_mode, self.fill = float(sl), float(sh), float(r1), mode, fill
+        self.log_aspect, self.attempts = log_aspect, attempts
+        self.generator = generator
+
+    def __call__(self, img: Tensor) -> Tensor:
+        """img (3, H, W) -> (3, H, W)."""
+        _check_image(img, type(self).__name__)
+        if torch.rand((), generator=self.generator).item() >= self.p:
+            return img.clone()
+        box = _erase_box(img.shape[1], img.shape[2], self.sl, self.sh, self.r1, self.log_aspect, self.attempts,
+                         self.generator)
+        out = img.clone()
+        if box is not None:
+            top, left, h, w = box
+            if self.fill_mode == "pixel":
+                fill = torch.randn((3, h, w), generator=self.generator, dtype=img.dtype)
+            elif self.fill_mode == "rand":
+                fill = torch.randn((3, 1, 1), generator=self.generator, dtype=img.dtype)
+            else:
+                fill = torch.tensor(self.fill, dtype=img.dtype).view(3, 1, 1)
+            out[:, top : top + h, left : left + w] = fill
+        return out
+
+
+class ChannelRandomErasing(_BoxErasing):
     """Random Erasing with fixed per-channel fill values, AGW/CAJ/DAKD flavour.
 
     [CODE: Fouroy4/DAKD, ChannelAug.py::ChannelRandomErasing] (same as AGW and CAJ): with probability `p`, up to 100
@@ -233,30 +282,13 @@ class ChannelRandomErasing:
         *,
         generator: torch.Generator | None = None,
     ) -> None:
-        self.p = _check_prob(p, "p")
-        if not 0 < sl <= sh <= 1:
-            raise ValueError(f"need 0 < sl <= sh <= 1 (erased area fractions), got sl={sl}, sh={sh}")
-        if not 0 < r1 <= 1:
-            raise ValueError(f"r1 (minimum aspect ratio) must be in (0, 1], got {r1}")
-        if len(mean) != 3:
+        if isinstance(mean, (int, float)) or len(mean) != 3:
             raise ValueError(f"mean must hold 3 fill values (one per channel), got {mean!r}")
-        self.sl, self.sh, self.r1, self.mean = float(sl), float(sh), float(r1), tuple(float(m) for m in mean)
-        self.generator = generator
-
-    def __call__(self, img: Tensor) -> Tensor:
-        """img (3, H, W) -> (3, H, W)."""
-        _check_image(img, "ChannelRandomErasing")
-        if torch.rand((), generator=self.generator).item() >= self.p:
-            return img.clone()
-        box = _erase_box(img.shape[1], img.shape[2], self.sl, self.sh, self.r1, False, 100, self.generator)
-        out = img.clone()
-        if box is not None:
-            top, left, h, w = box
-            out[:, top : top + h, left : left + w] = torch.tensor(self.mean, dtype=img.dtype).view(3, 1, 1)
-        return out
+        super().__init__(p, sl, sh, r1, "const", mean, log_aspect=False, attempts=100, generator=generator)
+        self.mean = self.fill
 
 
-class RandomErasing:
+class RandomErasing(_BoxErasing):
     """Random Erasing as the ViT ReID baselines use it (timm's `RandomErasing(mode="pixel", max_count=1)`).
 
     [CODE: 924973292/TOP-ReID, data/datasets/make_dataloader.py::RandomErasing]: with probability `p`, up to 10
@@ -285,33 +317,12 @@ class RandomErasing:
         *,
         generator: torch.Generator | None = None,
     ) -> None:
-        self.p = _check_prob(p, "p")
-        if not 0 < sl <= sh <= 1:
-            raise ValueError(f"need 0 < sl <= sh <= 1 (erased area fractions), got sl={sl}, sh={sh}")
-        if not 0 < r1 <= 1:
-            raise ValueError(f"r1 (minimum aspect ratio) must be in (0, 1], got {r1}")
-        if mode not in ("pixel", "rand", "const"):
-            raise ValueError(f"mode must be 'pixel', 'rand' or 'const', got {mode!r}")
-        self.sl, self.sh, self.r1, self.mode, self.value = float(sl), float(sh), float(r1), mode, float(value)
-        self.generator = generator
+        super().__init__(p, sl, sh, r1, mode, float(value), log_aspect=True, attempts=10, generator=generator)
+        self.value = float(value)
 
-    def __call__(self, img: Tensor) -> Tensor:
-        """img (3, H, W) -> (3, H, W)."""
-        _check_image(img, "RandomErasing")
-        if torch.rand((), generator=self.generator).item() >= self.p:
-            return img.clone()
-        box = _erase_box(img.shape[1], img.shape[2], self.sl, self.sh, self.r1, True, 10, self.generator)
-        out = img.clone()
-        if box is not None:
-            top, left, h, w = box
-            if self.mode == "pixel":
-                fill = torch.randn((3, h, w), generator=self.generator, dtype=img.dtype)
-            elif self.mode == "rand":
-                fill = torch.randn((3, 1, 1), generator=self.generator, dtype=img.dtype)
-            else:
-                fill = torch.full((3, 1, 1), self.value, dtype=img.dtype)
-            out[:, top : top + h, left : left + w] = fill
-        return out
+    @property
+    def mode(self) -> str:
+        return self.fill_mode
 
 
 class CutSwap:

@@ -19,7 +19,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_feats_labels
+from workbench.data.samples import INFRARED, VISIBLE
+
+from ._checks import check_feats_labels, check_modality
 
 
 class CenterLoss(nn.Module):
@@ -72,17 +74,14 @@ def hetero_center_loss(feats: Tensor, labels: Tensor, modality: Tensor, margin: 
         Scalar loss (>= 0; 0 when both centres of every identity coincide, whatever the spread around them).
     """
     check_feats_labels(feats, labels)
-    if modality.dim() != 1 or modality.shape[0] != feats.shape[0]:
-        raise ValueError(f"modality must be (N,) = ({feats.shape[0]},), got shape {tuple(modality.shape)}")
-    if modality.numel() and not bool(((modality == 0) | (modality == 1)).all()):
-        raise ValueError(f"modality values must be 0 (visible) or 1 (infrared), got {modality.unique().tolist()}")
+    check_modality(modality, feats.shape[0])
     if reduction not in ("sum", "mean"):
         raise ValueError(f"reduction must be 'sum' (paper) or 'mean', got {reduction!r}")
     ids, inverse = labels.unique(return_inverse=True)  # (U,), (N,)
     onehot = torch.zeros(ids.numel(), feats.shape[0], dtype=feats.dtype, device=feats.device)
     onehot[inverse, torch.arange(feats.shape[0], device=feats.device)] = 1.0  # (U, N)
     centres, counts = [], []
-    for m in (0, 1):
+    for m in (VISIBLE, INFRARED):
         member = onehot * (modality == m).to(feats.dtype)[None, :]  # (U, N)
         count = member.sum(dim=1)  # (U,)
         centres.append(member @ feats / count.clamp(min=1.0)[:, None])  # (U, D)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._checks import check_feats_labels
+from ._checks import check_feats_labels, check_modality
 
 SD_DIRECTIONS = ("one_way", "mutual")
 
@@ -66,13 +66,6 @@ def semantic_distillation_loss(enhanced_logits: Tensor, shallow_logits: Tensor, 
     return loss
 
 
-def _check_modality(feats: Tensor, modality: Tensor) -> None:
-    if modality.dim() != 1 or modality.shape[0] != feats.shape[0]:
-        raise ValueError(f"modality must be (N,) = ({feats.shape[0]},), got shape {tuple(modality.shape)}")
-    if modality.numel() and not bool(((modality == 0) | (modality == 1)).all()):
-        raise ValueError(f"modality values must be 0 (visible) or 1 (infrared), got {modality.unique().tolist()}")
-
-
 def modality_centres(feats: Tensor, labels: Tensor, modality: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Per-identity, per-modality batch means.
 
@@ -85,7 +78,7 @@ def modality_centres(feats: Tensor, labels: Tensor, modality: Tensor) -> tuple[T
         ids (U,) the distinct labels, centres (U, 2, D) (zeros where absent), present (U, 2) bool.
     """
     check_feats_labels(feats, labels)
-    _check_modality(feats, modality)
+    check_modality(modality, feats.shape[0])
     ids, inverse = labels.unique(return_inverse=True)  # (U,), (N,)
     slot = inverse * 2 + modality.long()  # (N,) row of (identity, modality) in a (U*2) table
     sums = feats.new_zeros(ids.numel() * 2, feats.shape[1]).index_add(0, slot, feats)

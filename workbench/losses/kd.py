@@ -31,6 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from workbench.config import check_options, option
+from workbench.data.samples import INFRARED, VISIBLE
+
+from ._checks import check_modality
+
 MASK_MODES = ("le", "gt", "none")
 MASK_GRANULARITIES = ("scalar", "per_sample")
 ABLATIONS = ("full", "only_kd", "no_instance", "no_class")
@@ -163,37 +168,29 @@ def masked_kd(student: Tensor, teacher: Tensor, temperature: float, mask: Tensor
 class DAKDLossConfig:
     """Switches of the student loss; the defaults reproduce [CODE: Fouroy4/DAKD, distillModel.py + MLKD.py].
 
-    Paper reading: `mask_mode="gt", mask_granularity="per_sample", strong_uses_weak_for_T26=False`.
+    Paper reading: `mask_mode="gt", mask_granularity="per_sample", strong_uses_weak_for_T26=False`. The fields are
+    `dakd`'s `cfg.method_options` (with `workbench.methods.dakd.DAKDOptions`); `option` says what each accepts.
     """
 
-    temperatures: tuple[float, ...] = (4.0, 3.0, 5.0, 2.0, 6.0)  # first = CFG.KD.TEMPERATURE (the only_kd T)
-    kd_weight: float = 0.9             # CFG.KD.LOSS.KD_WEIGHT (CE_WEIGHT 0.1 is defined but unused)
-    instance_weight: float = 0.5       # class-level weight is 1 - instance_weight
-    only_kd_weight: float = 1.0        # MLKD.kd_weight, the outer weight of the only_kd ablation
-    tau_c: float = 0.05                # temperature of the prototype similarities (class "logits")
+    # first = CFG.KD.TEMPERATURE (the only_kd T)
+    temperatures: tuple[float, ...] = option((4.0, 3.0, 5.0, 2.0, 6.0), low=1e-12, accepts="positive numbers")
+    kd_weight: float = option(0.9, low=0)  # CFG.KD.LOSS.KD_WEIGHT (CE_WEIGHT 0.1 is defined but unused)
+    instance_weight: float = option(0.5, low=0, high=1)  # class-level weight is 1 - instance_weight
+    only_kd_weight: float = option(1.0, low=0)  # MLKD.kd_weight, the outer weight of the only_kd ablation
+    tau_c: float = option(0.05, low=1e-12, accepts="a number > 0")  # temperature of the prototype similarities
     standardize: bool = True           # CFG.EXPERIMENT.LOGIT_STAND
-    mask_mode: str = "le"              # "le" (code) | "gt" (abstract) | "none"
-    mask_granularity: str = "scalar"   # "scalar" (code) | "per_sample" (intended)
+    mask_mode: str = option("le", choices=MASK_MODES)  # "le" (code) | "gt" (abstract) | "none"
+    mask_granularity: str = option("scalar", choices=MASK_GRANULARITIES)  # "scalar" (code) | "per_sample"
     strong_uses_weak_for_T26: bool = True  # code: the T=2 and T=6 "strong" terms use the infrared pair
-    ablation: str = "full"             # "full" | "only_kd" | "no_instance" | "no_class" (code names accepted)
+    ablation: str = option("full", choices=ABLATIONS + tuple(ABLATION_ALIASES))  # code names accepted
 
     def __post_init__(self) -> None:
-        ablation = ABLATION_ALIASES.get(self.ablation, self.ablation)
-        if ablation not in ABLATIONS:
-            raise ValueError(f"ablation must be one of {ABLATIONS} (or the code's {tuple(ABLATION_ALIASES)}), "
-                             f"got {self.ablation!r}")
-        object.__setattr__(self, "ablation", ablation)
+        object.__setattr__(self, "ablation", ABLATION_ALIASES.get(self.ablation, self.ablation))
+        if not isinstance(self.temperatures, (tuple, list)) or not self.temperatures:
+            raise ValueError(f"method_options.temperatures must be a non-empty tuple of positive numbers, got "
+                             f"{self.temperatures!r}")
         object.__setattr__(self, "temperatures", tuple(float(t) for t in self.temperatures))
-        if not self.temperatures or any(t <= 0 for t in self.temperatures):
-            raise ValueError(f"temperatures must be a non-empty tuple of positive numbers, got {self.temperatures}")
-        if self.mask_mode not in MASK_MODES:
-            raise ValueError(f"mask_mode must be one of {MASK_MODES}, got {self.mask_mode!r}")
-        if self.mask_granularity not in MASK_GRANULARITIES:
-            raise ValueError(f"mask_granularity must be one of {MASK_GRANULARITIES}, got {self.mask_granularity!r}")
-        if not 0.0 <= self.instance_weight <= 1.0:
-            raise ValueError(f"instance_weight must be in [0, 1] (class weight = 1 - it), got {self.instance_weight}")
-        if not self.tau_c > 0:
-            raise ValueError(f"tau_c must be > 0, got {self.tau_c}")
+        check_options(self)
 
     @property
     def class_weight(self) -> float:
@@ -294,18 +291,16 @@ def compute_prototypes(feats: Tensor, labels: Tensor, modality: Tensor, num_clas
     if feats.dim() != 2:
         raise ValueError(f"feats must be 2-D (N, D), got shape {tuple(feats.shape)}")
     n = feats.shape[0]
-    if labels.shape != (n,) or modality.shape != (n,):
-        raise ValueError(f"labels and modality must be (N,) = ({n},), got {tuple(labels.shape)} and "
-                         f"{tuple(modality.shape)}")
+    if labels.shape != (n,):
+        raise ValueError(f"labels must be (N,) = ({n},), got {tuple(labels.shape)}")
+    check_modality(modality, n)
     labels, modality = labels.long(), modality.long()
     if n and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"labels must lie in 0..{num_classes - 1}, got range [{int(labels.min())}, "
                          f"{int(labels.max())}]")
-    if not set(modality.unique().tolist()) <= {0, 1}:
-        raise ValueError(f"modality values must be 0 (rgb) or 1 (ir), got {modality.unique().tolist()}")
     unit = F.normalize(feats.float(), dim=1)
     out = []
-    for m, name in ((0, "visible"), (1, "infrared")):
+    for m, name in ((VISIBLE, "visible"), (INFRARED, "infrared")):
         sel = modality == m
         sums = unit.new_zeros(num_classes, unit.shape[1]).index_add_(0, labels[sel], unit[sel])
         counts = torch.bincount(labels[sel], minlength=num_classes)

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from workbench.config import check_options, option
+
 UPDATE_RULES = ("hard", "mean")
 
 
@@ -202,19 +204,25 @@ def cross_modal_kl(f_v: Tensor, f_r: Tensor, C_v: Tensor, C_r: Tensor, f_ca: Ten
 
 @dataclass(frozen=True)
 class MCELossConfig:
-    """Weights and constants of the teacher recipe; defaults = [CODE: IDLNL/MCE, train.py] argparse defaults."""
+    """Weights and constants of the teacher recipe; defaults = [CODE: IDLNL/MCE, train.py] argparse defaults.
 
-    gc_weight: float = 1.0             # --gc, global-centre triplet
-    mem_weight: float = 1.0            # global memory CE (added with weight 1 when --mem != 0)
-    sid_weight: float = 1.0            # --sid, visible + infrared memory CE
-    caid_weight: float = 0.4           # --caid, CA memory CE (times sid_weight, as the code)
-    kl_weight: float = 1.2             # --kl
-    tau: float = 0.05                  # memory temperature
-    margin: float = 0.3                # global-centre triplet margin
-    global_momentum: float = 0.1       # global memory, "hard" rule
-    modality_momentum: float = 0.25    # --mem_up, modality memories, "mean" rule
+    The fields are `dakd_teacher`'s `cfg.method_options` (with `workbench.methods.dakd.DAKDTeacherOptions`).
+    """
+
+    gc_weight: float = option(1.0, low=0)            # --gc, global-centre triplet
+    mem_weight: float = option(1.0, low=0)           # global memory CE (added with weight 1 when --mem != 0)
+    sid_weight: float = option(1.0, low=0)           # --sid, visible + infrared memory CE
+    caid_weight: float = option(0.4, low=0)          # --caid, CA memory CE (times sid_weight, as the code)
+    kl_weight: float = option(1.2, low=0)            # --kl
+    tau: float = option(0.05, low=1e-12, accepts="a number > 0")  # memory temperature
+    margin: float = option(0.3, low=0)               # global-centre triplet margin
+    global_momentum: float = option(0.1, low=0, high=1)     # global memory, "hard" rule
+    modality_momentum: float = option(0.25, low=0, high=1)  # --mem_up, modality memories, "mean" rule
     hard_global: bool = True           # --nhard (store_false): hard update of the global memory
     kl_uses_online_memory: bool = False  # --gx: KL against the online `.features` instead of the frozen `.centers`
+
+    def __post_init__(self) -> None:
+        check_options(self)
 
 
 @dataclass

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from workbench.config import Config, dataset_kind, dataset_layout
+from workbench.config import Config, dataset_kind, dataset_layout, parse_options
+from workbench.data.samples import vi_modality_index
 from workbench.models.output import ReIDOutput
 
 _METHODS: dict[str, type[Method]] = {}
@@ -57,14 +59,36 @@ def load_run_model(run, device: str | torch.device = "cpu") -> nn.Module:
     return model.to(device).eval()
 
 
+@dataclass(frozen=True)
+class NoOptions:
+    """The options of a method that takes no `cfg.method_options` (the baseline): every key is refused."""
+
+
 class Method:
-    """Base class. A method is stateless between runs; per-run state (teachers, memories) lives in `setup`."""
+    """Base class. A method is stateless between runs; per-run state (teachers, memories) lives in `setup`.
+
+    `options_class` declares the method's `cfg.method_options` (a frozen dataclass, `workbench.config.option`
+    fields); `options(cfg)` parses them, and `build_model` does so first, so `fit` refuses a misspelt key or a bad
+    value before the run folder is made.
+    """
 
     name = "method"
+    options_class: type = NoOptions
+
+    def options(self, cfg: Config | Mapping[str, Any]) -> Any:
+        """`cfg.method_options` (or the dict itself) parsed into `options_class`.
+
+        Raises:
+            ValueError: an unknown key (with its close matches and the valid keys), a value of the wrong type or
+                out of range (`workbench.config.parse_options`).
+        """
+        options = cfg.method_options if isinstance(cfg, Config) else cfg
+        return self.options_class(**parse_options(options, self.options_class, self.name))
 
     def build_model(self, cfg: Config, num_classes: int) -> nn.Module:
         from workbench.models import create_model
 
+        self.options(cfg)  # before any work: the request's method_options are valid
         return create_model(cfg.model.name, num_classes=num_classes, pretrained=self.pretrained_weights(cfg),
                             **self.model_kwargs(cfg))
 
@@ -116,7 +140,7 @@ class Method:
         """Eval-mode forward of one batch of samples of one kind (VI: one modality; MM: the aligned triplet)."""
         if modality is not None:  # visible-infrared: modality index per sample
             x = images[modality]
-            index = 0 if modality == "rgb" else 1
+            index = vi_modality_index(modality)
             return model(x, torch.full((x.shape[0],), index, dtype=torch.long, device=x.device))
         return model(images, camids=camids)
 

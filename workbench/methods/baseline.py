@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from workbench.config import Config, LossConfig
+from workbench.data.samples import INFRARED, VISIBLE
 from workbench.losses import (
     batch_hard_triplet_loss,
     cross_entropy_loss,
@@ -48,7 +49,8 @@ def vi_batch(batch: dict[str, Any], device: torch.device) -> tuple[Tensor, Tenso
     """Stack a visible-infrared pair batch as [rgb; ir]: images (2B, 3, H, W), modality (2B,), labels (2B,)."""
     rgb, ir = batch["rgb"].to(device, non_blocking=True), batch["ir"].to(device, non_blocking=True)
     labels = batch["label"].to(device)
-    modality = torch.cat([torch.zeros(len(rgb), dtype=torch.long), torch.ones(len(ir), dtype=torch.long)]).to(device)
+    modality = torch.cat([torch.full((len(rgb),), VISIBLE, dtype=torch.long),
+                          torch.full((len(ir),), INFRARED, dtype=torch.long)]).to(device)
     return torch.cat([rgb, ir]), modality, torch.cat([labels, labels])
 
 

@@ -49,6 +49,7 @@ interrupted step (`DAKDTeacher.state_dict`), so it continues exactly.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from workbench.config import Config, _coerce
+from workbench.config import Config, option, parse_options
+from workbench.data.samples import INFRARED as IR
+from workbench.data.samples import VISIBLE as RGB
 from workbench.losses.kd import DAKDLossConfig, compute_prototypes, dakd_loss
 from workbench.losses.memory import MCELossConfig, MCEMemories, mce_teacher_loss
 from workbench.methods.base import Method, load_run_model, register_method
@@ -65,25 +68,41 @@ from workbench.utils import unwrap_model
 
 # Registered VI CNN entry points that accept `modality_specific` / `learn_gem_p` (workbench.models.vi_cnn).
 VI_CNN_MODELS = ("vi_r50", "agw_r50", "test_vi_resnet")
-RGB, IR = 0, 1
+
+
+@dataclass(frozen=True)
+class DAKDTeacherOptions(MCELossConfig):
+    """`dakd_teacher`'s `cfg.method_options`: the MCE loss constants (`MCELossConfig`) and these."""
+
+    channels: int = option(3, choices=(2, 3))  # MCE --channel: 3 = visible + infrared + channel-exchanged view
+    single_stream: bool = True       # DAKD's one-stream network for the workbench VI CNNs
+
+
+@dataclass(frozen=True)
+class DAKDOptions(DAKDLossConfig):
+    """`dakd`'s `cfg.method_options`: the student loss switches (`DAKDLossConfig`) and these."""
+
+    teacher: str | None = None       # run folder (any method) or weights file; or `teacher_model`
+    teacher_model: Any = None        # an nn.Module teacher (notebooks, tests); config.json records its repr
+    double_forward: bool = False     # the code's discarded extra student forward (BN statistics updated twice)
+    single_stream: bool = True       # DAKD's one-stream network for the workbench VI CNNs
 
 
 def _modality(n: int, index: int, device: torch.device) -> Tensor:
     return torch.full((n,), index, dtype=torch.long, device=device)
 
 
-def _option(options: dict, key: str, default: Any) -> Any:
-    """`options[key]` parsed like a command-line override into the type of `default` ("false" -> False, ...)."""
-    return _coerce(options[key], default) if key in options else default
+def _section(options: Any, klass: type) -> Any:
+    """The `klass` part of a method's parsed options (its loss configuration)."""
+    return klass(**{f.name: getattr(options, f.name) for f in dataclasses.fields(klass)})
 
 
 def _known_options(options: dict, klass: type) -> dict[str, Any]:
-    """The `method_options` entries that are fields of the dataclass `klass`, parsed into the fields' types."""
-    out = {}
-    for f in dataclasses.fields(klass):
-        if f.name in options:
-            out[f.name] = _coerce(options[f.name], f.default)
-    return out
+    """The `method_options` entries that are fields of the dataclass `klass`, checked and parsed
+    (`workbench.config.parse_options`); the other entries are left alone. The recipe card reads the loss constants
+    with it; a method reads its options with `Method.options`, which refuses unknown keys."""
+    return parse_options({k: v for k, v in options.items() if k in {f.name for f in dataclasses.fields(klass)}},
+                         klass, klass.__name__)
 
 
 class _DAKDModel(Method):
@@ -94,7 +113,7 @@ class _DAKDModel(Method):
 
     def model_kwargs(self, cfg: Config) -> dict[str, Any]:
         kwargs = super().model_kwargs(cfg)
-        if cfg.model.name in VI_CNN_MODELS and _option(cfg.method_options, "single_stream", True):
+        if cfg.model.name in VI_CNN_MODELS and self.options(cfg).single_stream:
             kwargs.setdefault("modality_specific", "none")
             kwargs.setdefault("learn_gem_p", True)  # DAKD resnet.py: GeM with a learnable p (init 3)
         return kwargs
@@ -149,13 +168,13 @@ class _ChannelExchangedEval(Method):
 class DAKDTeacher(_DAKDModel):
     """Phase A: MCE memory-contrastive training of the teacher [CODE: IDLNL/MCE, model.py + train.py]."""
 
+    options_class = DAKDTeacherOptions
+
     def setup(self, model: nn.Module, cfg: Config, train_samples: list, device: torch.device) -> None:
-        opts = cfg.method_options
+        opts = self.options(cfg)
         self.cfg = cfg
-        self.loss_cfg = MCELossConfig(**_known_options(opts, MCELossConfig))
-        self.channels = _option(opts, "channels", 3)
-        if self.channels not in (2, 3):
-            raise ValueError(f"method_options['channels'] must be 2 or 3 (MCE --channel), got {self.channels}")
+        self.loss_cfg = _section(opts, MCELossConfig)
+        self.channels = opts.channels
         self.rgb_samples, self.ir_samples = _split_by_modality(list(train_samples))
         self.num_classes = len({s.label for s in train_samples})
         self.memories: MCEMemories | None = None
@@ -256,13 +275,13 @@ def load_teacher(cfg: Config, device: torch.device | str, method: Method | None 
     A run folder is rebuilt with its own config and method (any method: `dakd_teacher`, `baseline`, ...); a weights
     file must match the student's architecture (`cfg.model`).
     """
-    opts = cfg.method_options
-    if opts.get("teacher_model") is not None:
-        teacher = opts["teacher_model"]
+    opts = DAKD().options(cfg)
+    if opts.teacher_model is not None:
+        teacher = opts.teacher_model
         if not isinstance(teacher, nn.Module):
             raise ValueError(f"method_options['teacher_model'] must be an nn.Module, got {type(teacher).__name__}")
         return teacher.to(device)
-    source = opts.get("teacher")
+    source = opts.teacher
     if not source:
         raise ValueError("method 'dakd' needs a teacher: set method_options['teacher'] to a run folder (train one "
                          "with --method dakd_teacher, or use a baseline run) or a weights file, or "
@@ -324,10 +343,12 @@ def check_teacher_run(teacher: Config, student: Config, source: str) -> None:
 class DAKD(_DAKDModel):
     """Phase B: distillation-only training of the student [CODE: Fouroy4/DAKD, distillModel.py + MLKD.py]."""
 
+    options_class = DAKDOptions
+
     def setup(self, model: nn.Module, cfg: Config, train_samples: list, device: torch.device) -> None:
-        opts = cfg.method_options
-        self.loss_cfg = DAKDLossConfig(**_known_options(opts, DAKDLossConfig))
-        self.double_forward = bool(_option(opts, "double_forward", False))
+        opts = self.options(cfg)
+        self.loss_cfg = _section(opts, DAKDLossConfig)
+        self.double_forward = opts.double_forward
         teacher = load_teacher(cfg, device, self)
         if teacher is unwrap_model(model):
             raise ValueError("the teacher must be a separate module from the student (DAKD's student starts fresh)")

@@ -40,39 +40,14 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from workbench.config import Config, _coerce
+from workbench.config import Config, check_options, option, parse_options
 from workbench.losses import cross_entropy_loss
 from workbench.losses.icre import SD_DIRECTIONS, icg_centre_loss, icg_margin_loss, semantic_distillation_loss
 from workbench.methods.base import Method, register_method
 from workbench.methods.baseline import metric_loss, vi_batch
+from workbench.models.icre import INFERENCE_FEATS, STAGE_SETS
 from workbench.models.output import ReIDOutput
 
-
-@dataclass(frozen=True)
-class ICREOptions:
-    """ICRE switches (see the module docstring). Model switches go to the network, the rest to the loss."""
-
-    mpfr: bool = True
-    stage_set: str = "layer1-3"
-    mpfr_masks: bool = True
-    sdce_stages: int = 2
-    global_head: bool = False
-    inference: str = "enhanced"
-    distill: bool = True
-    temperature: float = 4.0
-    distill_direction: str = "one_way"
-    sd_weight: float = 1.0
-    icg_centre: bool = True
-    icg_margin: bool = True
-    icg_weight: float = 1.0
-    icg_rho: float = 0.3
-
-    def model_kwargs(self) -> dict[str, Any]:
-        return dict(mpfr=self.mpfr, stage_set=self.stage_set, mpfr_masks=self.mpfr_masks,
-                    sdce_stages=self.sdce_stages, global_head=self.global_head, inference=self.inference)
-
-
-MODEL_FIELDS = ("mpfr", "stage_set", "mpfr_masks", "sdce_stages", "global_head", "inference")
 # The ablation grid of METHODS.md 3.4: baseline / +MPFR / +MPFR+SDCE / +ICG / full.
 ABLATIONS: dict[str, dict[str, Any]] = {
     "baseline": dict(mpfr=False, sdce_stages=0, distill=False, icg_centre=False, icg_margin=False),
@@ -83,21 +58,50 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 }
 
 
+@dataclass(frozen=True)
+class ICREOptions:
+    """ICRE's `cfg.method_options` (see the module docstring). Model switches go to the network, the rest to the
+    loss; `ablation` is a preset of the switches, which explicit keys override (`icre_options`)."""
+
+    ablation: str = option("full", choices=tuple(ABLATIONS))
+    mpfr: bool = True
+    stage_set: str = option("layer1-3", choices=tuple(STAGE_SETS))  # the two readings of "stages 2-4"
+    mpfr_masks: bool = True
+    sdce_stages: int = option(2, choices=(0, 1, 2))  # 0 none, 1 cross-attention, 2 cross- then self-attention
+    global_head: bool = False
+    inference: str = option("enhanced", choices=INFERENCE_FEATS)
+    distill: bool = True
+    temperature: float = option(4.0, low=1e-12, accepts="a number > 0")  # METHODS.md: sweep {1, 2, 4}
+    distill_direction: str = option("one_way", choices=SD_DIRECTIONS)
+    sd_weight: float = option(1.0, low=0)
+    icg_centre: bool = True
+    icg_margin: bool = True
+    icg_weight: float = option(1.0, low=0)
+    icg_rho: float = option(0.3, low=0)
+
+    def __post_init__(self) -> None:
+        check_options(self)
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return dict(mpfr=self.mpfr, stage_set=self.stage_set, mpfr_masks=self.mpfr_masks,
+                    sdce_stages=self.sdce_stages, global_head=self.global_head, inference=self.inference)
+
+
+MODEL_FIELDS = ("mpfr", "stage_set", "mpfr_masks", "sdce_stages", "global_head", "inference")
+
+
 def icre_options(options: dict) -> ICREOptions:
-    """Resolve `cfg.method_options` into `ICREOptions`: ablation preset, then explicit keys (strings from the
-    command line are parsed), then the consequences of `mpfr=False`.
+    """Resolve `cfg.method_options` into `ICREOptions`: every key checked and parsed (`parse_options`: unknown keys,
+    types, choices, ranges), then the ablation preset, the explicit keys over it, and the consequences of
+    `mpfr=False`.
 
     Raises:
-        ValueError: unknown ablation, an explicit contradiction (e.g. `mpfr=False` with `sdce_stages=2`), or an
-            out-of-range value.
+        ValueError: an unknown key, a bad value, or an explicit contradiction (e.g. `mpfr=False` with
+            `sdce_stages=2`).
     """
-    ablation = options.get("ablation", "full")
-    if ablation not in ABLATIONS:
-        raise ValueError(f"method_options['ablation'] must be one of {sorted(ABLATIONS)}, got {ablation!r}")
+    explicit = parse_options(options, ICREOptions, "icre")
     values = {f.name: f.default for f in dataclasses.fields(ICREOptions)}
-    values.update(ABLATIONS[ablation])
-    explicit = {f.name: _coerce(options[f.name], f.default) for f in dataclasses.fields(ICREOptions)
-                if f.name in options}
+    values.update(ABLATIONS[explicit.get("ablation", "full")])
     values.update(explicit)
     if not values["mpfr"]:
         for key, off in (("sdce_stages", 0), ("distill", False)):
@@ -105,18 +109,18 @@ def icre_options(options: dict) -> ICREOptions:
                 raise ValueError(f"method_options: {key}={explicit[key]!r} needs mpfr=True (SDCE and the "
                                  "distillation use MPFR's shallow map); drop it or set mpfr=true")
             values[key] = off
-    opts = ICREOptions(**values)
-    if opts.distill_direction not in SD_DIRECTIONS:
-        raise ValueError(f"method_options['distill_direction'] must be one of {SD_DIRECTIONS}, "
-                         f"got {opts.distill_direction!r}")
-    if opts.sdce_stages not in (0, 1, 2):
-        raise ValueError(f"method_options['sdce_stages'] must be 0, 1 or 2, got {opts.sdce_stages!r}")
-    return opts
+    return ICREOptions(**values)
 
 
 @register_method("icre")
 class ICRE(Method):
     """ICRE training: CE + triplet per head, semantic distillation, ICG loss (METHODS.md 3.2)."""
+
+    options_class = ICREOptions
+
+    def options(self, cfg: Config | dict) -> ICREOptions:
+        """`cfg.method_options` resolved by `icre_options` (ablation preset, then explicit keys)."""
+        return icre_options(cfg.method_options if isinstance(cfg, Config) else cfg)
 
     def build_model(self, cfg: Config, num_classes: int) -> nn.Module:
         from workbench.models import ICRENet
@@ -133,7 +137,7 @@ class ICRE(Method):
 
     def model_kwargs(self, cfg: Config) -> dict[str, Any]:
         kwargs = super().model_kwargs(cfg)
-        for key, value in icre_options(cfg.method_options).model_kwargs().items():
+        for key, value in self.options(cfg).model_kwargs().items():
             kwargs.setdefault(key, value)
         return kwargs
 
@@ -144,7 +148,7 @@ class ICRE(Method):
         device = next(model.parameters()).device
         images, modality, labels = vi_batch(batch, device)
         out = model(images, modality)
-        return icre_loss_terms(out, labels, modality, cfg, icre_options(cfg.method_options))
+        return icre_loss_terms(out, labels, modality, cfg, self.options(cfg))
 
     def retrieval_branches(self, out: ReIDOutput) -> dict[str, Tensor]:
         """"feats" (the configured retrieval feature) plus "enhanced", "shallow" and "global" BN features."""

@@ -32,14 +32,13 @@ semantic codes; the style branch, the mask token and the second pass are trainin
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from workbench.config import Config, _coerce, dataset_kind
+from workbench.config import Config, check_options, dataset_kind, option, parse_options
 from workbench.losses import cross_entropy_loss
 from workbench.losses import sd2reid as L
 from workbench.methods.base import Method, register_method
@@ -53,54 +52,43 @@ from workbench.utils import unwrap_model
 class SD2Options:
     """SD2-ReID switches and weights (`cfg.method_options`); all defaults INFERRED (METHODS.md 4.1, 7)."""
 
-    shared_depth: int | None = None  # HMFE L_s; None = `model.kwargs` or half the depth (6 of 12; 2 of test_mm_vit's 4)
+    # HMFE L_s; None = `model.kwargs` or half the depth (6 of 12; 2 of test_mm_vit's 4)
+    shared_depth: int | None = option(None, low=0, accepts="an integer >= 0, or none")
     ddm: bool = True                 # master switch of the semantic / style heads
     semantic_id: bool = True
-    semantic_id_weight: float = 1.0
+    semantic_id_weight: float = option(1.0, low=0)
     semantic: bool = True
-    semantic_weight: float = 1.0
-    semantic_tau: float = 4.0
+    semantic_weight: float = option(1.0, low=0)
+    semantic_tau: float = option(4.0, low=1e-12, accepts="a number > 0")
     relation: bool = False           # optional batch-relation alignment
-    relation_weight: float = 1.0
+    relation_weight: float = option(1.0, low=0)
     style: bool = True
-    style_weight: float = 1.0
+    style_weight: float = option(1.0, low=0)
     modality: bool = True
-    modality_weight: float = 1.0
+    modality_weight: float = option(1.0, low=0)
     orth: bool = True
-    orth_weight: float = 0.1
+    orth_weight: float = option(0.1, low=0)
     hslm: bool = True                # master switch of masking and both contrasts
-    masking: str = "attention"       # "attention" | "random" | "none"
-    mask_ratio: float = 0.3
+    masking: str = option("attention", choices=MASKING_MODES)  # "attention" | "random" | "none"
+    mask_ratio: float = option(0.3, low=0, high=1, accepts="a number in [0, 1)")
     mask_gamma: float = 1.0
     shared_mask: bool = True         # the three pixel-aligned modalities hide the same patches
     intra: bool = True
-    intra_weight: float = 1.0
-    intra_tau: float = 0.1
+    intra_weight: float = option(1.0, low=0)
+    intra_tau: float = option(0.1, low=1e-12, accepts="a number > 0")
     cross: bool = True
-    cross_weight: float = 1.0
-    cross_tau: float = 0.1
+    cross_weight: float = option(1.0, low=0)
+    cross_tau: float = option(0.1, low=1e-12, accepts="a number > 0")
 
     def __post_init__(self) -> None:
-        if self.masking not in MASKING_MODES:
-            raise ValueError(f"method_options.masking must be one of {MASKING_MODES}, got {self.masking!r}")
-        if not 0.0 <= self.mask_ratio < 1.0:
+        check_options(self)
+        if self.mask_ratio >= 1.0:
             raise ValueError(f"method_options.mask_ratio must be in [0, 1), got {self.mask_ratio}")
-        if self.shared_depth is not None and self.shared_depth < 0:
-            raise ValueError(f"method_options.shared_depth must be >= 0 or None, got {self.shared_depth}")
 
     @classmethod
     def from_config(cls, options: dict) -> SD2Options:
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(options) - set(names))
-        if unknown:
-            raise ValueError(f"unknown sd2reid method_options {unknown}; known: {sorted(names)}")
-        values = {}
-        for key, value in options.items():
-            default = names[key].default
-            if value is None and isinstance(default, str):  # the text "none" of a command line / override
-                value = "none"
-            values[key] = _coerce(value, 0 if default is None else default)
-        return cls(**values)
+        """`cfg.method_options` checked and parsed (`workbench.config.parse_options`)."""
+        return cls(**parse_options(options, cls, "sd2reid"))
 
     def active(self) -> dict[str, bool]:
         """Which optional terms are on."""
@@ -113,6 +101,8 @@ class SD2Options:
 
 @register_method("sd2reid")
 class SD2ReID(Method):
+    options_class = SD2Options
+
     def __init__(self) -> None:
         self.generator: torch.Generator | None = None
 
@@ -120,7 +110,7 @@ class SD2ReID(Method):
         if dataset_kind(cfg.data.dataset) != "mm":
             raise ValueError(f"sd2reid trains on aligned RGB/NIR/TIR triplets; {cfg.data.dataset!r} is a "
                              "visible-infrared dataset (use 'synthetic-rgbnt', 'rgbnt201', 'rgbnt100' or 'msvr310')")
-        opts = SD2Options.from_config(cfg.method_options)
+        opts = self.options(cfg)
         kwargs = self.model_kwargs(cfg)
         if opts.shared_depth is not None:
             kwargs["shared_depth"] = opts.shared_depth
@@ -139,7 +129,7 @@ class SD2ReID(Method):
         net = unwrap_model(model)
         if not isinstance(net, SD2ReIDNet):
             raise ValueError(f"sd2reid needs the SD2ReIDNet built by its build_model, got {type(net).__name__}")
-        opts = SD2Options.from_config(cfg.method_options)
+        opts = self.options(cfg)
         active = opts.active()
         device = next(model.parameters()).device
         lc = cfg.loss

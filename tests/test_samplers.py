@@ -324,3 +324,15 @@ def test_seed_epoch_pairs_never_share_a_plan(kind):
     keys = list(plans)
     same = [(a, b) for i, a in enumerate(keys) for b in keys[i + 1:] if plans[a] == plans[b]]
     assert not same, f"(seed, epoch) pairs with the same plan: {same}"
+
+
+def test_loader_seeds_of_seed_rank_pairs_never_collide():
+    """The loader generator of (seed, rank) is not another pair's: `seed + 1000 * rank` made seed 1000 on rank 0
+    replay seed 0 on rank 1."""
+    from workbench.data.loaders import _loader_seed
+
+    pairs = [(seed, rank) for seed in (0, 1, 999, 1000, 1001, 2000) for rank in range(4)]
+    seeds = {pair: _loader_seed(*pair) for pair in pairs}
+    assert len(set(seeds.values())) == len(pairs)
+    assert seeds[1000, 0] != seeds[0, 1]
+    assert all(0 <= s < 2**63 for s in seeds.values())

@@ -173,18 +173,16 @@ def _losses(cfg: Config) -> str:
         return f"{ce} + {tri} x {lc.triplet_weight:g}, {where.get(lc.mm_heads, lc.mm_heads)} (loss.mm_heads=" \
                f"{lc.mm_heads})"
     if method == "dakd_teacher":
-        from workbench.losses.memory import MCELossConfig
-        from workbench.methods.dakd import _known_options
+        from workbench.methods import get_method
 
-        m = MCELossConfig(**_known_options(cfg.method_options, MCELossConfig))
+        m = get_method("dakd_teacher").options(cfg)  # an MCELossConfig with the teacher's extra switches
         return (f"MCE: global-centre triplet x {m.gc_weight:g} (margin {m.margin:g}) + global memory CE x "
                 f"{m.mem_weight:g} + modality memory CE x {m.sid_weight:g} + CA memory CE x {m.caid_weight:g} + KL x "
                 f"{m.kl_weight:g}, tau {m.tau:g}")
     if method == "dakd":
-        from workbench.losses.kd import DAKDLossConfig
-        from workbench.methods.dakd import _known_options
+        from workbench.methods import get_method
 
-        d = DAKDLossConfig(**_known_options(cfg.method_options, DAKDLossConfig))
+        d = get_method("dakd").options(cfg)  # a DAKDLossConfig with the student's extra switches
         return (f"DAKD distillation only ({d.ablation}): KD x {d.kd_weight:g} over T={list(d.temperatures)}, "
                 f"instance {d.instance_weight:g} / class {1 - d.instance_weight:g}, mask {d.mask_mode} "
                 f"({d.mask_granularity})")

@@ -62,5 +62,15 @@ def build_train_loader(cfg: Config, samples: list[Sample], *, rank: int = 0,
     # A private generator: creating the loader's iterator then draws its worker seed from it, not from the global RNG
     # that the augmentations use, so a run resumed mid-epoch sees the same random stream as an uninterrupted one.
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=d.num_workers, collate_fn=torch_datasets.collate,
-                        generator=torch.Generator().manual_seed(cfg.run.seed + 1000 * rank))
+                        generator=torch.Generator().manual_seed(_loader_seed(cfg.run.seed, rank)))
     return loader, sampler
+
+
+def _loader_seed(seed: int, rank: int) -> int:
+    """The loader generator's seed of one rank: a `SeedSequence` of (run seed, rank), so no (seed, rank) pair replays
+    another's stream (`seed + 1000 * rank` made seed 1000 on rank 0 equal seed 0 on rank 1). The generator only
+    draws the worker base seed; with `data.num_workers=0` the augmentations use the global RNG, so results at
+    num_workers=0 do not depend on it."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, rank]).generate_state(1, dtype=np.uint64)[0] >> 1)

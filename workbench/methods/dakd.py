@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from workbench.config import Config, option, parse_options
+from workbench.config import Config, option
 from workbench.data.samples import INFRARED as IR
 from workbench.data.samples import VISIBLE as RGB
 from workbench.losses.kd import DAKDLossConfig, compute_prototypes, dakd_loss
@@ -95,14 +95,6 @@ def _modality(n: int, index: int, device: torch.device) -> Tensor:
 def _section(options: Any, klass: type) -> Any:
     """The `klass` part of a method's parsed options (its loss configuration)."""
     return klass(**{f.name: getattr(options, f.name) for f in dataclasses.fields(klass)})
-
-
-def _known_options(options: dict, klass: type) -> dict[str, Any]:
-    """The `method_options` entries that are fields of the dataclass `klass`, checked and parsed
-    (`workbench.config.parse_options`); the other entries are left alone. The recipe card reads the loss constants
-    with it; a method reads its options with `Method.options`, which refuses unknown keys."""
-    return parse_options({k: v for k, v in options.items() if k in {f.name for f in dataclasses.fields(klass)}},
-                         klass, klass.__name__)
 
 
 class _DAKDModel(Method):

@@ -30,18 +30,17 @@ def test_committed_without_outputs(notebook):
 
 @pytest.mark.notebooks
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
-def test_notebook_executes_in_smoke_mode(notebook, tmp_path, monkeypatch):
-    from workbench.notebooks import execute
-
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    params = {"SMOKE": True, "RUNS_DIR": str(tmp_path / "runs")}  # notebooks without RUNS_DIR ignore it
-    records = execute(notebook, tmp_path / "notebooks", parameters=params, timeout=600)
+def test_notebook_executes_in_smoke_mode(notebook, executed_notebook):
+    root, records = executed_notebook(notebook.stem)  # (the handout tests reuse the same execution)
     assert records, f"{notebook.name} recorded no values with workbench.utils.record()"
     for name, value in records.items():
         if isinstance(value, float):
             assert math.isfinite(value), f"{notebook.name}: {name} = {value}"
-    assert list((tmp_path / "figures" / notebook.stem).glob("*.png")), "the notebook saved no figure"
-    scored = check_recorded_scores_are_run_results(records, tmp_path / "runs")
+    assert list((root / "figures" / notebook.stem).glob("*.png")), "the notebook saved no figure"
+    executed = json.loads((root / "notebooks" / notebook.name).read_text())
+    shown = [o for c in executed["cells"] for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert shown, "the executed copy shows no figure (the kernel must draw inline, as in JupyterLab)"
+    scored = check_recorded_scores_are_run_results(records, root / "runs")
     assert scored == SCORED_RUNS.get(notebook.stem, set())
     if notebook.stem in RECORD_CHECKS:
         RECORD_CHECKS[notebook.stem](records)

@@ -12,6 +12,7 @@ into `<out>/records.json`. Figures that notebooks save with `workbench.viz.savef
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -101,17 +102,60 @@ def execute(notebook: Path, out_dir: Path, parameters: dict | None = None, timeo
     out_path = out_dir / notebook.name
     figures = out_dir.parent / "figures" / notebook.stem
     os.environ["WORKBENCH_FIGURES"] = str(figures)
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    pm.execute_notebook(
-        str(notebook),
-        str(out_path),
-        parameters=parameters or {},
-        kernel_name="python3",
-        cwd=str(notebook.parent.parent),  # notebooks run from the repository root
-        progress_bar=False,
-        execution_timeout=timeout,
-    )
+    provenance = run_provenance()
+    try:
+        with _environment(MPLBACKEND=INLINE_BACKEND):
+            pm.execute_notebook(
+                str(notebook),
+                str(out_path),
+                parameters=parameters or {},
+                kernel_name="python3",
+                cwd=str(notebook.parent.parent),  # notebooks run from the repository root
+                progress_bar=False,
+                execution_timeout=timeout,
+            )
+    finally:
+        if out_path.is_file():  # a failing notebook is saved too, with its error: say where it ran as well
+            stamp_provenance(out_path, provenance)
     return read_records(json.loads(out_path.read_text()))
+
+
+# The kernel draws figures with the backend JupyterLab uses, so the executed copy holds them as PNG outputs (the
+# handouts show them). A caller's `MPLBACKEND=Agg` would leave the copy without a single figure; the runner's own
+# process is unaffected.
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
+
+@contextlib.contextmanager
+def _environment(**values: str):
+    """Set environment variables (inherited by the kernel) for the duration of the block, then restore them."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def run_provenance() -> dict:
+    """Where and from what a notebook runs: the run store's environment record (git commit and whether the tree
+    was dirty, python, torch, CUDA device, platform, local start time)."""
+    from workbench.runs import environment_info
+
+    return environment_info()
+
+
+def stamp_provenance(executed: Path, provenance: dict) -> None:
+    """Store `provenance` in an executed notebook's metadata (`metadata.workbench.provenance`), atomically."""
+    from workbench.runs import atomic_write_bytes
+
+    nb = json.loads(Path(executed).read_text())
+    nb.setdefault("metadata", {}).setdefault("workbench", {})["provenance"] = provenance
+    atomic_write_bytes(Path(executed), (json.dumps(nb, indent=1, ensure_ascii=False) + "\n").encode())
 
 
 def main(argv: list[str] | None = None) -> int:

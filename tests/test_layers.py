@@ -1,7 +1,8 @@
 """The package's layers only look down (STYLE.md): no module imports one from a floor above it, lazily or not.
 
 Floors, bottom to top: configuration and utilities; data, models, losses, metrics; features and the run store;
-methods; the training engine; the instruments (viz) and the dashboard; the command line and the notebook runner.
+methods; the training engine; the instruments (viz) and the dashboard; the command line, the notebook runner and
+the handouts made from its executed notebooks.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ FLOORS = {
     "train": 4, "recipe": 4,
     "viz": 5, "sd2_analysis": 5, "dashboard": 6,
     "viz.curves": 2,  # training curves drawn from a run's log: the engine's live plot uses them
-    "__main__": 7, "notebooks": 7, "__init__": 7,
+    "__main__": 7, "notebooks": 7, "handouts": 7, "__init__": 7,
 }
 
 

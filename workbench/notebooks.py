@@ -1,12 +1,14 @@
 """Execute the workbench notebooks headless (papermill), for `make demo` and the notebook tests.
 
     python -m workbench.notebooks run [--out outputs] [--smoke] [--only 01 02]
+    python -m workbench.notebooks handouts [--out outputs] [--reader]
 
 Each notebook has a cell tagged `parameters` (SMOKE, seeds, sizes); papermill injects overrides after it. Executed
 copies go to `<out>/notebooks/`, and the values each notebook records with `workbench.utils.record()` are collected
 into `<out>/records.json`. Figures that notebooks save with `workbench.viz.savefig` land in `<out>/figures/`
 (the notebook reads `WORKBENCH_FIGURES`). `<out>` defaults to the project's outputs folder
-(`workbench.utils.outputs_dir()`), whatever the working directory.
+(`workbench.utils.outputs_dir()`), whatever the working directory. `handouts` then writes each executed copy as
+one self-contained HTML page, and an index, into `<out>/handouts/` (`workbench.handouts`).
 """
 
 from __future__ import annotations
@@ -166,7 +168,16 @@ def main(argv: list[str] | None = None) -> int:
                      help="folder for executed copies, figures and records.json (default: the project's outputs/)")
     run.add_argument("--smoke", action="store_true", help="run with SMOKE=True (seconds per notebook)")
     run.add_argument("--only", nargs="*", default=None, help="notebooks to run, by number or name, e.g. 1 02 03_dakd")
+    handouts = sub.add_parser("handouts", help="write each executed notebook as one self-contained HTML page, and "
+                                               "an index (after `run`)")
+    handouts.add_argument("--out", default=None,
+                          help="the folder `run` wrote to; handouts go to <out>/handouts (default: outputs/)")
+    handouts.add_argument("--reader", action="store_true",
+                          help="also write each notebook's reader's copy (headings, formulas, figures, findings; "
+                               "no code)")
     args = parser.parse_args(argv)
+    if args.command == "handouts":
+        return write_handouts(outputs_dir(args.out), reader=args.reader)
 
     try:
         notebooks = select_notebooks(args.only)
@@ -187,6 +198,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{nb.name}] done in {time.perf_counter() - start:.0f} s: {records}", flush=True)
     (out / "records.json").write_text(json.dumps(all_records, indent=2))
     print(f"executed notebooks in {out / 'notebooks'}, figures in {out / 'figures'}, records in {out / 'records.json'}")
+    return 0
+
+
+def write_handouts(out: Path, *, reader: bool = False) -> int:
+    """`handouts`: the pages of `workbench.handouts` for the executed copies in `<out>/notebooks/`."""
+    from workbench.handouts import build_handouts
+
+    executed = list_notebooks(out / "notebooks")
+    if not executed:
+        print(f"error: no executed notebooks in {out / 'notebooks'}: run `python -m workbench.notebooks run"
+              f"{'' if out == outputs_dir() else f' --out {out}'}` first", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    written = build_handouts(executed, out / "handouts", reader=reader)
+    sizes = ", ".join(f"{p.name} {p.stat().st_size / 1e6:.1f} MB" for p in written)
+    print(f"handouts in {out / 'handouts'} ({time.perf_counter() - start:.0f} s): {sizes}; open "
+          f"{out / 'handouts' / 'index.html'}")
     return 0
 
 

@@ -1,5 +1,6 @@
 # ReID Workbench. Two commands set everything up on a fresh machine:
-#   make demo   create .venv if missing, install, execute the notebooks headless on synthetic data
+#   make demo   create .venv if missing, install, execute the notebooks headless on synthetic data,
+#               then write them as HTML handouts (outputs/handouts/index.html)
 #   make test   create .venv if missing, install, run the test suite
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -23,6 +24,7 @@ $(STAMP): pyproject.toml
 
 demo: venv
 	$(PY) -m workbench.notebooks run --out $(OUT)
+	$(PY) -m workbench.notebooks handouts --out $(OUT) --reader
 
 test: venv
 	$(PY) -m pytest -q

@@ -46,3 +46,33 @@ def two_runs(tmp_path_factory):
     a = fit(base.override(**{"run.name": "a", "loss.triplet": "wrt"}), progress=False)
     b = fit(base.override(**{"run.name": "b", "loss.triplet": "hard"}), progress=False)
     return {"root": root, "a": a, "b": b}
+
+
+@pytest.fixture(scope="session")
+def executed_notebook(tmp_path_factory):
+    """Execute a repository notebook with SMOKE=True at most once per session, in a folder of its own (runs/,
+    notebooks/, figures/ under it): `executed_notebook("02_baselines") -> (folder, recorded values)`. The notebook
+    tests and the handout tests share the executions; a failure is raised again to every test that asks."""
+    from workbench.notebooks import execute, list_notebooks
+
+    done: dict[str, tuple] = {}
+
+    def run(stem: str):
+        if stem not in done:
+            notebook = next((p for p in list_notebooks() if p.stem == stem), None)
+            if notebook is None:
+                raise ValueError(f"no notebook named {stem!r} in notebooks/")
+            root = tmp_path_factory.mktemp(stem)
+            params = {"SMOKE": True, "RUNS_DIR": str(root / "runs")}  # notebooks without RUNS_DIR ignore it
+            try:
+                with pytest.MonkeyPatch.context() as mp:
+                    mp.setenv("MPLBACKEND", "Agg")  # as a headless caller has it: the kernel must still draw inline
+                    done[stem] = (root, execute(notebook, root / "notebooks", parameters=params, timeout=600), None)
+            except Exception as exc:  # noqa: BLE001 -- kept and raised again below, to each test that asks
+                done[stem] = (root, None, exc)
+        root, records, error = done[stem]
+        if error is not None:
+            raise error
+        return root, records
+
+    return run

@@ -2,9 +2,9 @@
 
 Floors, bottom to top: configuration, utilities and data-parallel helpers; data, models, losses, metrics; features,
 the run store and checkpoints; methods; the evaluation path; the training engine; the instruments (viz) and the
-dashboard; the command line, the notebook runner and the notebook conveniences (lab). No module imports itself back
-through others (no circles), and the engine and the run store stay in functions a reader can hold (no function over
-80 lines).
+dashboard; the command line, the notebook runner, the handouts made from its executed notebooks and the notebook
+conveniences (lab). No module imports itself back through others (no circles), and the engine and the run store stay
+in functions a reader can hold (no function over 80 lines).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ FLOORS = {
     "train": 4, "recipe": 4,
     "viz": 5, "dashboard": 6,
     "viz.curves": 2,  # training curves drawn from a run's log: the engine's live plot uses them
-    "__main__": 7, "notebooks": 7, "lab": 7, "__init__": 7,
+    "__main__": 7, "notebooks": 7, "handouts": 7, "lab": 7, "__init__": 7,
 }
 
 

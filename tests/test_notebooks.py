@@ -30,21 +30,37 @@ def test_committed_without_outputs(notebook):
 
 @pytest.mark.notebooks
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
-def test_notebook_executes_in_smoke_mode(notebook, tmp_path, monkeypatch):
-    from workbench.notebooks import execute
-
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    params = {"SMOKE": True, "RUNS_DIR": str(tmp_path / "runs")}  # notebooks without RUNS_DIR ignore it
-    records = execute(notebook, tmp_path / "notebooks", parameters=params, timeout=600)
+def test_notebook_executes_in_smoke_mode(notebook, executed_notebook):
+    root, records = executed_notebook(notebook.stem)  # (the handout tests reuse the same execution)
     assert records, f"{notebook.name} recorded no values with workbench.utils.record()"
     for name, value in records.items():
         if isinstance(value, float):
             assert math.isfinite(value), f"{notebook.name}: {name} = {value}"
-    assert list((tmp_path / "figures" / notebook.stem).glob("*.png")), "the notebook saved no figure"
-    scored = check_recorded_scores_are_run_results(records, tmp_path / "runs")
+    assert list((root / "figures" / notebook.stem).glob("*.png")), "the notebook saved no figure"
+    scored = check_recorded_scores_are_run_results(records, root / "runs")
     assert scored == SCORED_RUNS.get(notebook.stem, set())
     if notebook.stem in RECORD_CHECKS:
         RECORD_CHECKS[notebook.stem](records)
+
+
+# Building the dashboard imports ipympl, and importing ipympl switches pyplot to its widget backend
+# (`matplotlib.use` in ipympl/__init__.py): the figures notebook 07 draws afterwards are canvases that are never
+# displayed, in JupyterLab as under the runner. Left to the dashboard's owner; strict, so a fix shows up here.
+_NO_INLINE_FIGURE = pytest.mark.xfail(strict=True, reason="dashboard.app imports ipympl, which switches pyplot's "
+                                                          "backend: 07's later figures are never displayed")
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("notebook", [pytest.param(nb, marks=_NO_INLINE_FIGURE) if nb.stem == "07_ablation_dashboard"
+                                      else nb for nb in NOTEBOOKS], ids=[nb.stem for nb in NOTEBOOKS])
+def test_executed_copy_shows_its_figures(notebook, executed_notebook):
+    """Each figure the notebook saves is also displayed: the kernel draws inline, as in JupyterLab, whatever
+    MPLBACKEND the caller has (the fixture sets Agg), so the executed copy and its handout show them."""
+    root, _ = executed_notebook(notebook.stem)
+    executed = json.loads((root / "notebooks" / notebook.name).read_text())
+    shown = sum("image/png" in o.get("data", {}) for c in executed["cells"] for o in c.get("outputs", []))
+    saved = len(list((root / "figures" / notebook.stem).glob("*.png")))
+    assert shown >= saved > 0, f"{saved} figures saved, {shown} shown in the executed copy"
 
 
 # The runs whose test scores each notebook records as `<tag>_rank1`, `<tag>_mAP`, `<tag>_mINP`.

@@ -1,17 +1,20 @@
 """Execute the workbench notebooks headless (papermill), for `make demo` and the notebook tests.
 
     python -m workbench.notebooks run [--out outputs] [--smoke] [--only 01 02]
+    python -m workbench.notebooks handouts [--out outputs] [--reader]
 
 Each notebook has a cell tagged `parameters` (SMOKE, seeds, sizes); papermill injects overrides after it. Executed
 copies go to `<out>/notebooks/`, and the values each notebook records with `workbench.utils.record()` are collected
 into `<out>/records.json`. Figures that notebooks save with `workbench.viz.savefig` land in `<out>/figures/`
 (the notebook reads `WORKBENCH_FIGURES`). `<out>` defaults to the project's outputs folder
-(`workbench.utils.outputs_dir()`), whatever the working directory.
+(`workbench.utils.outputs_dir()`), whatever the working directory. `handouts` then writes each executed copy as
+one self-contained HTML page, and an index, into `<out>/handouts/` (`workbench.handouts`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -101,17 +104,60 @@ def execute(notebook: Path, out_dir: Path, parameters: dict | None = None, timeo
     out_path = out_dir / notebook.name
     figures = out_dir.parent / "figures" / notebook.stem
     os.environ["WORKBENCH_FIGURES"] = str(figures)
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    pm.execute_notebook(
-        str(notebook),
-        str(out_path),
-        parameters=parameters or {},
-        kernel_name="python3",
-        cwd=str(notebook.parent.parent),  # notebooks run from the repository root
-        progress_bar=False,
-        execution_timeout=timeout,
-    )
+    provenance = run_provenance()
+    try:
+        with _environment(MPLBACKEND=INLINE_BACKEND):
+            pm.execute_notebook(
+                str(notebook),
+                str(out_path),
+                parameters=parameters or {},
+                kernel_name="python3",
+                cwd=str(notebook.parent.parent),  # notebooks run from the repository root
+                progress_bar=False,
+                execution_timeout=timeout,
+            )
+    finally:
+        if out_path.is_file():  # a failing notebook is saved too, with its error: say where it ran as well
+            stamp_provenance(out_path, provenance)
     return read_records(json.loads(out_path.read_text()))
+
+
+# The kernel draws figures with the backend JupyterLab uses, so the executed copy holds them as PNG outputs (the
+# handouts show them). A caller's `MPLBACKEND=Agg` would leave the copy without a single figure; the runner's own
+# process is unaffected.
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
+
+@contextlib.contextmanager
+def _environment(**values: str):
+    """Set environment variables (inherited by the kernel) for the duration of the block, then restore them."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def run_provenance() -> dict:
+    """Where and from what a notebook runs: the run store's environment record (git commit and whether the tree
+    was dirty, python, torch, CUDA device, platform, local start time)."""
+    from workbench.runs import environment_info
+
+    return environment_info()
+
+
+def stamp_provenance(executed: Path, provenance: dict) -> None:
+    """Store `provenance` in an executed notebook's metadata (`metadata.workbench.provenance`), atomically."""
+    from workbench.runs import atomic_write_bytes
+
+    nb = json.loads(Path(executed).read_text())
+    nb.setdefault("metadata", {}).setdefault("workbench", {})["provenance"] = provenance
+    atomic_write_bytes(Path(executed), (json.dumps(nb, indent=1, ensure_ascii=False) + "\n").encode())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,7 +168,16 @@ def main(argv: list[str] | None = None) -> int:
                      help="folder for executed copies, figures and records.json (default: the project's outputs/)")
     run.add_argument("--smoke", action="store_true", help="run with SMOKE=True (seconds per notebook)")
     run.add_argument("--only", nargs="*", default=None, help="notebooks to run, by number or name, e.g. 1 02 03_dakd")
+    handouts = sub.add_parser("handouts", help="write each executed notebook as one self-contained HTML page, and "
+                                               "an index (after `run`)")
+    handouts.add_argument("--out", default=None,
+                          help="the folder `run` wrote to; handouts go to <out>/handouts (default: outputs/)")
+    handouts.add_argument("--reader", action="store_true",
+                          help="also write each notebook's reader's copy (headings, formulas, figures, findings; "
+                               "no code)")
     args = parser.parse_args(argv)
+    if args.command == "handouts":
+        return write_handouts(outputs_dir(args.out), reader=args.reader)
 
     try:
         notebooks = select_notebooks(args.only)
@@ -143,6 +198,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{nb.name}] done in {time.perf_counter() - start:.0f} s: {records}", flush=True)
     (out / "records.json").write_text(json.dumps(all_records, indent=2))
     print(f"executed notebooks in {out / 'notebooks'}, figures in {out / 'figures'}, records in {out / 'records.json'}")
+    return 0
+
+
+def write_handouts(out: Path, *, reader: bool = False) -> int:
+    """`handouts`: the pages of `workbench.handouts` for the executed copies in `<out>/notebooks/`."""
+    from workbench.handouts import build_handouts
+
+    executed = list_notebooks(out / "notebooks")
+    if not executed:
+        print(f"error: no executed notebooks in {out / 'notebooks'}: run `python -m workbench.notebooks run"
+              f"{'' if out == outputs_dir() else f' --out {out}'}` first", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    written = build_handouts(executed, out / "handouts", reader=reader)
+    sizes = ", ".join(f"{p.name} {p.stat().st_size / 1e6:.1f} MB" for p in written)
+    print(f"handouts in {out / 'handouts'} ({time.perf_counter() - start:.0f} s): {sizes}; open "
+          f"{out / 'handouts' / 'index.html'}")
     return 0
 
 

@@ -135,16 +135,9 @@ class _Geometry:
         out.append(len(self.prims) - 1)
         if tex is not None:
             th, tw = tex.shape
-            for r in range(th):
-                c = 0
-                while c < tw:
-                    value, start = int(tex[r, c]), c
-                    while c < tw and tex[r, c] == value:
-                        c += 1
-                    if value not in (0, label):
-                        t0, t1 = 1 - (r + 1) / th, 1 - r / th
-                        self.para(value, o + a * (start / tw) + b * t0, a * ((c - start) / tw), b * (t1 - t0),
-                                  face, out)
+            for value, r0, r1, c0, c1 in _rectangles(tex, skip=(0, label)):
+                t0, t1 = 1 - r1 / th, 1 - r0 / th
+                self.para(value, o + a * (c0 / tw) + b * t0, a * ((c1 - c0) / tw), b * (t1 - t0), face, out)
         return first
 
     def ellipse(self, label: int, centre, a, b, face: int, out: list[int], extra: Any = None) -> int:
@@ -155,6 +148,28 @@ class _Geometry:
         self.prims.append(("ellipse", label, first, 3, face, extra))
         out.append(len(self.prims) - 1)
         return first
+
+
+def _rectangles(tex: np.ndarray, skip: tuple[int, ...]) -> list[tuple[int, int, int, int, int]]:
+    """Cover a label texture by rectangles (value, row0, row1, col0, col1), half-open: runs of equal labels in each
+    row, merged down the rows while they repeat exactly. Labels in `skip` are left out."""
+    out: list[tuple[int, int, int, int, int]] = []
+    open_runs: dict[tuple[int, int, int], int] = {}  # (value, c0, c1) -> first row
+    th, tw = tex.shape
+    for r in range(th + 1):
+        runs = set()
+        c = 0
+        while r < th and c < tw:
+            value, start = int(tex[r, c]), c
+            while c < tw and tex[r, c] == value:
+                c += 1
+            if value not in skip:
+                runs.add((value, start, c))
+        for run in [k for k in open_runs if k not in runs]:
+            out.append((run[0], open_runs.pop(run), r, run[1], run[2]))
+        for run in runs:
+            open_runs.setdefault(run, r)
+    return out
 
 
 def _prism(g: _Geometry, profile: list[tuple[float, float]], y0: float, y1: float, side_label: int,
@@ -358,6 +373,17 @@ def _geometry(v: Vehicle) -> _Geometry:
         for k in range(1, n_pillars + 1):
             xp = ra[0] + span * k / (n_pillars + 1) + (0.1 if n_pillars == 1 else 0.0)
             g.para(TRIM, *_on_side(y, xp - 0.05, xp + 0.05, zb - 0.01, zt + 0.01), face, cabin)
+    # door mirrors at the base of the A-pillars: a forward- and a sideways-facing plate each
+    mx = v.hood - (0.12 if not (truck or bus) else 0.05)
+    mz0, mz1 = belt + 0.04, belt + (0.2 if not (truck or bus) else 0.45)
+    reach = 0.14 if not (truck or bus) else 0.22
+    for sgn in (1.0, -1.0):
+        y_in, y_out = sgn * cw / 2, sgn * (W / 2 + reach)
+        fwd = g.face((1, 0, 0), (mx, y_in, mz0))
+        g.poly(bumper_end, [(mx, y_in, mz0), (mx, y_out, mz0), (mx, y_out, mz1), (mx, y_in, mz1)], fwd, cabin)
+        out_face = g.face((0, sgn, 0), (mx, y_out, mz0))
+        g.poly(TRIM, [(mx - 0.1, y_out, mz0), (mx, y_out, mz0), (mx, y_out, mz1), (mx - 0.1, y_out, mz1)], out_face,
+               cabin)
     g.solids.append(((0.5 * (front + body_rear), 0.0, (c + cab_h) / 2), lower + cabin))  # the cabin sits on it
 
     # ---- truck: chassis and cargo box
@@ -489,7 +515,7 @@ class _Canvas:
 
     def poly(self, xy: np.ndarray, value: int) -> None:
         """A convex or simple polygon (n, 2)."""
-        self.draw.polygon([(x - 0.5, y - 0.5) for x, y in xy.tolist()], fill=int(value))
+        self.draw.polygon((xy - 0.5).ravel().tolist(), fill=value)
 
     def ellipse(self, c: np.ndarray, a: np.ndarray, b: np.ndarray, value: int) -> None:
         """The ellipse c + cos(u) a + sin(u) b (any orientation), as a polygon fine enough for its size."""
@@ -503,11 +529,13 @@ class _Canvas:
         self.ellipse(c, a, b, TYRE)
         if spokes:
             self.ellipse(c, a * 0.62, b * 0.62, BRAKE)
-            for k in range(spokes):
+            through = spokes % 2 == 0  # an even number: bars through the centre, two spokes each
+            for k in range(spokes // 2 if through else spokes):
                 t = 2.0 * math.pi * k / spokes
                 d = a * math.cos(t) + b * math.sin(t)
                 e = (-a * math.sin(t) + b * math.cos(t)) * (0.55 / spokes + 0.03)
-                self.poly(np.stack([c - e, c + e, c + 0.6 * d + e, c + 0.6 * d - e]), RIM)
+                base = c - 0.6 * d if through else c
+                self.poly(np.stack([base - e, base + e, c + 0.6 * d + e, c + 0.6 * d - e]), RIM)
             self.ellipse(c, a * 0.2, b * 0.2, RIM)
         else:
             self.ellipse(c, a * 0.62, b * 0.62, RIM)
@@ -809,7 +837,7 @@ def _add_glare(img: np.ndarray, x: float, y: float, radius: float, colour: np.nd
 # ===================================================================================================== materials
 @functools.lru_cache(maxsize=4096)
 def _tables(v: Vehicle) -> dict[str, np.ndarray]:
-    """Per-part visible colour (P, 3), NIR reflectance (P,), emissivity (P,) and solar absorptance (P,)."""
+    """Per-part visible colour (P, 3), NIR reflectance (P,), emissivity (P,), solar absorptance (P,) and gloss (P,)."""
     rgb = np.zeros((N_VPARTS, 3), np.float32)
     nir = np.zeros(N_VPARTS, np.float32)
     eps = np.full(N_VPARTS, 0.9, np.float32)
@@ -837,7 +865,12 @@ def _tables(v: Vehicle) -> dict[str, np.ndarray]:
     for part, (c, n, e) in rows.items():
         rgb[part], nir[part], eps[part] = c, n, e
     absorb = np.clip(1.0 - (0.5 * rgb.mean(1) + 0.5 * nir), 0.0, 1.0)  # solar: about half visible, half NIR
-    out = {"rgb": rgb, "nir": nir, "eps": eps, "absorb": absorb.astype(np.float32)}
+    gloss = np.zeros(N_VPARTS, np.float32)  # strength of the sky's reflection (visible light)
+    gloss[list(PAINTED)] = v.gloss
+    gloss[[CARGO_SIDE, CARGO_END, CARGO_TOP]] = 0.1
+    gloss[[GLASS_SIDE, GLASS_SCREEN]] = 0.3
+    gloss[list(_TOP_PARTS)] *= 1.3
+    out = {"rgb": rgb, "nir": nir, "eps": eps, "absorb": absorb.astype(np.float32), "gloss": gloss}
     for a in out.values():
         a.setflags(write=False)
     return out
@@ -883,9 +916,10 @@ def part_temperatures(v: Vehicle, scene: RoadScene, state: VehicleState) -> np.n
 
 
 # ===================================================================================================== sensors
-def _to_uint8(img: np.ndarray) -> np.ndarray:
-    """[0, 1] floats -> uint8, in place on `img`."""
-    np.multiply(img, 255.0, out=img)
+def _to_uint8(img: np.ndarray, scale: float = 255.0) -> np.ndarray:
+    """Floats in [0, 255 / scale] -> uint8 (rounded), in place on `img`."""
+    if scale != 1.0:
+        np.multiply(img, scale, out=img)
     np.add(img, 0.5, out=img)
     np.clip(img, 0.0, 255.0, out=img)
     return img.astype(np.uint8)
@@ -916,10 +950,14 @@ def _interleave(planes: np.ndarray) -> np.ndarray:
     return out
 
 
+_ZONES = 8  # levels of the sky-reflection band, folded into the colour table (one lookup instead of a pass)
+
+
 def _sensor_rgb(lay: dict[str, Any], v: Vehicle, camera: RoadCamera, scene: RoadScene, state: VehicleState,
                 config: VehicleConfig, bg: dict[str, Any]) -> np.ndarray:
-    """Visible light, channel-planar: per-part colour x face shading, the road behind, sky reflection on paint and
-    glass, daylight or street light x exposure x white balance, lamp emission and glare at night, noise, blur."""
+    """Visible light, channel-planar: per-part colour x face shading, plus the sky reflected by paint and glass in a
+    band strongest near the shoulder line (by day and dusk), the road behind, daylight or street light x exposure x
+    white balance, lamp emission and glare at night, noise, blur. Works in 0..255 units."""
     h, w = config.height, config.width
     lab, u, gn = lay["labels"], lay["u"], lay["g"]
     ij = config.illumination_jitter
@@ -932,21 +970,19 @@ def _sensor_rgb(lay: dict[str, Any], v: Vehicle, camera: RoadCamera, scene: Road
     table[list(_TOP_PARTS)] *= 1.05 + 0.12 * scene.sun
     table[SHADOW] = bg["road_rgb"] * (0.45 + 0.25 * (1.0 - scene.sun))
     table[OCCLUDER] = lay["occ"][0]
-    img = np.take(np.ascontiguousarray(table.T), lab, axis=1)  # (3, H, W)
-    np.copyto(img, bg["rgb"], where=lab == 0)
-    if scene.time_of_day != "night":  # sky reflection on paint and glass, strongest near the shoulder line
-        gloss = np.zeros(N_VPARTS, np.float32)
-        gloss[list(PAINTED)] = v.gloss
-        gloss[[CARGO_SIDE, CARGO_END, CARGO_TOP]] = 0.1
-        gloss[[GLASS_SIDE, GLASS_SCREEN]] = 0.3
-        gloss[list(_TOP_PARTS)] *= 1.3
+    if scene.time_of_day != "night":  # (zone, part) -> colour + gloss x band level x sky
         r0, r1 = lay["box_rows"]
         band = np.exp(-(((_centres(h) - (r0 + 0.3 * (r1 - r0))) / (0.22 * (r1 - r0) + 1.0)) ** 2))
-        shine = np.take(gloss, lab) * (0.35 + 0.65 * band.astype(np.float32))[:, None]
-        for c, sky in enumerate((0.85, 0.9, 1.0)):
-            img[c] += shine * (sky if not night else 0.4 * sky)
+        zone = np.rint(band * (_ZONES - 1)).astype(np.uint8)  # (H,)
+        level = 0.35 + 0.65 * np.linspace(0.0, 1.0, _ZONES, dtype=np.float32)
+        sky = np.array([0.85, 0.9, 1.0], np.float32) * (1.0 if not night else 0.4)
+        zoned = table[None] + _tables(v)["gloss"][None, :, None] * level[:, None, None] * sky
+        img = np.take(np.ascontiguousarray(zoned.reshape(-1, 3).T), lab + (zone * N_VPARTS)[:, None], axis=1)
+    else:
+        img = np.take(np.ascontiguousarray(table.T), lab, axis=1)  # (3, H, W)
+    np.copyto(img, bg["rgb"], where=lab == 0)
     tint = np.exp(0.12 * ij * np.array([gn[4], 0.0, -gn[4]], np.float32))
-    exposure = camera.exposure * scene.light * float(np.exp(0.2 * ij * np.clip(gn[5], -2.5, 2.5)))
+    exposure = 255.0 * camera.exposure * scene.light * float(np.exp(0.2 * ij * np.clip(gn[5], -2.5, 2.5)))
     gain = np.asarray(camera.white_balance, np.float32) * tint * np.float32(exposure)
     if scene.time_of_day == "day":
         img *= (gain * np.array([1.0, 0.99, 0.97], np.float32))[:, None, None]
@@ -956,17 +992,19 @@ def _sensor_rgb(lay: dict[str, Any], v: Vehicle, camera: RoadCamera, scene: Road
         img *= _night_light(h, w, scene.street_light, round(scene.light_x * 20) / 20)
         img *= gain[:, None, None]
         if state.headlights:  # lamps emit; glare blooms around them
-            emis = np.zeros((3, N_VPARTS), np.float32)
-            emis[:, HEADLIGHT] = (1.3, 1.25, 1.1)
-            emis[:, TAILLIGHT] = (0.9, 0.05, 0.03)
-            img += np.take(emis, lab, axis=1)
+            img += np.take(_EMISSION, lab, axis=1)
             for kind, (x, y), rad in lay["lamps"]:
-                colour = np.array([0.7, 0.66, 0.55] if kind == "head" else [0.45, 0.03, 0.02], np.float32)
+                colour = np.array([0.7, 0.66, 0.55] if kind == "head" else [0.45, 0.03, 0.02], np.float32) * 255
                 _add_glare(img, float(x), float(y), max(rad * (1.3 if kind == "head" else 1.0), 1.0), colour)
-    sigma = config.noise * camera.noise_gain * (2.0 if night else 1.0)
+    sigma = 255.0 * config.noise * camera.noise_gain * (2.0 if night else 1.0)
     if sigma > 0:
         img += _noise(h, w, 3, float(u[14]), float(u[15])) * np.float32(sigma)
-    return _interleave(_to_uint8(_blur(img)))
+    return _interleave(_to_uint8(_blur(img), scale=1.0))
+
+
+_EMISSION = np.zeros((3, N_VPARTS), np.float32)  # lit lamps, 0..255 units
+_EMISSION[:, HEADLIGHT] = (330.0, 320.0, 280.0)
+_EMISSION[:, TAILLIGHT] = (230.0, 13.0, 8.0)
 
 
 def _sensor_nir(lay: dict[str, Any], v: Vehicle, camera: RoadCamera, scene: RoadScene, state: VehicleState,

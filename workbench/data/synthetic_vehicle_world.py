@@ -469,5 +469,5 @@ def draw_state(rng: np.random.Generator, config: VehicleConfig, scene: RoadScene
     if u[0] < config.parked_rate:
         return VehicleState(driving_minutes=0.0, braking=0.0, headlights=False)
     minutes = float(np.exp(np.log(60.0) * u[1]))
-    lights = scene.time_of_day != "day" and u[3] < 0.95
+    lights = bool(scene.time_of_day != "day" and u[3] < 0.95)
     return VehicleState(driving_minutes=round(minutes, 2), braking=round(0.2 + 0.8 * float(u[2]), 3), headlights=lights)

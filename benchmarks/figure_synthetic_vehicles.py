@@ -43,8 +43,9 @@ def main() -> None:
                 ax.set_title(columns[c], fontsize=7)
             if c == 0:
                 ax.set_ylabel(label.replace(", ", "\n"), fontsize=7, rotation=0, ha="right", va="center")
+    top = axes[0][0].get_position().y1
     fig.suptitle("Synthetic vehicles (RGBNT100-like cameras): identity is the vehicle; camera, light and sensor are "
-                 "style", fontsize=9, y=1.0)
+                 "style", fontsize=9, y=top + 0.45 / fig.get_figheight())
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110, bbox_inches="tight")

@@ -369,13 +369,14 @@ def test_rgbnt100_export_has_real_proportions_and_viewpoint_cameras(vehicle_expo
     n = {s: sum(1 for ln in lines if ln["split"] == s) for s in ("train", "query", "gallery")}
     assert len(manifest["splits"]["train"]) == len(manifest["splits"]["test"]) == 6  # 50 / 50
     assert n["query"] / n["gallery"] == pytest.approx(1715 / 8575, abs=0.08)
-    for ln in lines:  # RGBNT100 cameras are viewpoints: each capture mostly from its camera's own
-        cam = rgbnt100_cameras()[ln["camid"] + 1]
-        assert ln["factors"]["camera"] == ln["camid"] + 1
-    own = [ln["factors"]["viewpoint"] == VEHICLE_VIEWPOINTS[int(np.argmax(rgbnt100_cameras()[ln["camid"] + 1]
-                                                                          .viewpoint_bias))] for ln in lines]
-    assert np.mean(own) > 0.5
-    assert cam.spectra == ("rgb", "nir", "tir")
+    cams = rgbnt100_cameras()
+    own_view = {c: VEHICLE_VIEWPOINTS[int(np.argmax(cam.viewpoint_bias))] for c, cam in cams.items()}
+    assert own_view == {1: "front", 2: "rear", 3: "left", 4: "right", 5: "front-left", 6: "rear-left",
+                        7: "rear-right", 8: "front-right"}
+    assert all(ln["factors"]["camera"] == ln["camid"] + 1 for ln in lines)  # file name c1..c8, Sample 0..7
+    # cameras are viewpoints: with viewpoint_spread 0.4 a capture shows its camera's own view about 61 % of the time
+    own = np.mean([ln["factors"]["viewpoint"] == own_view[ln["camid"] + 1] for ln in lines])
+    assert 0.5 < own < 0.8
 
 
 def test_msvr310_scene_junk_rule_has_work_to_do(vehicle_exports):

@@ -1,17 +1,18 @@
 """Synthetic vehicles, rendered: (vehicle, camera, scene, state, random state) -> aligned RGB / NIR / TIR images.
 
 The vehicle half of the generator's second stage (world -> render -> export); it imports the vehicle world
-(`workbench.data.synthetic_vehicle_world`) and nothing else of the generator. Three steps, vectorised NumPy:
+(`workbench.data.synthetic_vehicle_world`) and nothing else of the generator. Three steps:
 
 1. **Geometry** (cached per vehicle). The body is a few extruded side profiles (lower body, cabin; a cab and a
    cargo box for trucks) whose faces carry their details as planar polygons, parallelograms and ellipses: windows
    and pillars, lights, grille, bumpers, the plate-like tag with its glyph code, stripes, decals, stickers, wheel
    arches, roof items. Wheels are discs (tyre, rim, spokes, brake disc).
-2. **Layout.** An orthographic camera at the capture's azimuth (viewpoint) and pitch (mount height) projects the
-   geometry; back faces are culled and solids painted far to near into a *part label map* `(H, W) uint8`
-   (`VEHICLE_PARTS`). The vehicle's box is fitted into the image with margins, like a detector crop resized to the
-   dataset's fixed size (so a front view is stretched, a bus side squeezed, within limits). Occluders come last.
-3. **Sensors**, from per-part tables: visible colour x face shading x sky reflection x daylight or street light,
+2. **Layout.** A pinhole camera at the road camera's mount height, at the capture's azimuth (viewpoint), aimed at
+   the vehicle, projects the geometry; back faces are culled and solids painted far to near (PIL's polygon filler)
+   into a *part label map* `(H, W) uint8` (`VEHICLE_PARTS`). The vehicle's box is fitted into the image with
+   margins, like a detector crop resized to the dataset's fixed size (so a front view is stretched, a bus side
+   squeezed, within limits). Occluders come last.
+3. **Sensors**, from per-part tables (vectorised NumPy, channel-planar): visible colour x face shading x sky reflection x daylight or street light,
    plus lamp emission and glare at night; near-infrared reflectance (most paints alike, glass, tyres and carbon-black
    trim dark, the retro-reflective tag bright) under sunlight or the camera's active illuminator; thermal apparent
    temperature `eps * T_surface + (1 - eps) * T_reflected` with surface heat from the engine bay, radiator,
@@ -19,8 +20,8 @@ The vehicle half of the generator's second stage (world -> render -> export); it
    of dark paint by day and the cold sky reflected by glass and roofs; rendered at half resolution (thermal sensors
    are coarser) and upsampled. NIR and TIR are returned as 3-channel images with equal channels.
 
-Simplifications (see the data card): orthographic projection, flat faces without curvature, no shadows cast on
-the vehicle, sensor noise drawn as a random crop of a fixed Gaussian field (speed), INFERRED material constants.
+Simplifications (see the data card): flat faces without curvature, no shadows cast on the vehicle, sensor noise
+drawn as a random crop of a fixed Gaussian field (speed), INFERRED material constants.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ from workbench.data.synthetic_vehicle_world import (
     VehicleState,
 )
 
-__all__ = ["HEAT", "VEHICLE_PARTS", "render_vehicle", "render_vehicle_parts"]
+__all__ = ["EMISSIVITY", "HEAT", "SOLAR_RISE", "VEHICLE_PARTS", "part_temperatures", "render_vehicle",
+           "render_vehicle_parts"]
 
 VEHICLE_PARTS = (
     "background", "shadow", "paint_side", "paint_end", "paint_top", "engine_side", "engine_end", "engine_top",
@@ -557,7 +559,7 @@ def _choose_viewpoint(camera: RoadCamera, config: VehicleConfig, u: float) -> st
 
 
 def _projection(yaw: float, pitch: float) -> tuple[np.ndarray, np.ndarray]:
-    """(3, 2) matrix to screen (x right, y up) and the unit vector towards the camera (3,), orthographic."""
+    """(3, 2) matrix onto the image plane (x right, y up) and the unit vector towards the camera (3,)."""
     t, p = math.radians(yaw), math.radians(pitch)
     right = (-math.sin(t), math.cos(t), 0.0)
     up = (-math.cos(t) * math.sin(p), -math.sin(t) * math.sin(p), math.cos(p))
@@ -586,12 +588,7 @@ def _layout(v: Vehicle, camera: RoadCamera, viewpoint: str | None, rng: np.rando
     dist = math.hypot(ground, rise)
     g = _geometry(v)
     proj, towards = _projection(yaw, pitch)
-
-    def project(pts: np.ndarray) -> np.ndarray:
-        """(n, 3) model points -> (n, 2) metres on the image plane through the vehicle's centre, y up."""
-        return (pts @ proj) * (dist / (dist - pts @ towards))[:, None]
-
-    screen = project(g.P)
+    screen = (g.P @ proj) * (dist / (dist - g.P @ towards))[:, None]  # (n, 2) metres on the image plane, y up
     sil = screen[g.silhouette]
     x_lo, y_lo = sil.min(0)
     x_hi, y_hi = sil.max(0)
@@ -609,14 +606,7 @@ def _layout(v: Vehicle, camera: RoadCamera, viewpoint: str | None, rng: np.rando
     used_w, used_h = sx * float(x_hi - x_lo), sy * float(y_hi - y_lo)
     ox = ml * w + (w * (1 - ml - mr) - used_w) * 0.5
     oy = mt * h + (h * (1 - mt - mb) - used_h) * 0.5
-    shift = np.array([x_lo, y_hi])
-    scale = np.array([sx, -sy])
-    offset = np.array([ox, oy])
-
-    def to_pix(pts: np.ndarray) -> np.ndarray:
-        return (project(pts) - shift) * scale + offset
-
-    pix = (screen - shift) * scale + offset
+    pix = (screen - np.array([x_lo, y_hi])) * np.array([sx, -sy]) + np.array([ox, oy])  # pixel coordinates
     visible = ((dist * towards - g.A) * g.N).sum(1) > 1e-3  # the camera is in front of the face's plane
     canvas = _Canvas(h, w)
     canvas.poly(pix[g.shadow], SHADOW)

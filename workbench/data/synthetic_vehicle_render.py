@@ -508,8 +508,8 @@ def _circle(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _Canvas:
-    """The part label map being painted (PIL's polygon filler: C speed). Coordinates are pixel coordinates with
-    pixel centres at +0.5 (x right, y down); later shapes paint over earlier ones."""
+    """The part label map being painted (PIL's polygon filler: C speed). Coordinates are PIL's: pixel centres at
+    integers (x right, y down); later shapes paint over earlier ones."""
 
     def __init__(self, h: int, w: int) -> None:
         self.image = Image.new("L", (w, h))
@@ -517,7 +517,7 @@ class _Canvas:
 
     def poly(self, xy: np.ndarray, value: int) -> None:
         """A convex or simple polygon (n, 2)."""
-        self.draw.polygon((xy - 0.5).ravel().tolist(), fill=value)
+        self.draw.polygon(xy.ravel().tolist(), fill=value)
 
     def ellipse(self, c: np.ndarray, a: np.ndarray, b: np.ndarray, value: int) -> None:
         """The ellipse c + cos(u) a + sin(u) b (any orientation), as a polygon fine enough for its size."""
@@ -606,7 +606,8 @@ def _layout(v: Vehicle, camera: RoadCamera, viewpoint: str | None, rng: np.rando
     used_w, used_h = sx * float(x_hi - x_lo), sy * float(y_hi - y_lo)
     ox = ml * w + (w * (1 - ml - mr) - used_w) * 0.5
     oy = mt * h + (h * (1 - mt - mb) - used_h) * 0.5
-    pix = (screen - np.array([x_lo, y_hi])) * np.array([sx, -sy]) + np.array([ox, oy])  # pixel coordinates
+    # pixel coordinates, PIL's convention (pixel centres at integers, so a box [0, w] x [0, h] fills the image)
+    pix = (screen - np.array([x_lo, y_hi])) * np.array([sx, -sy]) + np.array([ox - 0.5, oy - 0.5])
     visible = ((dist * towards - g.A) * g.N).sum(1) > 1e-3  # the camera is in front of the face's plane
     canvas = _Canvas(h, w)
     canvas.poly(pix[g.shadow], SHADOW)
@@ -620,12 +621,13 @@ def _layout(v: Vehicle, camera: RoadCamera, viewpoint: str | None, rng: np.rando
         else:  # an ellipse, locally affine: centre and the ends of its two half-axes
             canvas.ellipse(pix[first], pix[first + 1] - pix[first], pix[first + 2] - pix[first], label)
 
-    def wheel(first: int, sgn: int, spokes: float, near: bool) -> None:
-        """Behind the body: the tyre's tread and outer face (what shows below the body). In front of it: the
-        outer face, flush with the body's side, with the rim, its spokes and the brake disc between them."""
+    def wheel(first: int, sgn: int, spokes: float, near: bool, behind: bool = True) -> None:
+        """Behind the body: the tyre's tread and (for the far side) its outer face, what shows below the body. In
+        front of it: the near side's outer face, flush with the body's side, with the rim, its spokes and the brake
+        disc between them."""
         c_out, c_in = pix[first], pix[first + 1]
         a, b = pix[first + 2] - c_out, pix[first + 3] - c_out
-        if near:
+        if not behind:
             canvas.wheel_face(c_out, a, b, int(spokes))
             return
         d = c_in - c_out
@@ -635,18 +637,19 @@ def _layout(v: Vehicle, camera: RoadCamera, viewpoint: str | None, rng: np.rando
             ang = math.atan2(nx * float(b[0]) + ny * float(b[1]), nx * float(a[0]) + ny * float(a[1]))
             e = a * math.cos(ang) + b * math.sin(ang)
             canvas.poly(np.stack([c_out - e, c_out + e, c_in + e, c_in - e]), TYRE)
-        canvas.ellipse(c_out, a, b, TYRE)
+        if not near:  # a near wheel's face is drawn over the body later
+            canvas.ellipse(c_out, a, b, TYRE)
 
     side_towards = float(towards[1])
     near_wheels = [wh for wh in g.wheels if wh[1] * side_towards > 0.05]
     for wh in g.wheels:
-        wheel(*wh, near=False)
+        wheel(*wh, near=wh in near_wheels)
     depth = g.solid_centres @ towards
     for i in np.argsort(depth, kind="stable"):
         for idx in g.solids[i][1]:
             draw(idx)
     for wh in near_wheels:
-        wheel(*wh, near=True)
+        wheel(*wh, near=True, behind=False)
     lab = canvas.labels()
 
     lamps = [(kind, pix[ci], rad * sx) for kind, face, ci, rad in g.lamps if visible[face]]
@@ -872,37 +875,31 @@ def part_temperatures(v: Vehicle, scene: RoadScene, state: VehicleState) -> np.n
     T_surface = ambient + solar heating (`SOLAR_RISE * sun * absorptance`, 40 % of it on vertical faces) + driving
     heat (`HEAT`). Horizontal faces and windscreens reflect the sky (`ambient - sky_drop`), side glass half sky,
     half ground, everything else the ground at ambient temperature."""
-    amb = scene.ambient
-    t = state.driving_minutes
+    amb, t = scene.ambient, state.driving_minutes
     tab = _tables(v)
-    surface = np.full(N_VPARTS, amb, np.float64)
-    solar = SOLAR_RISE * scene.sun * tab["absorb"].astype(np.float64)
-    vertical = np.full(N_VPARTS, 0.4)
-    vertical[list(_TOP_PARTS) + [ROOF_ITEM]] = 1.0
-    surface += solar * vertical
 
     def rise(name: str) -> float:
         d, tau = HEAT[name]
         return d * (1.0 - math.exp(-t / tau))
 
     drive = 0.25 if v.electric else 1.0
-    surface[ENGINE_TOP] += drive * rise("engine_top")
-    surface[ENGINE_END] += drive * rise("engine_end")
-    surface[ENGINE_SIDE] += drive * rise("engine_side")
-    surface[GRILLE] += drive * rise("grille")
-    surface[EXHAUST] += 0.0 if v.electric else rise("exhaust")
-    surface[TYRE] += rise("tyre")
-    surface[BRAKE] += state.braking * rise("brake")
-    surface[RIM] += 0.35 * state.braking * rise("brake")  # conducted from the disc
+    brake = state.braking * rise("brake")
+    heat = {ENGINE_TOP: drive * rise("engine_top"), ENGINE_END: drive * rise("engine_end"),
+            ENGINE_SIDE: drive * rise("engine_side"), GRILLE: drive * rise("grille"),
+            EXHAUST: 0.0 if v.electric else rise("exhaust"), TYRE: rise("tyre"), BRAKE: brake,
+            RIM: 0.35 * brake}  # the rim: conducted from the disc
     if state.headlights:
-        surface[HEADLIGHT] += _LAMP_HEAT["headlight"]
-        surface[TAILLIGHT] += _LAMP_HEAT["taillight"]
-    sky = amb - scene.sky_drop
-    reflected = np.full(N_VPARTS, amb, np.float64)
-    reflected[list(_TOP_PARTS) + [GLASS_SCREEN, ROOF_ITEM]] = sky
-    reflected[GLASS_SIDE] = 0.5 * (amb + sky)
-    eps = tab["eps"].astype(np.float64)
-    return eps * surface + (1.0 - eps) * reflected
+        heat[HEADLIGHT], heat[TAILLIGHT] = _LAMP_HEAT["headlight"], _LAMP_HEAT["taillight"]
+    surface = amb + (SOLAR_RISE * scene.sun) * tab["absorb"] * _SOLAR_FACING
+    surface[list(heat)] += list(heat.values())
+    return tab["eps"] * surface + (1.0 - tab["eps"]) * (amb - scene.sky_drop * _SKY_SEEN)
+
+
+_SOLAR_FACING = np.full(N_VPARTS, 0.4)  # share of full sun a part's faces get: 1 for roofs and bonnets
+_SOLAR_FACING[list(_TOP_PARTS) + [ROOF_ITEM]] = 1.0
+_SKY_SEEN = np.zeros(N_VPARTS)  # share of the (cold) sky in what a part reflects; the rest is ground at ambient
+_SKY_SEEN[list(_TOP_PARTS) + [GLASS_SCREEN, ROOF_ITEM]] = 1.0
+_SKY_SEEN[GLASS_SIDE] = 0.5
 
 
 # ===================================================================================================== sensors
@@ -916,7 +913,8 @@ def _to_uint8(img: np.ndarray, scale: float = 255.0) -> np.ndarray:
 
 
 def _blur(img: np.ndarray) -> np.ndarray:
-    """Optical blur: separable [1, 2, 1] / 4 over the last two axes (edges repeated). img (..., H, W) float32."""
+    """Optical blur: separable [1, 2, 1] over the last two axes (edges repeated), NOT normalised: the result is 16
+    times the blurred image (the caller's uint8 conversion divides). img (..., H, W) float32."""
     v = np.empty_like(img)
     np.add(img[..., :-2, :], img[..., 2:, :], out=v[..., 1:-1, :])
     v[..., 1:-1, :] += img[..., 1:-1, :] * 2
@@ -927,7 +925,6 @@ def _blur(img: np.ndarray) -> np.ndarray:
     out[..., 1:-1] += v[..., 1:-1] * 2
     out[..., 0] = v[..., 0] * 3 + v[..., 1]
     out[..., -1] = v[..., -1] * 3 + v[..., -2]
-    out *= 1.0 / 16.0
     return out
 
 
@@ -989,7 +986,7 @@ def _sensor_rgb(lay: dict[str, Any], v: Vehicle, camera: RoadCamera, scene: Road
     sigma = 255.0 * config.noise * camera.noise_gain * (2.0 if night else 1.0)
     if sigma > 0:
         img += _noise(h, w, 3, float(u[14]), float(u[15])) * np.float32(sigma)
-    return _interleave(_to_uint8(_blur(img), scale=1.0))
+    return _interleave(_to_uint8(_blur(img), scale=1.0 / 16.0))
 
 
 _EMISSION = np.zeros((3, N_VPARTS), np.float32)  # lit lamps, 0..255 units
@@ -1024,7 +1021,7 @@ def _sensor_nir(lay: dict[str, Any], v: Vehicle, camera: RoadCamera, scene: Road
     sigma = 1.4 * config.noise * camera.noise_gain
     if sigma > 0:
         img += _noise(h, w, 1, float(u[16]), float(u[17])) * np.float32(sigma)
-    return _interleave(_to_uint8(_blur(img)))
+    return _interleave(_to_uint8(_blur(img), scale=255.0 / 16.0))
 
 
 def _sensor_tir(lay: dict[str, Any], v: Vehicle, camera: RoadCamera, scene: RoadScene, state: VehicleState,

@@ -7,6 +7,7 @@ Also covers the synthetic presets of `load_dataset` (cache, reuse, interrupted e
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from pathlib import Path
@@ -19,6 +20,7 @@ from workbench.data import registry as registry_mod
 synthetic = pytest.importorskip("workbench.data.synthetic")
 
 TINY = synthetic.SyntheticConfig(height=32, width=16)
+TINY_VEHICLES = synthetic.VehicleConfig(height=32, width=64)  # rgbnt100 and msvr310 render vehicles
 IDS = {"sysu-mm01": 9, "regdb": 8, "llcm": 8, "rgbnt201": 8, "rgbnt100": 6, "msvr310": 8}
 
 
@@ -40,8 +42,9 @@ def exports(tmp_path_factory) -> dict[str, tuple[Path, dict, list[dict]]]:
     out = {}
     for layout, ids in IDS.items():
         root = tmp_path_factory.mktemp(layout.replace("-", "_"))
+        config = TINY_VEHICLES if layout in synthetic.VEHICLE_LAYOUTS else TINY
         manifest = synthetic.export(
-            layout, root, ids=ids, seed=3, config=TINY, images_per_id_cam=3, progress=False
+            layout, root, ids=ids, seed=3, config=config, images_per_id_cam=3, progress=False
         )
         out[layout] = (root, manifest, _lines(root))
     return out
@@ -161,10 +164,10 @@ def test_rgbnt100_files_have_the_real_geometry_for_the_reference_readers(exports
 def test_rgbnt100_render_size_export_is_still_possible(tmp_path):
     from PIL import Image
 
-    synthetic.export("rgbnt100", tmp_path, ids=4, seed=1, config=TINY, images_per_id_cam=1, progress=False,
-                     panel_hw=None)
+    synthetic.export("rgbnt100", tmp_path, ids=4, seed=1, config=TINY_VEHICLES, images_per_id_cam=1,
+                     progress=False, panel_hw=None)
     files = sorted(tmp_path.glob("rgbir/*/*.jpg"))
-    assert files and all(Image.open(f).size == (3 * TINY.width, TINY.height) for f in files)
+    assert files and all(Image.open(f).size == (3 * TINY_VEHICLES.width, TINY_VEHICLES.height) for f in files)
 
 
 def test_msvr310_round_trip(exports):
@@ -219,10 +222,10 @@ def test_preset_interrupted_export_is_not_reused(cache, monkeypatch):
 
     monkeypatch.setattr(synthetic, "export", crash)
     with pytest.raises(KeyboardInterrupt):
-        load_dataset("synthetic-msvr310", ids=4, seed=0, config=TINY)
+        load_dataset("synthetic-msvr310", ids=4, seed=0, config=TINY_VEHICLES)
     assert not cache.exists() or not any(cache.iterdir())  # the temporary folder was removed, nothing renamed
     monkeypatch.setattr(synthetic, "export", real_export)
-    ds = load_dataset("synthetic-msvr310", ids=4, seed=0, config=TINY)
+    ds = load_dataset("synthetic-msvr310", ids=4, seed=0, config=TINY_VEHICLES)
     assert len(ds.train) > 0 and all(s.scene is not None for s in ds.gallery)
 
 
@@ -236,7 +239,8 @@ def test_preset_incomplete_folder_under_final_name_is_replaced(cache):
 def test_preset_difficulty_and_errors(cache):
     ds = load_dataset("synthetic-rgbnt100", ids=4, seed=0, difficulty="easy")
     manifest = json.loads((Path(ds.root) / "synthetic_manifest.json").read_text())
-    assert manifest["config"]["occlusion_rate"] == synthetic.SyntheticConfig.easy().occlusion_rate
+    assert manifest["config"] == dataclasses.asdict(synthetic.VehicleConfig.easy())  # the vehicle world's preset
+    assert ds.name == "synthetic-rgbnt100" and ds.train[0].load_image("tir").size == (256, 128)
     with pytest.raises(ValueError, match="root= must be None"):
         load_dataset("synthetic-vi", root="/tmp/x")
     with pytest.raises(ValueError, match="difficulty"):
@@ -260,5 +264,7 @@ def test_difficulty_dict_overrides_knobs_of_a_preset(tmp_path, monkeypatch):
     monkeypatch.setattr(synthetic, "export", spy)
     registry.synthetic_root("rgbnt201", ids=4, seed=0, difficulty={"preset": "easy", "viewpoint_spread": 0.6})
     assert seen["config"] == synthetic.SyntheticConfig.easy(viewpoint_spread=0.6)
+    registry.synthetic_root("msvr310", ids=4, seed=0, difficulty={"preset": "medium", "model_sharing": 0.1})
+    assert seen["config"] == synthetic.VehicleConfig.medium(model_sharing=0.1)
     with pytest.raises(TypeError):
         registry.synthetic_root("rgbnt201", ids=4, seed=0, difficulty={"preset": "easy", "no_such_knob": 1})

@@ -1,4 +1,7 @@
-"""Tests for the synthetic multi-modal ReID generator and its layout exporters (workbench/data/synthetic.py)."""
+"""Tests for the synthetic multi-modal ReID generator (people) and its layout exporters (workbench/data/synthetic.py).
+
+The vehicle world and renderer have their own file, tests/test_synthetic_vehicles.py.
+"""
 
 from __future__ import annotations
 
@@ -308,7 +311,9 @@ NAME_RULES = {  # relative image path -> (pid, camera number in the name), writt
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory):
     root = tmp_path_factory.mktemp("exports")
-    return {layout: (root / layout, export(layout, root / layout, **EXPORT_KW)) for layout in LAYOUTS}
+    return {layout: (root / layout, export(layout, root / layout, **{**EXPORT_KW,
+                                                                      "config": syn.config_for(layout, "smoke")}))
+            for layout in LAYOUTS}  # vehicles (rgbnt100, msvr310) take a VehicleConfig
 
 
 def _lines(out: Path) -> list[dict]:

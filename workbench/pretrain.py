@@ -162,10 +162,10 @@ def fingerprint(model_name: str, recipe: StandInRecipe) -> str:
 
 
 def _fingerprint(arch: str, kwargs: dict, recipe: StandInRecipe) -> str:
-    from workbench.data import synthetic, synthetic_render
+    from workbench.data import synthetic_render, synthetic_world  # the people generator: world and renderer
 
     h = hashlib.sha1()
-    for module in (synthetic, synthetic_render):
+    for module in (synthetic_world, synthetic_render):
         h.update(Path(module.__file__).read_bytes())
     h.update(Path(__file__).read_bytes())
     h.update(json.dumps({"version": STANDIN_VERSION, "arch": arch, "kwargs": kwargs,

@@ -108,26 +108,22 @@ def synthetic_root(layout: str, **export_args: Any) -> Path:
 
     Args:
         layout: one of the six real layouts.
-        **export_args: `ids`, `seed`, `difficulty` or `config`, and other `synthetic.export` arguments.
+        **export_args: `ids`, `seed`, `difficulty` (a preset name or `{"preset": ..., "<knob>": value}`, resolved to
+            the layout's config class: `VehicleConfig` for rgbnt100 / msvr310, else `SyntheticConfig`) or `config`,
+            and other `synthetic.export` arguments.
     """
     from workbench.data import synthetic
 
     export_args = dict(export_args)
     difficulty = export_args.pop("difficulty", None)
-    if difficulty is not None:
+    if difficulty is not None:  # the layout's config class: VehicleConfig for rgbnt100 / msvr310, else SyntheticConfig
         if export_args.get("config") is not None:
             raise ValueError("pass either difficulty= or config=, not both")
         if isinstance(difficulty, dict):  # {"preset": "default", "<knob>": value, ...}: JSON-friendly knob overrides
             knobs = dict(difficulty)
-            export_args["config"] = synthetic.SyntheticConfig.from_difficulty(knobs.pop("preset", "default"), **knobs)
+            export_args["config"] = synthetic.config_for(layout, knobs.pop("preset", "default"), **knobs)
         else:
-            factory = getattr(synthetic.SyntheticConfig, str(difficulty), None)
-            if factory is None or not callable(factory):
-                raise ValueError(
-                    "difficulty must name a SyntheticConfig preset such as 'easy', 'default', 'medium', 'hard', or be "
-                    f"a dict {{'preset': ..., '<knob>': value}}; got {difficulty!r}"
-                )
-            export_args["config"] = factory()
+            export_args["config"] = synthetic.config_for(layout, str(difficulty))
     key_args = {k: _jsonable(v) for k, v in sorted(export_args.items())}
     digest = hashlib.sha1(json.dumps({"layout": layout, "args": key_args}, sort_keys=True).encode())
     # the generator's code is part of the key: a changed generator never reuses a stale export

@@ -1,38 +1,45 @@
-"""Synthetic multi-modal ReID data: procedural people rendered in visible, near-infrared and thermal light.
+"""Synthetic multi-modal ReID data: procedural people and vehicles in visible, near-infrared and thermal light.
 
-The embedded default dataset of the workbench (issue 2, section 2). An identity is a frozen set of latent attributes
-(build, skin, hair, garments with a visible colour, a pattern, a near-infrared reflectance, a thermal insulation and
-emissivity, accessories); an image adds nuisance (camera scene and illumination, viewpoint, pose, occluder, noise).
-Identity is shared across modalities, style is modality-specific: NIR reflectance is drawn independently of visible
-hue, so colour does not identify a person across modalities, while shape, pattern and accessories do. This is the
-structure DAKD, ICRE and SD2-ReID exploit (METHODS.md sections 1.1, 2.6, 4).
+The embedded default dataset of the workbench (issue 2, section 2; vehicles: issue 21). This module is the third
+stage of the generator, world -> render -> export: it writes the six real on-disk layouts of METHODS.md section 6
+(sysu-mm01, regdb, llcm, rgbnt201: people; rgbnt100, msvr310: vehicles) so the real loaders read synthetic data
+through the code path used for real data. It imports both earlier stages and re-exports their public names:
 
-Two presets of cameras: visible-infrared, as SYSU-MM01 (visible cams 1, 2, 4, 5; near-infrared cams 3, 6; cam 3 at
-the location of cam 2) [CODE: wuancong/SYSU-MM01 README], and aligned RGB/NIR/TIR triplets, as RGBNT201 (4 cams).
-`export` writes any of the six real on-disk layouts of METHODS.md section 6 (sysu-mm01, regdb, llcm, rgbnt201,
-rgbnt100, msvr310) so the real loaders read synthetic data through the code path used for real data. The vehicle
-layouts (RGBNT100, MSVR310) reuse the person renderer on road scenes; only their file formats are vehicle-like.
+* people: `workbench.data.synthetic_world` (config, identities, cameras) and `workbench.data.synthetic_render`;
+* vehicles: `workbench.data.synthetic_vehicle_world` (config, vehicles, road cameras, scenes, driving state) and
+  `workbench.data.synthetic_vehicle_render`.
+
+An identity is a frozen set of latent attributes (a person's build, skin, hair, garments and accessories; a
+vehicle's body type, proportions, paint, lights, wheels and marks); an image adds nuisance (camera, light,
+viewpoint, pose, occluder, noise; for vehicles also day or night and how long the vehicle has been driving, which
+its thermal image shows). Identity is shared across modalities, style is modality-specific: NIR reflectance is drawn
+independently of visible hue, so colour does not identify a person across modalities, while shape, pattern and
+accessories do; most vehicle paints look alike in NIR, while body shape, glass, lights, wheels and marks do not.
+This is the structure DAKD, ICRE and SD2-ReID exploit (METHODS.md sections 1.1, 2.6, 4).
+
+Camera presets: visible-infrared, as SYSU-MM01 (visible cams 1, 2, 4, 5; near-infrared cams 3, 6; cam 3 at the
+location of cam 2) [CODE: wuancong/SYSU-MM01 README]; aligned RGB/NIR/TIR triplets, as RGBNT201 (4 cams); eight road
+cameras for RGBNT100 (one viewpoint each) and MSVR310 (whose captures happen in day or night scenes).
 
 Next to the layout, an export writes `synthetic_factors.jsonl` (one JSON line per image, or per triplet for the
 multi-modal layouts: relative paths, pid, camid in the `Sample` convention the loaders parse, modality, split,
 scene, ground-truth factors) and, last, `synthetic_manifest.json` (its presence marks a complete export).
 
     python -m workbench.data.synthetic --layout sysu-mm01 --out /tmp/sysu --ids 40 --seed 0
+    python -m workbench.data.synthetic --layout msvr310 --out /tmp/msvr --difficulty medium
 """
 
 from __future__ import annotations
 
 import argparse
-import colorsys
 import json
 import math
 import os
 import shutil
 import sys
 import time
-import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,399 +49,80 @@ from PIL import Image
 from workbench.data.samples import TRIPLET
 from workbench.data.synthetic_render import (
     PART_NAMES,
-    SPECTRUM_OF,
-    VIEWPOINTS,
+    render,
     render_parts,
     render_spectra,
+    render_triplet,
+)
+from workbench.data.synthetic_vehicle_render import VEHICLE_PARTS, render_vehicle, render_vehicle_parts
+from workbench.data.synthetic_vehicle_world import (
+    VEHICLE_VIEWPOINTS,
+    RoadCamera,
+    RoadScene,
+    Vehicle,
+    VehicleConfig,
+    VehicleState,
+    draw_scene,
+    draw_state,
+    make_vehicles,
+    msvr310_cameras,
+    rgbnt100_cameras,
+)
+from workbench.data.synthetic_world import (
+    VIEWPOINTS,
+    Accessory,
+    Camera,
+    Garment,
+    Identity,
+    SyntheticConfig,
+    llcm_cameras,
+    make_identities,
+    regdb_cameras,
+    rgbnt201_cameras,
+    sysu_cameras,
 )
 
 __all__ = [
-    "LAYOUTS", "PART_NAMES", "VIEWPOINTS", "Accessory", "Camera", "Garment", "Identity", "SyntheticConfig",
-    "export", "is_complete_export", "layout_cameras", "make_identities", "render", "render_parts",
-    "render_triplet", "rgbnt201_cameras", "sysu_cameras",
+    "LAYOUTS", "PART_NAMES", "VEHICLE_LAYOUTS", "VEHICLE_PARTS", "VEHICLE_VIEWPOINTS", "VIEWPOINTS", "Accessory",
+    "Camera", "Garment", "Identity", "RoadCamera", "RoadScene", "SyntheticConfig", "Vehicle", "VehicleConfig",
+    "VehicleState", "config_for", "draw_scene", "draw_state", "export", "is_complete_export", "layout_cameras",
+    "make_identities", "make_vehicles", "msvr310_cameras", "render", "render_parts", "render_triplet",
+    "render_vehicle", "render_vehicle_parts", "rgbnt100_cameras", "rgbnt201_cameras", "sysu_cameras",
+    "vehicle_sheet",
 ]  # fmt: skip
 
 LAYOUTS = ("sysu-mm01", "regdb", "llcm", "rgbnt201", "rgbnt100", "msvr310")
+VEHICLE_LAYOUTS = ("rgbnt100", "msvr310")  # rendered with the vehicle world; the others with people
+DIFFICULTIES = ("easy", "default", "medium", "hard", "smoke")
 MANIFEST = "synthetic_manifest.json"
 FACTORS = "synthetic_factors.jsonl"
 INCOMPLETE = ".synthetic_export_incomplete"  # present while an export is being written
 
 
-# ===================================================================================================== config
-@dataclass(frozen=True)
-class SyntheticConfig:
-    """Render size and difficulty knobs (all continuous so difficulty can be calibrated)."""
 
-    height: int = 128  # render size; loaders resize anyway (real crops are ~2:1, like 128x64)
-    width: int = 64
-    occlusion_rate: float = 0.3  # probability that an image has an occluder (box, pole, bush) over the person
-    noise: float = 0.03  # sensor noise std in [0, 1] intensity units (NIR x1.5, TIR x0.8, x camera gain)
-    viewpoint_spread: float = 0.6  # 0: always the camera's viewpoint bias, 1: uniform over front/back/left/right
-    pose_jitter: float = 0.7  # scale of position, scale, lean, arm swing and stride variation
-    illumination_jitter: float = 0.3  # per-image brightness, tint, light direction and thermal gain variation
-    garment_sharing: float = 0.4  # fraction of identities dressed from a small pool of shared garment templates
-    garment_pool: int = 6  # number of shared garment templates (fewer = more look-alikes)
-    template_jitter: float = 0.04  # colour jitter applied to a shared template (0 = identical garments)
-    accessory_rate: float = 0.3  # probability of each accessory (hat, backpack, bag)
-    pattern_rate: float = 0.55  # probability that an upper garment has a pattern (stripes, checks, logo)
-
-    def __post_init__(self) -> None:
-        if self.height < 32 or self.width < 16:
-            raise ValueError(f"height x width must be at least 32 x 16, got {self.height} x {self.width}")
-        for name in ("occlusion_rate", "viewpoint_spread", "garment_sharing", "accessory_rate", "pattern_rate"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {v}")
-        for name in ("noise", "pose_jitter", "illumination_jitter", "template_jitter"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.garment_pool < 1:
-            raise ValueError(f"garment_pool must be >= 1, got {self.garment_pool}")
-
-    @classmethod
-    def easy(cls, **overrides: Any) -> SyntheticConfig:
-        """No occluders, little noise, cameras keep their viewpoint bias, no shared garments."""
-        base = dict(occlusion_rate=0.0, noise=0.01, viewpoint_spread=0.2, pose_jitter=0.3,
-                    illumination_jitter=0.1, garment_sharing=0.0)
-        return cls(**{**base, **overrides})
-
-    @classmethod
-    def default(cls, **overrides: Any) -> SyntheticConfig:
-        """Plausibly hard: occluders, viewpoint changes and shared garments on (calibration pending)."""
-        return cls(**overrides)
-
-    @classmethod
-    def medium(cls, **overrides: Any) -> SyntheticConfig:
-        """Halfway between `default` and `hard` on every knob (the multi-modal demo calibration, README)."""
-        d, h = cls.default(), cls.hard()
-        base = {f: (getattr(d, f) + getattr(h, f)) / 2 for f in (
-            "occlusion_rate", "noise", "viewpoint_spread", "pose_jitter", "illumination_jitter", "garment_sharing",
-            "template_jitter")}
-        base["garment_pool"] = (d.garment_pool + h.garment_pool) // 2
-        return cls(**{**base, **overrides})
-
-    @classmethod
-    def hard(cls, **overrides: Any) -> SyntheticConfig:
-        """Frequent occluders, strong noise, any viewpoint anywhere, most identities dressed alike."""
-        base = dict(occlusion_rate=0.55, noise=0.06, viewpoint_spread=1.0, pose_jitter=1.0,
-                    illumination_jitter=0.5, garment_sharing=0.75, garment_pool=4, template_jitter=0.02)
-        return cls(**{**base, **overrides})
-
-    @classmethod
-    def smoke(cls, **overrides: Any) -> SyntheticConfig:
-        """Tiny images for fast tests (64 x 32)."""
-        return cls(**{"height": 64, "width": 32, **overrides})
-
-    @classmethod
-    def from_difficulty(cls, difficulty: str, **overrides: Any) -> SyntheticConfig:
-        presets: dict[str, Callable[..., SyntheticConfig]] = {"easy": cls.easy, "default": cls.default,
-                                                               "medium": cls.medium, "hard": cls.hard}
-        if difficulty not in presets:
-            raise ValueError(f"difficulty must be one of {sorted(presets)}, got {difficulty!r}")
-        return presets[difficulty](**overrides)
-
-
-# ===================================================================================================== identities
-@dataclass(frozen=True)
-class Garment:
-    """One garment. Visible colour and NIR reflectance are independent draws (dyes are largely NIR-transparent)."""
-
-    kind: str  # upper: "tshirt" | "longsleeve" | "coat"; lower: "trousers" | "shorts" | "skirt"
-    material: str  # names the ranges NIR reflectance, emissivity and insulation were drawn from
-    rgb: tuple[float, float, float]
-    pattern: str  # "plain" | "stripes" | "checks" | "logo" (logo: upper only, on the chest, seen from the front)
-    pattern_rgb: tuple[float, float, float]
-    pattern_scale: float  # stripe period / logo size multiplier
-    logo_shape: str  # "circle" | "square" | "diamond" | "bar" (used when pattern == "logo")
-    nir: float  # near-infrared reflectance of the base dye, in [0, 1]
-    pattern_nir: float  # NIR reflectance of the pattern ink (always contrasts with `nir`, so patterns show in NIR)
-    emissivity: float  # thermal emissivity of the fabric
-    pattern_emissivity: float  # of the print (a faint pattern in thermal)
-    insulation: float  # 0: at skin temperature, 1: at ambient temperature
-
-
-@dataclass(frozen=True)
-class Accessory:
-    kind: str  # "hat" | "backpack" | "bag"
-    rgb: tuple[float, float, float]
-    nir: float
-    emissivity: float
-
-
-@dataclass(frozen=True)
-class Identity:
-    """Latent attributes of one synthetic person (JSON-serialisable with `to_dict`)."""
-
-    pid: int
-    gender: str  # "female" | "male" (shapes body proportions, hair length and skirt prior)
-    height: float  # relative body height (multiplies the camera's nominal scale)
-    build: float  # body width multiplier
-    head: float  # head size multiplier
-    skin_rgb: tuple[float, float, float]
-    skin_nir: float
-    skin_temp: float  # skin surface temperature in deg C (the hottest part in thermal)
-    hair_style: str  # "short" | "long"
-    hair_rgb: tuple[float, float, float]
-    hair_nir: float
-    upper: Garment
-    lower: Garment
-    shoes_rgb: tuple[float, float, float]
-    shoes_nir: float
-    hat: Accessory | None
-    backpack: Accessory | None  # visible from the back and the sides only
-    bag: Accessory | None  # shoulder bag; hidden in the side view of the other side
-    bag_side: str  # "left" | "right": the person's side the bag hangs on
-    garment_template: int  # index of the shared garment template, -1 for own garments
-
-    def to_dict(self) -> dict[str, Any]:
-        """Nested plain dict (garments and accessories as dicts); a shallow, fast `dataclasses.asdict`."""
-        return {f.name: dict(vars(v)) if isinstance(v, (Garment, Accessory)) else v
-                for f in fields(self) for v in (getattr(self, f.name),)}
-
-
-_MATERIALS = {  # name: (NIR reflectance range, emissivity range, insulation range); INFERRED plausible ranges
-    "cotton": ((0.45, 0.9), (0.88, 0.95), (0.25, 0.45)),
-    "polyester": ((0.15, 0.7), (0.84, 0.92), (0.3, 0.5)),
-    "denim": ((0.3, 0.7), (0.9, 0.95), (0.35, 0.55)),
-    "wool": ((0.4, 0.85), (0.9, 0.97), (0.55, 0.8)),
-    "leather": ((0.12, 0.45), (0.8, 0.9), (0.6, 0.8)),
-    "nylon": ((0.2, 0.8), (0.75, 0.88), (0.7, 0.92)),
-}
-_NEUTRALS = ((0.08, 0.08, 0.09), (0.92, 0.92, 0.9), (0.5, 0.5, 0.52), (0.12, 0.15, 0.32), (0.78, 0.7, 0.55),
-             (0.5, 0.48, 0.3), (0.3, 0.3, 0.32))
-_HAIR = ((0.06, 0.05, 0.05), (0.22, 0.13, 0.08), (0.4, 0.26, 0.15), (0.78, 0.66, 0.4), (0.62, 0.62, 0.62),
-         (0.55, 0.22, 0.1))
-
-
-def _colour(rng: np.random.Generator) -> tuple[float, float, float]:
-    if rng.random() < 0.45:
-        base = np.asarray(_NEUTRALS[rng.integers(len(_NEUTRALS))]) + rng.uniform(-0.04, 0.04, 3)
-    else:
-        base = np.asarray(colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.45, 0.9), rng.uniform(0.35, 0.92)))
-    return tuple(round(float(c), 4) for c in np.clip(base, 0.02, 0.98))
-
-
-def _contrast(rng: np.random.Generator, value: float, lo: float, hi: float, step: tuple[float, float]) -> float:
-    """A value at least step[0] away from `value`, within [lo, hi]."""
-    delta = rng.uniform(*step) * (1 if rng.random() < 0.5 else -1)
-    if not lo <= value + delta <= hi:
-        delta = -delta
-    return round(float(np.clip(value + delta, lo, hi)), 4)
-
-
-def _garment(rng: np.random.Generator, upper: bool, gender: str, config: SyntheticConfig) -> Garment:
-    if upper:
-        kind = ("tshirt", "longsleeve", "coat")[rng.choice(3, p=[0.4, 0.4, 0.2])]
-        patterned = rng.random() < config.pattern_rate
-        pattern = ("stripes", "checks", "logo")[rng.integers(3)] if patterned else "plain"
-    else:
-        p = [0.55, 0.15, 0.3] if gender == "female" else [0.8, 0.2, 0.0]
-        kind = ("trousers", "shorts", "skirt")[rng.choice(3, p=p)]
-        pattern = ("plain", "stripes", "checks")[rng.choice(3, p=[0.75, 0.15, 0.1])]
-    material = list(_MATERIALS)[rng.integers(len(_MATERIALS))]
-    nir_r, eps_r, ins_r = _MATERIALS[material]
-    rgb = _colour(rng)
-    pattern_rgb = _colour(rng)
-    while sum(abs(a - b) for a, b in zip(rgb, pattern_rgb)) < 0.6:  # patterns must be visible in colour
-        pattern_rgb = _colour(rng)
-    nir = round(float(rng.uniform(*nir_r)), 4)
-    eps = round(float(rng.uniform(*eps_r)), 4)
-    return Garment(
-        kind=kind, material=material, rgb=rgb, pattern=pattern, pattern_rgb=pattern_rgb,
-        pattern_scale=round(float(rng.uniform(0.7, 1.4)), 4),
-        logo_shape=("circle", "square", "diamond", "bar")[rng.integers(4)],
-        nir=nir, pattern_nir=_contrast(rng, nir, 0.05, 0.95, (0.22, 0.4)), emissivity=eps,
-        pattern_emissivity=_contrast(rng, eps, 0.6, 0.99, (0.06, 0.14)),
-        insulation=round(float(rng.uniform(*ins_r)), 4),
-    )  # fmt: skip
-
-
-def _jitter_garment(g: Garment, rng: np.random.Generator, amount: float) -> Garment:
-    def jit(c: tuple[float, float, float]) -> tuple[float, float, float]:
-        return tuple(round(float(v), 4) for v in np.clip(np.asarray(c) + rng.normal(0, amount, 3), 0.02, 0.98))
-
-    return replace(g, rgb=jit(g.rgb), pattern_rgb=jit(g.pattern_rgb))
-
-
-def _accessory(rng: np.random.Generator, kind: str, rate: float) -> Accessory | None:
-    present = rng.random() < rate
-    acc = Accessory(kind=kind, rgb=_colour(rng), nir=round(float(rng.uniform(0.1, 0.85)), 4),
-                    emissivity=round(float(rng.uniform(0.82, 0.95)), 4))
-    return acc if present else None  # drawn either way: attributes stay aligned across rates
-
-
-def make_identities(n: int, seed: int = 0, config: SyntheticConfig | None = None) -> list[Identity]:
-    """Draw `n` identities with pids 1..n, deterministically from `seed`.
-
-    A fraction `config.garment_sharing` of them wear upper and lower garments copied (with colour jitter) from a
-    pool of `config.garment_pool` templates, so several people look alike and only build, skin, hair, shoes and
-    accessories tell them apart.
-    """
-    if n < 1:
-        raise ValueError(f"n must be >= 1 identities, got {n}")
-    config = config or SyntheticConfig()
-    rng = np.random.default_rng([seed, 0x1D])
-    pool = [(_garment(rng, True, "male", config), _garment(rng, False, "male", config))
-            for _ in range(config.garment_pool)]
-    out = []
-    for pid in range(1, n + 1):
-        r = np.random.default_rng([seed, 0x1D, pid])
-        gender = "female" if r.random() < 0.5 else "male"
-        female = gender == "female"
-        tone = r.random()
-        skin = np.array([0.95, 0.8, 0.7]) * (1 - tone) + np.array([0.36, 0.23, 0.16]) * tone
-        upper, lower = _garment(r, True, gender, config), _garment(r, False, gender, config)
-        template = -1
-        shared = r.random() < config.garment_sharing
-        t_idx = int(r.integers(config.garment_pool))
-        if shared:
-            template = t_idx
-            upper = _jitter_garment(pool[t_idx][0], r, config.template_jitter)
-            lower = _jitter_garment(pool[t_idx][1], r, config.template_jitter)
-        out.append(Identity(
-            pid=pid, gender=gender,
-            height=round(float(r.uniform(0.9, 1.02) if female else r.uniform(0.94, 1.06)), 4),
-            build=round(float(r.uniform(0.82, 1.05) if female else r.uniform(0.9, 1.22)), 4),
-            head=round(float(r.uniform(0.9, 1.12)), 4),
-            skin_rgb=tuple(round(float(c), 4) for c in skin),
-            skin_nir=round(float(0.62 - 0.1 * tone + r.uniform(-0.05, 0.05)), 4),
-            skin_temp=round(float(r.uniform(33.5, 35.5)), 3),
-            hair_style="long" if r.random() < (0.7 if female else 0.1) else "short",
-            hair_rgb=_HAIR[r.integers(len(_HAIR))],
-            hair_nir=round(float(r.uniform(0.25, 0.6)), 4),
-            upper=upper, lower=lower,
-            shoes_rgb=_colour(r), shoes_nir=round(float(r.uniform(0.1, 0.6)), 4),
-            hat=_accessory(r, "hat", config.accessory_rate),
-            backpack=_accessory(r, "backpack", config.accessory_rate),
-            bag=_accessory(r, "bag", config.accessory_rate),
-            bag_side="left" if r.random() < 0.5 else "right",
-            garment_template=template,
-        ))  # fmt: skip
-    return out
-
-
-# ===================================================================================================== cameras
-@dataclass(frozen=True)
-class Camera:
-    """A camera: what it records, where (scene), and its nuisance biases.
-
-    Cameras with the same `location` share the background scene (SYSU-MM01 cams 2 and 3)."""
-
-    camid: int  # the number the dataset gives it (in folder or file names)
-    spectra: tuple[str, ...]  # what it records: ("rgb",), ("nir",), ("rgb", "nir") or ("rgb", "nir", "tir")
-    location: str  # scene name; seeds the background
-    kind: str = "indoor"  # "indoor" | "outdoor" | "road"
-    viewpoint_bias: tuple[float, float, float, float] = (0.25, 0.25, 0.25, 0.25)  # P(front, back, left, right)
-    scale: float = 0.85  # nominal person height / image height
-    illumination: tuple[float, float, float] = (1.0, 1.0, 1.0)  # RGB gain (colour temperature)
-    brightness: float = 1.0  # overall exposure (low-light cameras < 1)
-    nir_falloff: float = 1.0  # active NIR illuminator radial fall-off strength
-    nir_gain: float = 1.0
-    ambient: float = 20.0  # ambient temperature in deg C (thermal background)
-    noise_gain: float = 1.0  # multiplies SyntheticConfig.noise
-
-
-def sysu_cameras() -> dict[int, Camera]:
-    """SYSU-MM01-like cameras [CODE: wuancong/SYSU-MM01 README]: visible 1, 2 (indoor), 4 (outdoor gate),
-    5 (outdoor garden); near-infrared 3 (indoor, the location of cam 2) and 6 (outdoor passage)."""
-    room2 = dict(location="indoor-room2", kind="indoor", viewpoint_bias=(0.15, 0.15, 0.35, 0.35), scale=0.84,
-                 ambient=22.0)
-    return {
-        1: Camera(1, ("rgb",), "indoor-room1", "indoor", (0.5, 0.2, 0.15, 0.15), 0.86, (1.05, 1.0, 0.9), 1.0,
-                  ambient=22.0),
-        2: Camera(2, ("rgb",), illumination=(0.95, 1.0, 1.08), **room2),
-        3: Camera(3, ("nir",), brightness=1.1, nir_falloff=1.2, noise_gain=1.2, **room2),
-        4: Camera(4, ("rgb",), "outdoor-gate", "outdoor", (0.2, 0.5, 0.15, 0.15), 0.82, (1.1, 1.02, 0.85), 1.1,
-                  ambient=17.0),
-        5: Camera(5, ("rgb",), "outdoor-garden", "outdoor", (0.25, 0.25, 0.25, 0.25), 0.8, (0.95, 1.0, 1.05),
-                  1.0, ambient=17.0),
-        6: Camera(6, ("nir",), "outdoor-passage", "outdoor", (0.2, 0.3, 0.25, 0.25), 0.83, brightness=1.0,
-                  nir_falloff=1.8, noise_gain=1.4, ambient=15.0),
-    }  # fmt: skip
-
-
-def rgbnt201_cameras() -> dict[int, Camera]:
-    """RGBNT201-like cameras 1..4, each recording aligned RGB/NIR/TIR triplets on a campus."""
-    specs = [("campus-a", "outdoor", (0.4, 0.2, 0.2, 0.2)), ("campus-b", "outdoor", (0.2, 0.4, 0.2, 0.2)),
-             ("campus-c", "outdoor", (0.2, 0.2, 0.3, 0.3)), ("hall", "indoor", (0.3, 0.3, 0.2, 0.2))]
-    return {c: Camera(c, ("rgb", "nir", "tir"), loc, kind, bias, 0.84 - 0.02 * c, ambient=16.0 + 2 * c)
-            for c, (loc, kind, bias) in enumerate(specs, start=1)}
-
-
-def regdb_cameras() -> dict[int, Camera]:
-    """RegDB-like dual camera (visible + thermal, recorded together; front and back views only). Thermal images are
-    numbered camid 2 in the factors, following the evaluation convention (q_cam=1, g_cam=2)."""
-    return {1: Camera(1, ("rgb", "tir"), "regdb-street", "outdoor", (0.5, 0.5, 0.0, 0.0), 0.86, ambient=14.0)}
-
-
-def llcm_cameras() -> dict[int, Camera]:
-    """LLCM-like low-light cameras 1..9, each switching between visible and near-infrared (no NIR on cam 3)."""
-    rng = np.random.default_rng(0x11C)
-    cams = {}
-    for c in range(1, 10):
-        bias = tuple(float(v) for v in rng.dirichlet([2, 2, 2, 2]))
-        cams[c] = Camera(c, ("rgb",) if c == 3 else ("rgb", "nir"), f"llcm-{c}", "outdoor" if c % 2 else "indoor",
-                         bias, float(rng.uniform(0.78, 0.88)), brightness=float(rng.uniform(0.4, 0.7)),
-                         nir_falloff=float(rng.uniform(1.0, 2.0)), noise_gain=1.6, ambient=float(rng.uniform(12, 20)))
-    return cams
-
-
-def _road_cameras(ids: Sequence[int], prefix: str) -> dict[int, Camera]:
-    rng = np.random.default_rng(zlib.crc32(prefix.encode()))
-    return {c: Camera(c, ("rgb", "nir", "tir"), f"{prefix}-{c}", "road",
-                      tuple(float(v) for v in rng.dirichlet([2, 2, 2, 2])), float(rng.uniform(0.78, 0.88)),
-                      ambient=float(rng.uniform(8, 20))) for c in ids}
-
-
-def layout_cameras(layout: str) -> dict[int, Camera]:
-    """The cameras of a layout, keyed by the number the dataset uses (RGBNT100 1..8, MSVR310 0..7)."""
-    table: dict[str, Callable[[], dict[int, Camera]]] = {
+def layout_cameras(layout: str) -> dict[int, Camera] | dict[int, RoadCamera]:
+    """The cameras of a layout, keyed by the number the dataset uses (RGBNT100 1..8, MSVR310 0..7): `Camera`s for
+    the person layouts, `RoadCamera`s for the vehicle layouts."""
+    table: dict[str, Callable[[], Any]] = {
         "sysu-mm01": sysu_cameras, "regdb": regdb_cameras, "llcm": llcm_cameras, "rgbnt201": rgbnt201_cameras,
-        "rgbnt100": lambda: _road_cameras(range(1, 9), "rgbnt100"),
-        "msvr310": lambda: _road_cameras(range(0, 8), "msvr310"),
+        "rgbnt100": rgbnt100_cameras, "msvr310": msvr310_cameras,
     }
     if layout not in table:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     return table[layout]()
 
 
-# ===================================================================================================== render API
-def render(identity: Identity, modality: str, *, camera: Camera, viewpoint: str | None = None,
-           rng: np.random.Generator, config: SyntheticConfig | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """Render one image of `identity` seen by `camera`.
+def config_for(layout: str, difficulty: str = "default", **overrides: Any) -> SyntheticConfig | VehicleConfig:
+    """The config of a difficulty preset for a layout: a `VehicleConfig` for rgbnt100 / msvr310, else a
+    `SyntheticConfig`. `difficulty` is one of `DIFFICULTIES`; `overrides` set knobs (e.g. height=, width=)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"difficulty must be one of {DIFFICULTIES} (or a dict {{'preset': ..., '<knob>': value}}), "
+                         f"got {difficulty!r}")
+    cls = VehicleConfig if layout in VEHICLE_LAYOUTS else SyntheticConfig
+    return getattr(cls, difficulty)(**overrides)
 
-    Args:
-        modality: "rgb", "nir", "tir", or "ir" (the VI preset's infrared, rendered as near-infrared like SYSU-MM01).
-        viewpoint: one of `VIEWPOINTS`, or None to draw it from the camera's bias and `config.viewpoint_spread`.
-        rng: the image's random state (same state, same image).
-
-    Returns:
-        image (H, W, 3) uint8 (NIR and TIR with three equal channels), and the factors: pid, identity attributes,
-        camera, location, viewpoint, occlusion fraction, occluder, visible accessories, scale, pose, modality.
-    """
-    if modality not in SPECTRUM_OF:
-        raise ValueError(f"modality must be one of {sorted(SPECTRUM_OF)}, got {modality!r}")
-    spectrum = SPECTRUM_OF[modality]
-    images, factors = render_spectra(identity, (spectrum,), camera=camera, viewpoint=viewpoint, rng=rng,
-                                     config=config)
-    return images[spectrum], _full_factors(factors, identity, modality, spectrum)
-
-
-def render_triplet(identity: Identity, *, camera: Camera, viewpoint: str | None = None, rng: np.random.Generator,
-                   config: SyntheticConfig | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """One pose, one occluder, rendered pixel-aligned in "rgb", "nir" and "tir" (as RGBNT201 triplets).
-
-    Returns:
-        {"rgb", "nir", "tir"} -> image (H, W, 3) uint8, and the factors (modality `TRIPLET`).
-    """
-    images, factors = render_spectra(identity, ("rgb", "nir", "tir"), camera=camera, viewpoint=viewpoint, rng=rng,
-                                     config=config)
-    return images, _full_factors(factors, identity, TRIPLET, TRIPLET)
-
-
-def _full_factors(factors: dict[str, Any], identity: Identity, modality: str, spectrum: str) -> dict[str, Any]:
-    return {**factors, "modality": modality, "spectrum": spectrum, "pid": identity.pid,
-            "identity": identity.to_dict()}
 
 
 # ===================================================================================================== export plans
@@ -443,7 +131,7 @@ class _Item:
     """One render job: one pose of one identity, written as one or more files and one or more factor lines."""
 
     pid: int
-    camera: Camera
+    camera: Camera | RoadCamera
     kind: str  # "single" | "pair" (RegDB visible + thermal) | "triplet" | "panel" (RGBNT100)
     files: dict[str, str]  # spectrum -> relative path ("panel" -> path for RGBNT100)
     modality: str  # line modality for "single" ("rgb" | "ir"), TRIPLET otherwise
@@ -452,7 +140,8 @@ class _Item:
     key: tuple[int, ...]
     scene: int | None = None
     viewpoint: str | None = None
-    camera_override: Camera | None = None  # MSVR310 scene illumination
+    conditions: RoadScene | None = None  # vehicles: the capture's light and temperatures
+    state: VehicleState | None = None  # vehicles: driving time, braking, headlights
 
 
 @dataclass
@@ -466,8 +155,13 @@ class _Plan:
 # RGBNT100 file geometry [CODE: 924973292/DeMo, data/datasets/bases.py::read_image crops fixed 256-pixel panels at
 # x = 0/256/512 of a 768x128 file]: each rendered panel is resized to 128x256 (H x W) so the reference readers work.
 RGBNT100_PANEL_HW = (128, 256)
-_DEFAULT_IDS = {"sysu-mm01": 100, "regdb": 100, "llcm": 100, "rgbnt201": 60, "rgbnt100": 40, "msvr310": 60}
-_DEFAULT_K = {"sysu-mm01": 6, "regdb": 10, "llcm": 4, "rgbnt201": 6, "rgbnt100": 4, "msvr310": 2}
+# Vehicle defaults keep the real identity counts (RGBNT100 100, MSVR310 310) with fewer images per identity, so a
+# baseline trains on a CPU in minutes: RGBNT100 ~20 triplets per training identity (real ~174), MSVR310 ~7 (real
+# ~6.7); data_cards/synthetic.md compares them with the real statistics.
+_DEFAULT_IDS = {"sysu-mm01": 100, "regdb": 100, "llcm": 100, "rgbnt201": 60, "rgbnt100": 100, "msvr310": 310}
+_DEFAULT_K = {"sysu-mm01": 6, "regdb": 10, "llcm": 4, "rgbnt201": 6, "rgbnt100": 3, "msvr310": 2}
+_RGBNT100_QUERY_SHARE = 1715 / 8575  # query / gallery triplets of the real test split [METHODS.md 5.5, verify]
+_MSVR310_QUERIES = 52 / 155  # query identities per test identity, one query triplet each [METHODS.md 5.6, verify]
 # real identity proportions [METHODS.md 5.x]: SYSU 296/99/96, LLCM 713/351, RGBNT201 171/30, RGBNT100 50/50,
 # MSVR310 155/155 (52 query identities); RegDB 206/206 per trial
 _PROPORTIONS = {"sysu-mm01": (296, 99, 96), "llcm": (713, 351), "rgbnt201": (171, 30), "rgbnt100": (50, 50),
@@ -610,71 +304,80 @@ def _plan_rgbnt201(pids: list[int], k: int, rng: np.random.Generator, seed: int)
     return plan
 
 
-def _plan_rgbnt100(pids: list[int], k: int, rng: np.random.Generator, seed: int) -> _Plan:
+def _plan_rgbnt100(pids: list[int], k: int, rng: np.random.Generator, seed: int, config: VehicleConfig) -> _Plan:
     # [CODE: 924973292/DeMo data/datasets/RGBNT100.py] rgbir/{bounding_box_train,query,bounding_box_test}/
-    # <pid>_c<cam>_<rest>.jpg, one file = [RGB | NIR | TIR] panels side by side; cameras 1..8 (0-based in Sample)
+    # <pid>_c<cam>_<rest>.jpg, one file = [RGB | NIR | TIR] panels side by side; cameras 1..8 (0-based in Sample).
+    # Each vehicle passes most of the 8 cameras (viewpoints); per camera one session (a scene: time of day, air
+    # temperature, light) with 1 or more captures, each with its own driving state. Test identities get separate
+    # query captures at random cameras, about a fifth of their gallery count as in the real split.
     if max(pids) > 600:
         raise ValueError(f"rgbnt100 pids must be in 1..600 (the reference loader asserts it); got ids={max(pids)}")
-    cams = layout_cameras("rgbnt100")
+    cams = rgbnt100_cameras()
     train, test = _split_ids(pids, _split_counts(len(pids), _PROPORTIONS["rgbnt100"], (1, 1)), rng)
     plan = _Plan(splits={"train": train, "test": test, "query": test, "gallery": test})
     for pid in pids:
         seq = 0
         is_train = pid in train
-        for cam in _subset(rng, list(range(1, 9)), 0.5, 2):
+        folder, split = ("bounding_box_train", "train") if is_train else ("bounding_box_test", "gallery")
+        sessions = {cam: draw_scene(rng, config) for cam in _subset(rng, list(range(1, 9)), 0.85, 4)}
+        for cam, scene in sessions.items():
             for _ in range(_count(rng, k)):
                 seq += 1
-                folder, split = ("bounding_box_train", "train") if is_train else ("bounding_box_test", "gallery")
                 plan.items.append(_Item(pid, cams[cam], "panel", {"panel": f"rgbir/{folder}/{pid:04d}_c{cam}_{seq:04d}.jpg"},
-                                        TRIPLET, cam - 1, split, (seed, 5, pid, cam, seq)))
-            if not is_train:  # one query per (test identity, camera), as a separate capture
+                                        TRIPLET, cam - 1, split, (seed, 5, pid, cam, seq), conditions=scene,
+                                        state=draw_state(rng, config, scene)))
+        if not is_train:
+            n_query = max(1, round(seq * _RGBNT100_QUERY_SHARE))
+            for cam in sorted(int(c) for c in rng.choice(sorted(sessions), min(n_query, len(sessions)), replace=False)):
                 seq += 1
+                scene = draw_scene(rng, config)  # another passage: its own light and temperatures
                 plan.items.append(_Item(pid, cams[cam], "panel", {"panel": f"rgbir/query/{pid:04d}_c{cam}_{seq:04d}.jpg"},
-                                        TRIPLET, cam - 1, "query", (seed, 5, pid, cam, seq)))
+                                        TRIPLET, cam - 1, "query", (seed, 5, pid, cam, seq), conditions=scene,
+                                        state=draw_state(rng, config, scene)))
     return plan
 
 
-def _plan_msvr310(pids: list[int], k: int, rng: np.random.Generator, seed: int) -> _Plan:
+def _plan_msvr310(pids: list[int], k: int, rng: np.random.Generator, seed: int, config: VehicleConfig) -> _Plan:
     # [CODE: 924973292/DeMo data/datasets/msvr310.py] {bounding_box_train,query3,bounding_box_test}/<vid:04d>/
-    # {vis,ni,th}/<vid:04d>_s<scene:03d>_v<cam>_<rest>.jpg; several scenes per identity (junk: same id, same scene)
+    # {vis,ni,th}/<vid:04d>_s<scene:03d>_v<cam>_<rest>.jpg; several scenes per identity (junk: same id, same scene).
+    # A scene is a place at a time (background, day / dusk / night, temperatures, street light) shared by all the
+    # vehicles in it; each vehicle appears in 2 or 3 scenes, seen by 1 to 3 cameras per scene. Queries come from a
+    # scene that also holds gallery captures of the same vehicle, so the junk rule has work to do.
     if max(pids) > 9999:
         raise ValueError(f"msvr310 vehicle ids have 4 digits; ids must be <= 9999, got {max(pids)}")
-    cams = layout_cameras("msvr310")
+    cams = msvr310_cameras()
     train, test = _split_ids(pids, _split_counts(len(pids), _PROPORTIONS["msvr310"], (1, 1)), rng)
-    n_query = min(len(test), max(1, round(len(test) * 52 / 155)))
+    n_query = min(len(test), max(1, round(len(test) * _MSVR310_QUERIES)))
     query_ids = sorted(int(p) for p in rng.choice(test, n_query, replace=False))
-    n_scenes = min(max(4, len(pids)), 999)
-    conditions = {}  # per scene: (brightness, ambient offset), a day / dusk / night capture
-    for s in range(1, n_scenes + 1):
-        conditions[s] = (float(rng.choice([1.0, 0.7, 0.4])), float(rng.uniform(-6, 6)))
+    n_scenes = min(max(4, round(len(pids) / 6)), 999)
+    scenes = {s: draw_scene(rng, config, scene=s, location=f"msvr310-scene-{s:03d}") for s in range(1, n_scenes + 1)}
     plan = _Plan(splits={"train": train, "test": test, "query": query_ids, "gallery": test})
     scenes_of: dict[str, list[int]] = {}
     for pid in pids:
-        scenes = sorted(int(s) for s in rng.choice(np.arange(1, n_scenes + 1), int(rng.integers(2, 4)), replace=False))
-        scenes_of[str(pid)] = scenes
+        visited = sorted(int(s) for s in rng.choice(np.arange(1, n_scenes + 1), int(rng.integers(2, 4)), replace=False))
+        scenes_of[str(pid)] = visited
         folder, split = ("bounding_box_train", "train") if pid in train else ("bounding_box_test", "gallery")
         seq = 0
-        for scene in scenes:
-            bright, dt = conditions[scene]
-            for cam in sorted(int(c) for c in rng.choice(8, int(rng.integers(1, 4)), replace=False)):
-                cam_s = replace(cams[cam], brightness=cams[cam].brightness * bright, ambient=cams[cam].ambient + dt)
+        for scene in visited:
+            for cam in sorted(int(c) for c in rng.choice(8, int(rng.choice([1, 2, 3], p=[0.4, 0.4, 0.2])),
+                                                         replace=False)):
                 for _ in range(_count(rng, k)):
                     seq += 1
                     name = f"{pid:04d}_s{scene:03d}_v{cam}_{seq:03d}.jpg"
                     files = _triplet_files(tuple(f"{folder}/{pid:04d}/{m}" for m in ("vis", "ni", "th")), name)
                     plan.items.append(_Item(pid, cams[cam], "triplet", files, TRIPLET, cam, split,
-                                            (seed, 6, pid, cam, seq), scene=scene, camera_override=cam_s))
+                                            (seed, 6, pid, cam, seq), scene=scene, conditions=scenes[scene],
+                                            state=draw_state(rng, config, scenes[scene])))
         if pid in query_ids:
-            scene = scenes[0]
-            cam = int(rng.integers(8))
-            bright, dt = conditions[scene]
-            cam_s = replace(cams[cam], brightness=cams[cam].brightness * bright, ambient=cams[cam].ambient + dt)
+            scene, cam = visited[0], int(rng.integers(8))
             seq += 1
             name = f"{pid:04d}_s{scene:03d}_v{cam}_{seq:03d}.jpg"
             files = _triplet_files(tuple(f"query3/{pid:04d}/{m}" for m in ("vis", "ni", "th")), name)
-            plan.items.append(_Item(pid, cams[cam], "triplet", files, TRIPLET, cam, "query",
-                                    (seed, 6, pid, cam, seq), scene=scene, camera_override=cam_s))
+            plan.items.append(_Item(pid, cams[cam], "triplet", files, TRIPLET, cam, "query", (seed, 6, pid, cam, seq),
+                                    scene=scene, conditions=scenes[scene], state=draw_state(rng, config, scenes[scene])))
     plan.extra["scenes"] = scenes_of
+    plan.extra["scene_conditions"] = {str(sid): {"time_of_day": sc.time_of_day, "ambient": sc.ambient, "sun": sc.sun,
+                                                 "street_light": sc.street_light} for sid, sc in scenes.items()}
     return plan
 
 
@@ -725,17 +428,22 @@ def _save(arr: np.ndarray, path: Path) -> None:
 
 
 def export(layout: str, out: str | Path, *, ids: int | None = None, seed: int = 0,
-           config: SyntheticConfig | None = None, images_per_id_cam: int | None = None, progress: bool = True,
+           config: SyntheticConfig | VehicleConfig | None = None, images_per_id_cam: int | None = None,
+           progress: bool = True,
            overwrite: bool = False, panel_hw: tuple[int, int] | None = RGBNT100_PANEL_HW) -> dict[str, Any]:
     """Write a synthetic dataset in the on-disk layout of a real one (METHODS.md section 6).
 
     Args:
         layout: one of `LAYOUTS`.
         out: target directory; must be empty, absent, or a previous export of the same layout (replaced).
-        ids: number of identities (default per layout, e.g. 100 for sysu-mm01); split in the real proportions.
+        ids: number of identities (default per layout, e.g. 100 for sysu-mm01, 310 for msvr310); split in the
+            real proportions.
         seed: everything (identities, splits, images) is a deterministic function of it.
-        images_per_id_cam: images (or triplets) per identity and camera; SYSU/LLCM/RGBNT draw between half of it and
-            it, MSVR310 per (scene, camera); RegDB: images per modality per identity (10 in the real dataset).
+        config: a `SyntheticConfig` for the person layouts, a `VehicleConfig` for rgbnt100 and msvr310 (default:
+            the layout's `config_for(layout)`).
+        images_per_id_cam: images (or triplets) per identity and camera; SYSU/LLCM/RGBNT201/RGBNT100 draw between
+            half of it and it, MSVR310 per (scene, camera); RegDB: images per modality per identity (10 in the real
+            dataset).
         overwrite: replace a non-empty directory that is not a previous export of this layout.
         panel_hw: (H, W) of each RGBNT100 panel in the file; default the real 128x256 (768x128 files, what the
             reference readers crop); None keeps the render size (config.height x config.width).
@@ -755,7 +463,12 @@ def export(layout: str, out: str | Path, *, ids: int | None = None, seed: int = 
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    config = config or SyntheticConfig()
+    config = config_for(layout) if config is None else config
+    wanted = VehicleConfig if layout in VEHICLE_LAYOUTS else SyntheticConfig
+    if not isinstance(config, wanted):
+        raise ValueError(f"the {layout} layout renders {'vehicles' if wanted is VehicleConfig else 'people'} and "
+                         f"needs a {wanted.__name__}, got a {type(config).__name__}; pass "
+                         f"config=config_for({layout!r}, difficulty) or a {wanted.__name__}(...)")
     ids = _DEFAULT_IDS[layout] if ids is None else int(ids)
     minimum = 3 if layout == "sysu-mm01" else 2
     if ids < minimum:
@@ -767,19 +480,24 @@ def export(layout: str, out: str | Path, *, ids: int | None = None, seed: int = 
     _prepare_out(out, layout, overwrite)
     (out / INCOMPLETE).write_text(json.dumps({"layout": layout, "seed": seed}))
 
-    identities = {ident.pid: ident for ident in make_identities(ids, seed, config)}
+    if isinstance(config, VehicleConfig):
+        identities: dict[int, Identity | Vehicle] = {v.pid: v for v in make_vehicles(ids, seed, config)}
+    else:
+        identities = {ident.pid: ident for ident in make_identities(ids, seed, config)}
     pids = sorted(identities)
     rng = np.random.default_rng([seed, LAYOUTS.index(layout), 0x5EED])
     if layout == "regdb":
         plan = _plan_regdb(pids, k, rng, seed, identities)
+    elif layout in VEHICLE_LAYOUTS:
+        plan = {"rgbnt100": _plan_rgbnt100, "msvr310": _plan_msvr310}[layout](pids, k, rng, seed, config)
     else:
-        planner = {"sysu-mm01": _plan_sysu, "llcm": _plan_llcm, "rgbnt201": _plan_rgbnt201,
-                   "rgbnt100": _plan_rgbnt100, "msvr310": _plan_msvr310}[layout]
+        planner = {"sysu-mm01": _plan_sysu, "llcm": _plan_llcm, "rgbnt201": _plan_rgbnt201}[layout]
         plan = planner(pids, k, rng, seed)
 
     from tqdm import tqdm
 
     counts: dict[str, dict[str, dict[str, int]]] = {}
+    time_of_day: dict[str, dict[str, int]] = {}  # vehicles: captures per split and time of day
     n_images, n_lines = 0, 0
     made_dirs: set[Path] = set()
     start = time.perf_counter()
@@ -792,6 +510,9 @@ def export(layout: str, out: str | Path, *, ids: int | None = None, seed: int = 
                 n_lines += 1
                 cams = counts.setdefault(line["split"], {}).setdefault(line["modality"], {})
                 cams[str(line["camid"])] = cams.get(str(line["camid"]), 0) + 1
+                if "time_of_day" in line["factors"]:
+                    tod = time_of_day.setdefault(line["split"], {})
+                    tod[line["factors"]["time_of_day"]] = tod.get(line["factors"]["time_of_day"], 0) + 1
     for rel, lines in plan.index_files.items():
         path = out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -815,6 +536,7 @@ def export(layout: str, out: str | Path, *, ids: int | None = None, seed: int = 
         "splits": plan.splits,
         **plan.extra,
         "counts": counts,
+        **({"time_of_day": time_of_day} if layout in VEHICLE_LAYOUTS else {}),
         "images": n_images,
         "factor_lines": n_lines,
         "index_files": {rel: len(lines) for rel, lines in plan.index_files.items()},
@@ -830,13 +552,19 @@ def export(layout: str, out: str | Path, *, ids: int | None = None, seed: int = 
     return manifest
 
 
-def _render_item(item: _Item, identity: Identity, config: SyntheticConfig, out: Path,
+def _render_item(item: _Item, identity: Identity | Vehicle, config: SyntheticConfig | VehicleConfig, out: Path,
                  made_dirs: set[Path], panel_hw: tuple[int, int] | None = None) -> tuple[list[dict[str, Any]], int]:
     rng = np.random.default_rng(list(item.key))
-    camera = item.camera_override or item.camera
     spectra = ("rgb", "nir", "tir") if item.kind in ("triplet", "panel") else tuple(item.files)
-    images, factors = render_spectra(identity, spectra, camera=camera, viewpoint=item.viewpoint, rng=rng,
-                                     config=config)
+    if isinstance(identity, Vehicle):
+        assert isinstance(config, VehicleConfig) and isinstance(item.camera, RoadCamera)
+        assert item.conditions is not None and item.state is not None
+        images, factors = render_vehicle(identity, camera=item.camera, scene=item.conditions, state=item.state,
+                                         viewpoint=item.viewpoint, rng=rng, config=config)
+    else:
+        assert isinstance(config, SyntheticConfig) and isinstance(item.camera, Camera)
+        images, factors = render_spectra(identity, spectra, camera=item.camera, viewpoint=item.viewpoint, rng=rng,
+                                         config=config)
     factors = {**factors, "pid": identity.pid, "identity": identity.to_dict()}
     if item.scene is not None:
         factors["scene"] = item.scene
@@ -875,6 +603,52 @@ def _render_item(item: _Item, identity: Identity, config: SyntheticConfig, out: 
              "factors": {**factors, "modality": item.modality, "spectrum": s}}], 1
 
 
+# ===================================================================================================== figure
+def vehicle_sheet(body_types: Sequence[str] = ("sedan", "suv", "truck"), cameras: Sequence[int] = (1, 5, 3, 7),
+                  *, seed: int = 0, config: VehicleConfig | None = None, minutes: float = 20.0,
+                  ) -> tuple[list[list[np.ndarray]], list[str], list[str]]:
+    """Images for a figure of vehicles across RGBNT100-like cameras and modalities, by day and by night.
+
+    One vehicle of each body type (the first of `make_vehicles(60, seed)`), seen from each camera's own viewpoint, each
+    capture rendered twice with the same pose: a sunny day and a night under a street lamp with headlights on
+    (driving for `minutes` both times).
+
+    Returns:
+        rows (vehicle x [day, night]) of images (H, W, 3) uint8, in column order camera x (RGB, NIR, TIR); the row
+        labels; the column labels.
+    """
+    config = config or VehicleConfig(occlusion_rate=0.0)
+    fleet = make_vehicles(60, seed, config)
+    cams = rgbnt100_cameras()
+    picked = []
+    for body in body_types:
+        match = [v for v in fleet if v.body_type == body]
+        if not match:
+            raise ValueError(f"no {body!r} among the first 60 vehicles of seed {seed}; body_types must be among "
+                             f"{sorted({v.body_type for v in fleet})}")
+        picked.append(match[0])
+    scenes = {"day": RoadScene(time_of_day="day", ambient=22.0, sun=0.8, sky_drop=20.0, light=1.0,
+                               street_light="none", light_x=0.5),
+              "night": RoadScene(time_of_day="night", ambient=12.0, sun=0.0, sky_drop=15.0, light=0.11,
+                                 street_light="sodium", light_x=0.35)}
+    rows, labels = [], []
+    for v in picked:
+        for tod, scene in scenes.items():
+            state = VehicleState(driving_minutes=minutes, braking=0.6, headlights=tod == "night")
+            row = []
+            for cam in cameras:
+                view = VEHICLE_VIEWPOINTS[int(np.argmax(cams[cam].viewpoint_bias))]  # the camera's own viewpoint
+                images, _ = render_vehicle(v, camera=cams[cam], scene=scene, state=state, viewpoint=view,
+                                           rng=np.random.default_rng([seed, v.pid, cam]), config=config)
+                row += [images[m] for m in ("rgb", "nir", "tir")]
+            rows.append(row)
+            labels.append(f"{v.body_type} #{v.pid} ({v.paint}), {tod}")
+    names = {1: "front", 2: "rear", 3: "left", 4: "right", 5: "front-left", 6: "rear-left", 7: "rear-right",
+             8: "front-right"}
+    columns = [f"cam {c} ({names[c]}) {m}" for c in cameras for m in ("RGB", "NIR", "TIR")]
+    return rows, labels, columns
+
+
 # ===================================================================================================== CLI
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workbench.data.synthetic",
@@ -892,7 +666,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     size = {k: v for k, v in (("height", args.height), ("width", args.width)) if v is not None}
     try:
-        config = SyntheticConfig.from_difficulty(args.difficulty, **size)
+        config = config_for(args.layout, args.difficulty, **size)
         manifest = export(args.layout, args.out, ids=args.ids, seed=args.seed, config=config,
                           images_per_id_cam=args.images_per_id_cam, progress=not args.no_progress,
                           overwrite=args.overwrite)

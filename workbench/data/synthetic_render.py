@@ -1,4 +1,7 @@
-"""Pixel rendering for the synthetic multi-modal ReID generator (`workbench.data.synthetic`).
+"""Synthetic people, rendered: a request (identity, camera, viewpoint, random state) becomes pixel-aligned images.
+
+The second stage of the generator (world -> render -> export): it imports the world
+(`workbench.data.synthetic_world`) and nothing else of the generator; `workbench.data.synthetic` writes the layouts.
 
 One request (identity, camera, viewpoint, random state) is drawn in three steps, all vectorised NumPy:
 
@@ -17,8 +20,7 @@ One request (identity, camera, viewpoint, random state) is drawn in three steps,
    NIR and TIR are returned as 3-channel images with equal channels, as real datasets store them.
 
 Backgrounds are per camera *location* (cameras sharing a location, such as SYSU-MM01 cams 2 and 3, share the scene)
-and cached per size. The vehicle layouts (RGBNT100, MSVR310) reuse the person renderer on a road background; only
-their file formats are vehicle-like.
+and cached per size. Vehicles have their own renderer (`workbench.data.synthetic_vehicle_render`).
 """
 
 from __future__ import annotations
@@ -26,13 +28,25 @@ from __future__ import annotations
 import functools
 import math
 import zlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-if TYPE_CHECKING:  # imported lazily at run time to avoid a cycle with workbench.data.synthetic
-    from workbench.data.synthetic import Camera, Identity, SyntheticConfig
+from workbench.data.samples import TRIPLET
+from workbench.data.synthetic_world import (
+    SPECTRA,
+    SPECTRUM_OF,
+    VIEWPOINTS,
+    Camera,
+    Identity,
+    SyntheticConfig,
+)
+
+__all__ = [
+    "N_PARTS", "OCCLUDER_KINDS", "PART_NAMES", "SPECTRA", "SPECTRUM_OF", "VIEWPOINTS", "render", "render_parts",
+    "render_spectra", "render_triplet",
+]  # fmt: skip
 
 # Part labels of the layout map.
 BG, SKIN, HAIR, UPPER, UPPER_PAT, LOWER, LOWER_PAT, SHOES, HAT, BACKPACK, BAG, EYES, OCCLUDER = range(13)
@@ -42,10 +56,6 @@ PART_NAMES = (
 )  # fmt: skip
 N_PARTS = len(PART_NAMES)
 
-# Viewpoints: "left"/"right" name the side of the person that faces the camera (the two "side" views).
-VIEWPOINTS = ("front", "back", "left", "right")
-SPECTRA = ("rgb", "nir", "tir")
-SPECTRUM_OF = {"rgb": "rgb", "nir": "nir", "tir": "tir", "ir": "nir"}  # "ir" (VI preset) is near-infrared
 OCCLUDER_KINDS = ("box", "pole", "bush")
 _N_UNIFORM, _N_NORMAL = 16, 8  # fixed per-image draws (keeps random streams aligned across identities)
 
@@ -542,11 +552,7 @@ def _sensor(spectrum: str, lay: dict[str, Any], identity: Identity, camera: Came
 
 # ----------------------------------------------------------------------------------------------------- public
 def _config_or_default(config: SyntheticConfig | None) -> SyntheticConfig:
-    if config is None:
-        from workbench.data.synthetic import SyntheticConfig
-
-        return SyntheticConfig()
-    return config
+    return SyntheticConfig() if config is None else config
 
 
 def render_spectra(identity: Identity, spectra: tuple[str, ...], *, camera: Camera, viewpoint: str | None,
@@ -575,3 +581,41 @@ def render_parts(identity: Identity, *, camera: Camera, viewpoint: str | None, r
     """
     lay = _layout(identity, camera, viewpoint, rng, _config_or_default(config))
     return lay["labels"], lay["factors"]
+
+
+def render(identity: Identity, modality: str, *, camera: Camera, viewpoint: str | None = None,
+           rng: np.random.Generator, config: SyntheticConfig | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Render one image of `identity` seen by `camera`.
+
+    Args:
+        modality: "rgb", "nir", "tir", or "ir" (the VI preset's infrared, rendered as near-infrared like SYSU-MM01).
+        viewpoint: one of `VIEWPOINTS`, or None to draw it from the camera's bias and `config.viewpoint_spread`.
+        rng: the image's random state (same state, same image).
+
+    Returns:
+        image (H, W, 3) uint8 (NIR and TIR with three equal channels), and the factors: pid, identity attributes,
+        camera, location, viewpoint, occlusion fraction, occluder, visible accessories, scale, pose, modality.
+    """
+    if modality not in SPECTRUM_OF:
+        raise ValueError(f"modality must be one of {sorted(SPECTRUM_OF)}, got {modality!r}")
+    spectrum = SPECTRUM_OF[modality]
+    images, factors = render_spectra(identity, (spectrum,), camera=camera, viewpoint=viewpoint, rng=rng,
+                                     config=config)
+    return images[spectrum], _full_factors(factors, identity, modality, spectrum)
+
+
+def render_triplet(identity: Identity, *, camera: Camera, viewpoint: str | None = None, rng: np.random.Generator,
+                   config: SyntheticConfig | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """One pose, one occluder, rendered pixel-aligned in "rgb", "nir" and "tir" (as RGBNT201 triplets).
+
+    Returns:
+        {"rgb", "nir", "tir"} -> image (H, W, 3) uint8, and the factors (modality `TRIPLET`).
+    """
+    images, factors = render_spectra(identity, ("rgb", "nir", "tir"), camera=camera, viewpoint=viewpoint, rng=rng,
+                                     config=config)
+    return images, _full_factors(factors, identity, TRIPLET, TRIPLET)
+
+
+def _full_factors(factors: dict[str, Any], identity: Identity, modality: str, spectrum: str) -> dict[str, Any]:
+    return {**factors, "modality": modality, "spectrum": spectrum, "pid": identity.pid,
+            "identity": identity.to_dict()}

@@ -235,8 +235,8 @@ def random_batch(cfg: Config, p: int, classes: int, device: torch.device, seed: 
     n = p * k
     if dataset_kind(cfg.data.dataset) == "vi":
         batch = {"rgb": torch.randn(n, 3, h, w, generator=g), "ir": torch.randn(n, 3, h, w, generator=g),
-                 "label": labels, "rgb_camid": torch.randint(1, 6, (n,), generator=g),
-                 "ir_camid": torch.randint(1, 6, (n,), generator=g)}
+                 "label": labels, "rgb_camid": torch.tensor([1, 2, 4, 5])[torch.randint(0, 4, (n,), generator=g)],
+                 "ir_camid": torch.tensor([3, 6])[torch.randint(0, 2, (n,), generator=g)]}  # SYSU-MM01 cameras
     else:
         cams = SIE_CAMERAS[dataset_layout(cfg.data.dataset)]
         batch = {m: torch.randn(n, 3, h, w, generator=g) for m in ("rgb", "nir", "tir")}

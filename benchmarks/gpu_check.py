@@ -33,7 +33,8 @@ Columns of the table:
     batch      P x K per modality: "P8xK4+4" = 8 identities x 4 visible + 4 infrared images; "P8xK16x3" = 8 x 16
                aligned RGB/NIR/TIR triplets. A batch that did not fit in memory is halved in P (a note says so)
     img/step   images in one step (both VI modalities, all three MM modalities)
-    prec       bf16 (torch.autocast, bfloat16) or fp32
+    prec       bf16 (torch.autocast, bfloat16) or fp32 (torch's defaults, as `fit` runs: cuDNN convolutions may use
+               TF32, matmuls do not)
     measured   training rows: images/s of the workbench step; evaluator: seconds for the whole problem
                (distance + transfer + ranking); cam: seconds for the 5 pairs
     bare       training rows: images/s of the bare timm step; evaluator: seconds of the per-query numpy loop on the

@@ -224,7 +224,7 @@ def batch_label(cfg: Config, p: int) -> tuple[str, int]:
 
 
 def random_batch(cfg: Config, p: int, classes: int, device: torch.device, seed: int = 0) -> dict[str, Tensor]:
-    """A training batch with the PK loaders' layout (`workbench.train.build_train_loader`), random images.
+    """A training batch with the PK loaders' layout (`workbench.data.loaders.build_train_loader`), random images.
 
     Visible-infrared: `rgb`, `ir` (P*K, 3, H, W), `label` (P*K,), `rgb_camid`, `ir_camid`. Triplets: `rgb`, `nir`,
     `tir` (P*K, 3, H, W), `label`, `camid` (P*K,) within the layout's SIE camera table. Made on the CPU with a fixed

@@ -81,7 +81,7 @@ def live_batch(cfg: Config, *, seed: int | None = None, device: str = "cpu") -> 
         device: where the model and the method's set-up live.
     """
     from workbench.data import holdout_identities, load_dataset
-    from workbench.train import build_train_loader
+    from workbench.data.loaders import build_train_loader
 
     dataset = load_dataset(cfg.data.dataset, cfg.data.root, **cfg.data.options)
     if cfg.data.val_ids > 0:

@@ -417,7 +417,7 @@ def failure_figure(retrieval: Retrieval, q: int, *, k: int = 8, model=None, meth
         for j, (title, img, heat) in enumerate(panels):
             ax = fig.add_subplot(grid[1, j])
             if heat is None:
-                ax.imshow(cam._display(img, mean, std))
+                ax.imshow(cam.display_image(img, mean, std))
                 ax.set_title(title, fontsize=7)
                 ax.set_xticks([])
                 ax.set_yticks([])

@@ -3,8 +3,10 @@ against that run's top-ranked gallery image and, when the top one is not a true 
 match in the stored top-k. All CAM code is `workbench.viz.cam` (`pair_cams`); this file only finds the inputs
 (stored sample rows -> the run's test transform), loads each run's model once (`RunModels`) and draws.
 
-CAMs cost a forward and a backward per map, seconds on a CPU for the cpu-demo models and minutes for ViT-B/16, so
-the dashboard computes them only on request. Where a CAM is not possible (weights missing, a model family without
+Per run, the query and its one or two gallery samples take one forward each (the gallery samples batched) and each
+pair one backward that stops at the target layers (`viz.cam.query_cams`): about a second of CPU per query for the
+cpu-demo models and 22 CPU s (65 s wall on a loaded two-core machine) for two multi-modal ViT-B/16 runs at 256x128
+(`benchmarks/bench_viz.py --panel`), so the dashboard computes them only on request. Where a CAM is not possible (weights missing, a model family without
 a default CAM target, images gone) the result carries the reason instead of a map.
 """
 

@@ -295,3 +295,37 @@ def test_the_app_adds_the_cam_panel_only_when_asked(two_runs):
     assert app.cams.value[:4] == b"\x89PNG" and app.cams.value != first and len(app.models) == 2
     app.show_cams.value = False
     assert app.cams.value == b"" and app.cams.layout.display == "none"
+
+
+def test_the_cam_panel_draws_the_note_of_a_modality_the_embedding_does_not_reach():
+    import torch
+
+    from workbench.dashboard.cams import RunCams, plot_detail_cams
+    from workbench.viz import cam
+
+    image = torch.zeros(3, 8, 4)
+    maps = cam.CamMaps({"rgb": np.zeros((8, 4), np.float32), "tir": np.ones((8, 4), np.float32)},
+                       {"rgb": cam.UNREACHED})
+    pair = cam.PairCAM(maps, cam.CamMaps(), 0.3, {"rgb": image, "tir": image}, {"rgb": image, "tir": image},
+                       "rank 1, true match")
+    axes = plot_detail_cams({"A": RunCams("a", "A", [pair], [0])}, modality="rgb")
+    assert cam.UNREACHED in axes[0][0].get_title() and "empty map" not in axes[0][0].get_title()
+    axes = plot_detail_cams({"A": RunCams("a", "A", [pair], [0])}, modality="tir")
+    assert cam.UNREACHED not in axes[0][0].get_title()
+
+
+def test_the_cam_module_does_not_import_the_paired_view():
+    """dashboard.paired draws the CAM panel from dashboard.cams; the dependency runs one way."""
+    import ast
+    from pathlib import Path
+
+    import workbench.dashboard.cams as cams_module
+
+    tree = ast.parse(Path(cams_module.__file__).read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imported |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            imported |= {a.name for a in node.names}
+    assert "workbench.dashboard.paired" not in imported

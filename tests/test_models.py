@@ -303,9 +303,11 @@ def test_attention_maps_are_distributions_and_match_the_reported_cls_attention()
     (x,), _ = make_inputs(model, b=2)
     with torch.no_grad():
         fast = model(x)
-        out = model(x, return_attention=True, return_tokens=True)
+        out = model(x, with_attention=True, attention_blocks="all", return_tokens=True)
+        last = model(x, with_attention=True)  # the explicit path in the last block only
     torch.testing.assert_close(out.feats, fast.feats, atol=1e-5, rtol=1e-5)
     assert fast.attn is None and out.attn.shape == (2, 3, 32)
+    assert "attn_maps_rgb" not in last.parts and torch.allclose(last.attn, out.attn, atol=1e-6)
     t = 1 + 32
     for i, m in enumerate(MODS):
         maps = out.parts[f"attn_maps_{m}"]
@@ -317,6 +319,9 @@ def test_attention_maps_are_distributions_and_match_the_reported_cls_attention()
         assert tokens.shape == (2, 4, t, 64)
         torch.testing.assert_close(tokens[:, 1], out.parts[f"shared_tokens_{m}"])  # after block L_s = 2
         torch.testing.assert_close(model.norms[i](tokens[:, -1])[:, 0], out.parts[f"cls_{m}"])
+        assert torch.equal(out.parts[f"final_tokens_{m}"][:, 0], out.parts[f"cls_{m}"])
+    with pytest.raises(ValueError, match="attention_blocks"):
+        model(x, with_attention=True, attention_blocks="first")
 
 
 def test_explicit_attention_equals_timm_fused_block():
@@ -326,6 +331,7 @@ def test_explicit_attention_equals_timm_fused_block():
     x = torch.randn(3, 11, 32)
     with torch.no_grad():
         out, probs = block_forward_with_attention(block, x)
+        assert block.attn.fused_attn and not block.attn.attn_drop._forward_hooks  # the hook leaves no trace
         torch.testing.assert_close(out, block(x), atol=1e-5, rtol=1e-5)
         # attention from the weights, written out: softmax(q k^T / sqrt(d))
         qkv = block.norm1(x) @ block.attn.qkv.weight.t() + block.attn.qkv.bias  # (B, T, 3*C)
@@ -365,7 +371,7 @@ def test_other_sizes_and_overlapping_patches():
     assert patch_grid((256, 128), 16, 12) == (21, 10)  # TransReID stride variant: 210 patches
     model = models.create_model("test_mm_vit").eval()
     with torch.no_grad():  # larger input: position embedding resampled on the fly
-        out = model({m: torch.randn(1, 3, 96, 48) for m in MODS}, return_attention=True)
+        out = model({m: torch.randn(1, 3, 96, 48) for m in MODS}, with_attention=True)
     assert out.attn.shape == (1, 3, 12 * 6)
     strided = models.create_model("test_mm_vit", stride=4).eval()
     assert strided.grid_size == (15, 7) and strided.embed[0].pos_embed.shape == (1, 1 + 105, 64)

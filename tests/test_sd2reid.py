@@ -175,17 +175,75 @@ def _images(b: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
     return {m: torch.randn(b, 3, 64, 32, generator=g) for m in MODS}
 
 
+def _explicit_block(block, x):
+    """A timm ViT block with its attention written out: softmax(q k^T / sqrt(d)) (the oracle of the capture)."""
+    attn = block.attn
+    y = block.norm1(x)
+    b, t, _ = y.shape
+    q, k, v = attn.qkv(y).reshape(b, t, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+    probs = ((q * attn.scale) @ k.transpose(-2, -1)).softmax(dim=-1)  # (B, heads, T, T)
+    out = attn.proj((probs @ v).transpose(1, 2).reshape(b, t, attn.num_heads * attn.head_dim))
+    x = x + out
+    return x + block.mlp(block.norm2(x)), probs
+
+
+def _reference_encode(net, images, patch_mask=None, with_attention=True):
+    """SD2-ReID's encoder written out block by block: masked tokens, the last block's attention explicit."""
+    bb, mods = net.backbone, net.modalities
+    b = next(iter(images.values())).shape[0]
+    x = torch.cat([bb.embed[0 if bb.share_embed else i](images[m]) for i, m in enumerate(mods)])
+    if patch_mask is not None:
+        n = x.shape[1] - 1
+        pos = torch.cat([bb.embed[0 if bb.share_embed else i].pos_embed[:, 1:].expand(b, -1, -1)
+                         for i in range(len(mods))])
+        flat = patch_mask.transpose(0, 1).reshape(len(mods) * b, n, 1)
+        x = torch.cat([x[:, :1], torch.where(flat, net.mask_token + pos, x[:, 1:])], dim=1)
+    last_shared = len(bb.branches[0]) == 0
+    shared_attn = None
+    for j, block in enumerate(bb.shared_blocks):
+        if with_attention and last_shared and j == len(bb.shared_blocks) - 1:
+            x, probs = _explicit_block(block, x)
+            shared_attn = probs[:, :, 0, 1:].mean(dim=1)
+        else:
+            x = block(x)
+    feats, attn = {}, []
+    for i, m in enumerate(mods):
+        h = x[i * b:(i + 1) * b]
+        for j, block in enumerate(bb.branches[i]):
+            if with_attention and j == len(bb.branches[i]) - 1:
+                h, probs = _explicit_block(block, h)
+                attn.append(probs[:, :, 0, 1:].mean(dim=1))
+            else:
+                h = block(h)
+        if shared_attn is not None:
+            attn.append(shared_attn[i * b:(i + 1) * b])
+        feats[m] = bb.norms[0 if len(bb.norms) == 1 else i](h)
+    return feats, torch.stack(attn, dim=1) if with_attention else None
+
+
 @pytest.mark.parametrize("shared_depth", [0, 2, 4])
-def test_encode_is_the_backbone_forward_and_exposes_the_last_attention(shared_depth):
+def test_encode_is_the_backbone_forward_with_masking_and_the_last_attention(shared_depth):
+    """One forward: SD2-ReID's encoder is `MultiModalViT.forward` with a patch mask and the last block's attention
+    captured by a hook, bit for bit the block-by-block reference (with the attention written out)."""
     net = _net(shared_depth).eval()
     x = _images()
-    ref = net.backbone(x, return_attention=True)
-    plain = net.backbone(x)
-    own = net.encode(x)
-    assert torch.equal(own.feats, plain.feats) and torch.equal(own.logits, plain.logits)
-    with_attn = net.encode(x, with_attention=True)
-    assert torch.allclose(with_attn.attn, ref.attn, atol=1e-6)
-    assert torch.allclose(with_attn.feats, plain.feats, atol=1e-5)
+    with torch.no_grad():
+        plain = net.backbone(x)
+        own = net.encode(x)
+        assert torch.equal(own.feats, plain.feats) and torch.equal(own.logits, plain.logits)
+        with_attn = net.encode(x, with_attention=True)
+        ref_tokens, ref_attn = _reference_encode(net, x)
+        assert torch.equal(with_attn.attn, ref_attn)
+        mask = sample_patch_mask(ref_attn, 0.3, generator=torch.Generator().manual_seed(0))
+        masked = net.encode(x, patch_mask=mask)
+        ref_masked, _ = _reference_encode(net, x, mask, with_attention=False)
+        for m in MODS:
+            assert torch.equal(with_attn.parts[f"final_tokens_{m}"], ref_tokens[m])
+            assert torch.equal(masked.parts[f"final_tokens_{m}"], ref_masked[m])
+            assert torch.equal(masked.parts[f"cls_{m}"], ref_masked[m][:, 0])
+        every = net.backbone(x, with_attention=True, attention_blocks="all")
+        assert torch.allclose(with_attn.attn, every.attn, atol=1e-6)
+        assert torch.allclose(with_attn.feats, plain.feats, atol=1e-5)
 
 
 def test_masking_replaces_only_patch_tokens_never_the_cls_token():
@@ -193,7 +251,7 @@ def test_masking_replaces_only_patch_tokens_never_the_cls_token():
     x = _images(2)
     mask = sample_patch_mask(torch.rand(2, 3, 32), 0.5, "attention", generator=torch.Generator().manual_seed(0))
     tokens = torch.cat([net.backbone.embed[0](x[m]) for m in MODS])  # (3*2, 33, 64) modality-major
-    out = net._apply_mask(tokens, mask, 2)
+    out = net.backbone.mask_patches(tokens, mask, net.mask_token, 2)
     assert torch.equal(out[:, 0], tokens[:, 0])  # CLS untouched
     flat = mask.transpose(0, 1).reshape(6, 32)
     pos = net.backbone.embed[0].pos_embed[0, 1:]
@@ -204,6 +262,8 @@ def test_masking_replaces_only_patch_tokens_never_the_cls_token():
     assert not torch.allclose(masked_out.parts["cls_rgb"], net(x).parts["cls_rgb"])
     with pytest.raises(ValueError, match="patch_mask"):
         net(x, patch_mask=mask[:, :2])
+    with pytest.raises(ValueError, match="mask_token"):
+        net.backbone(x, patch_mask=mask)
 
 
 def test_inference_path_is_the_baseline_graph_plus_the_semantic_heads():

@@ -291,3 +291,224 @@ def test_single_modality_vit_takes_the_multimodal_path():
     torch.testing.assert_close(emb, model({"tir": x["tir"][None]}).feats[0].detach())
     maps = cam.compute_cam(model, x, cam.SimilarityTarget(emb + 0.1))
     assert list(maps) == ["tir"] and maps["tir"].shape == (64, 32)
+
+
+# -- today's algorithm as the oracle: one pytorch-grad-cam call (forward + full backward) per modality and pair -------
+
+def old_embed(model, images, *, method=None, camid=None, plain=False):
+    """The embedding as the one-map-at-a-time path computed it: one sample, no gradient."""
+    device = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    cams = None if camid is None else torch.tensor([camid], device=device)
+    m, x = next(iter(images.items()))
+    context = None if plain or not (len(images) > 1 or hasattr(model, "modalities")) else {
+        k: v[None].to(device) for k, v in images.items()}
+    with torch.no_grad():
+        out = cam.EmbeddingModel(model, None if plain else m, method, context=context, camids=cams)(x[None].to(device))
+    model.train(was)
+    return out[0]
+
+
+def old_compute_cam(model, images, target, *, method=None, cam_method="gradcam", camid=None, stage="layer4",
+                    target_layers=None, reshape_transform=None, plain=False, scorecam_batch=32):
+    """One `BaseCAM.__call__` per modality with the hooks on that modality's target layers."""
+    import contextlib
+    import io
+
+    cls = cam._cam_class(cam_method)
+    device = next(model.parameters()).device
+    was = model.training
+    cams_t = None if camid is None else torch.tensor([camid], device=device)
+    context = None if plain or not (len(images) > 1 or hasattr(model, "modalities")) else {
+        k: v[None].to(device) for k, v in images.items()}
+    maps = {}
+    try:
+        for m, x in images.items():
+            wrapper = cam.EmbeddingModel(model, None if plain else m, method, context=context, camids=cams_t)
+            if target_layers is None:
+                layers, reshape = cam.default_target(model, m, stage)
+            else:
+                layers, reshape = list(target_layers), reshape_transform
+            engine = cls(model=wrapper, target_layers=layers, reshape_transform=reshape)
+            if cam_method == "scorecam":
+                engine.batch_size = scorecam_batch
+            try:
+                quiet = contextlib.redirect_stderr(io.StringIO()) if cam_method == "scorecam" else \
+                    contextlib.nullcontext()
+                with torch.enable_grad(), quiet:
+                    grayscale = engine(input_tensor=x[None].to(device), targets=[target])
+            finally:
+                engine.activations_and_grads.release()
+            maps[m] = np.nan_to_num(grayscale[0].astype(np.float32))
+    finally:
+        model.train(was)
+    return maps
+
+
+def old_query_cams(model, query, galleries, *, both=True, **kwargs):
+    """[(query maps, gallery maps, cosine)] per gallery sample, each pair on its own as `pair_cams` did."""
+    out = []
+    for g in galleries:
+        q_emb, g_emb = old_embed(model, query), old_embed(model, g)
+        q_maps = old_compute_cam(model, query, cam.SimilarityTarget(g_emb), **kwargs)
+        g_maps = old_compute_cam(model, g, cam.SimilarityTarget(q_emb), **kwargs) if both else {}
+        out.append((q_maps, g_maps, float(torch.nn.functional.cosine_similarity(q_emb[None], g_emb[None])[0])))
+    return out
+
+
+def _assert_same_maps(new, old):
+    assert list(new) == list(old)
+    for m in old:
+        assert new[m].dtype == old[m].dtype and new[m].shape == old[m].shape
+        np.testing.assert_allclose(new[m], old[m], rtol=0, atol=1e-6, err_msg=m)
+
+
+ORACLE_CASES = [(name, {}, cam_method) for name in ("test_mm_vit", "test_vi_resnet") for cam_method in cam.CAM_METHODS
+                ] + [("test_mm_vit", {"shared_depth": depth}, cam_method) for depth in (0, 4)  # separate ViTs, one ViT
+                     for cam_method in ("gradcam", "eigencam")]
+
+
+@pytest.mark.parametrize("name,kwargs,cam_method", ORACLE_CASES)
+def test_one_forward_per_sample_gives_the_one_map_at_a_time_maps(name, kwargs, cam_method, monkeypatch):
+    """All modalities' maps from one forward (hooks on every modality's target layer), the gallery samples batched,
+    one backward per target: the same maps as one pytorch-grad-cam call per modality and pair."""
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=4, **kwargs).eval()
+    gen = torch.Generator().manual_seed(1)
+    n = 2 if cam_method == "scorecam" else 3  # ScoreCAM: one forward per channel and map
+    mods = getattr(model, "modalities", None)
+    if mods is None:  # visible-infrared: an infrared query against visible gallery images
+        query, galleries = {"ir": torch.randn(3, 64, 32, generator=gen)}, [
+            {"rgb": torch.randn(3, 64, 32, generator=gen)} for _ in range(n)]
+    else:
+        query = {m: torch.randn(3, 64, 32, generator=gen) for m in mods}
+        galleries = [{m: torch.randn(3, 64, 32, generator=gen) for m in mods} for _ in range(n)]
+    both = cam_method in ("gradcam", "eigencam")  # the gallery side too (batched, one target each)
+    # oneDNN's convolution rounds a batch of images differently from one image (~1e-7 of the embedding, up to
+    # ~6e-6 on a normalised map); PyTorch's own kernel does not, so the CNN is compared with it
+    if mods is None:
+        monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)
+    new = cam.query_cams(model, query, galleries, both=both, cam_method=cam_method)
+    old = old_query_cams(model, query, galleries, both=both, cam_method=cam_method)
+    assert len(new) == len(old) == n
+    for pair, (q_maps, g_maps, sim) in zip(new, old):
+        _assert_same_maps(pair.query_maps, q_maps)
+        _assert_same_maps(pair.gallery_maps, g_maps)
+        assert pair.similarity == pytest.approx(sim, abs=1e-6)
+        assert not pair.query_maps.notes  # every modality reaches the embedding
+    assert all(m.max() > 0 for p in new for m in p.query_maps.values())
+
+
+@pytest.mark.parametrize("cam_method", ["gradcam", "hirescam"])
+def test_plain_model_with_given_layers_gives_the_one_map_at_a_time_maps(cam_method):
+    torch.manual_seed(0)
+    model = LeftPoolViT(stride=6).eval()
+    x, g = torch.randn(3, 128, 64), torch.randn(3, 128, 64)
+    target = cam.SimilarityTarget(cam.embed(model, {"x": g}, plain=True))
+    kwargs = dict(plain=True, cam_method=cam_method, target_layers=[model.block.norm1, model.left],
+                  reshape_transform=cam.TokenGridReshape(model.grid))
+    _assert_same_maps(cam.compute_cam(model, {"x": x}, target, **kwargs),
+                      old_compute_cam(model, {"x": x}, target, **kwargs))
+
+
+# -- a modality the embedding does not use gets an empty map and a note, whatever the method ---------------------------
+
+class ThermalOnly:
+    """An eval forward whose retrieval embedding is the thermal branch's CLS feature alone."""
+
+    def forward_eval(self, model, images, modality, camids=None):
+        from workbench.models.output import ReIDOutput
+
+        return ReIDOutput(feats=model(images, camids=camids).parts["cls_tir"])
+
+    def retrieval_branches(self, out):
+        return {"feats": out.feats}
+
+
+@pytest.mark.parametrize("cam_method", cam.CAM_METHODS)
+@pytest.mark.parametrize("shared_depth", [2, 4])
+def test_a_modality_the_embedding_does_not_use_gets_an_empty_map_and_a_note(shared_depth, cam_method):
+    """Per-modality last blocks (L_s = 2): the other modalities' target layers are outside the embedding's graph;
+    one shared ViT (L_s = 4): they are slices of the same tensor. Either way: zeros and the note, for every method
+    (ScoreCAM, which perturbs the image, drew a full-strength map before), and the thermal map is the one the
+    one-map-at-a-time path computes at the thermal layer."""
+    torch.manual_seed(0)
+    model = create_model("test_mm_vit", shared_depth=shared_depth).eval()
+    gen = torch.Generator().manual_seed(2)
+    q = {m: torch.randn(3, 64, 32, generator=gen) for m in model.modalities}
+    g = {m: torch.randn(3, 64, 32, generator=gen) for m in model.modalities}
+    method = ThermalOnly()
+    pair = cam.pair_cams(model, q, g, method=method, cam_method=cam_method, scorecam_batch=64)
+    for maps in (pair.query_maps, pair.gallery_maps):
+        assert maps.notes == {"rgb": cam.UNREACHED, "nir": cam.UNREACHED}
+        assert not maps["rgb"].any() and not maps["nir"].any() and maps["rgb"].shape == (64, 32)
+        assert maps["tir"].max() > 0
+    layer, reshape = cam.vit_target_layer(model, "tir")
+    g_emb = cam.embed(model, g, method=method)
+    expected = old_compute_cam(model, q, cam.SimilarityTarget(g_emb), method=method, cam_method=cam_method,
+                               target_layers=[layer], reshape_transform=reshape, scorecam_batch=64)["tir"]
+    np.testing.assert_allclose(pair.query_maps["tir"], expected, rtol=0, atol=1e-6)
+    # the decision is structural: the embedding is bit-for-bit the same whatever the other modalities show
+    blank = {m: (x if m == "tir" else torch.zeros_like(x)) for m, x in q.items()}
+    assert torch.equal(cam.embed(model, blank, method=method), cam.embed(model, q, method=method))
+
+
+def test_the_note_is_drawn_instead_of_an_empty_map():
+    maps = cam.CamMaps({"rgb": np.zeros((8, 4), np.float32)}, {"rgb": cam.UNREACHED})
+    ax = cam.plot_cam(torch.zeros(3, 8, 4), maps["rgb"], title="query", note=maps.notes["rgb"])
+    assert "does not reach the embedding" in ax.get_title() and "(empty map)" not in ax.get_title()
+    pair = cam.PairCAM(maps, cam.CamMaps(), 0.5, {"rgb": torch.zeros(3, 8, 4)}, {"rgb": torch.zeros(3, 8, 4)})
+    axes = cam.plot_pair_cams([pair])
+    assert "does not reach the embedding" in axes[1][0].get_title()
+
+
+# -- the target is a cosine: the map against an independent formula, with an embedding whose norm varies ---------------
+
+class LinearEmbedding(nn.Module):
+    """x (B, 3, 4, 2) -> 1x1 conv to 5 channels (the target layer, at the image size, so no resize) -> flatten ->
+    linear to 6: an embedding whose norm grows with the input, so a dot product and a cosine differ."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 5, 1)
+        self.head = nn.Linear(5 * 4 * 2, 6)
+
+    def forward(self, x):
+        return self.head(self.conv(x).flatten(1))
+
+
+def _normalise(m):
+    m = m - m.min()
+    return m / (1e-7 + m.max())
+
+
+@pytest.mark.parametrize("cam_method", ["gradcam", "hirescam"])
+def test_similarity_target_is_the_cosine_not_the_dot_product(cam_method):
+    torch.manual_seed(3)
+    model = LinearEmbedding().double().eval()
+    x = torch.randn(3, 4, 2, dtype=torch.float64)
+    with torch.no_grad():
+        acts = model.conv(x[None])[0].numpy()  # (5, 4, 2)
+        f = model(x[None])[0].numpy()
+    w = model.head.weight.detach().numpy()  # (6, 40)
+    ref = f + 0.3 * np.random.default_rng(0).normal(size=6) * np.linalg.norm(f)  # a reference near the embedding
+    target = cam.SimilarityTarget(torch.from_numpy(ref))
+    r_hat = ref / np.linalg.norm(ref)
+    n = np.linalg.norm(f)
+    assert float(target(torch.from_numpy(f))) == pytest.approx(f @ r_hat / n, rel=1e-6)
+    assert float(target(torch.from_numpy(3 * f))) == pytest.approx(float(target(torch.from_numpy(f))), rel=1e-6)
+
+    def expected(d_f):  # the map for the gradient d target / d embedding, by hand
+        grad = (w.T @ d_f).reshape(acts.shape)  # (5, 4, 2)
+        if cam_method == "gradcam":
+            m = (grad.mean(axis=(1, 2))[:, None, None] * acts).sum(0)
+        else:
+            m = (grad * acts).sum(0)
+        return _normalise(np.maximum(m, 0))
+
+    cosine = expected(r_hat / n - (f @ r_hat) * f / n ** 3)  # d cos(f, r) / d f
+    dot = expected(r_hat)  # what a dot-product target would give
+    assert np.abs(cosine - dot).max() > 0.1  # the two targets draw different maps here
+    got = cam.compute_cam(model, {"x": x}, target, plain=True, cam_method=cam_method, target_layers=[model.conv])
+    np.testing.assert_allclose(got["x"], cosine, atol=1e-5)

@@ -3,8 +3,10 @@ against that run's top-ranked gallery image and, when the top one is not a true 
 match in the stored top-k. All CAM code is `workbench.viz.cam` (`pair_cams`); this file only finds the inputs
 (stored sample rows -> the run's test transform), loads each run's model once (`RunModels`) and draws.
 
-CAMs cost a forward and a backward per map, seconds on a CPU for the cpu-demo models and minutes for ViT-B/16, so
-the dashboard computes them only on request. Where a CAM is not possible (weights missing, a model family without
+Per run, the query and its one or two gallery samples take one forward each (the gallery samples batched) and each
+pair one backward that stops at the target layers (`viz.cam.query_cams`): about a second of CPU per query for the
+cpu-demo models and 22 CPU s (65 s wall on a loaded two-core machine) for two multi-modal ViT-B/16 runs at 256x128
+(`benchmarks/bench_viz.py --panel`), so the dashboard computes them only on request. Where a CAM is not possible (weights missing, a model family without
 a default CAM target, images gone) the result carries the reason instead of a map.
 """
 
@@ -142,12 +144,11 @@ def run_cams(ev: store.StoredEvaluation, loaded: LoadedRun, tag: str, trial: int
     q_sample = _sample(rows, query_row)
     try:
         q_in = _inputs(loaded, q_sample)
-        for g_row, label in targets:
-            g_sample = _sample(rows, g_row)
-            out.pairs.append(cam.pair_cams(loaded.model, q_in, _inputs(loaded, g_sample), both=both,
-                                           method=loaded.method, cam_method=cam_method,
-                                           query_camid=q_sample.camid, gallery_camid=g_sample.camid, label=label))
-            out.gallery_rows.append(g_row)
+        g_samples = [_sample(rows, g_row) for g_row, _ in targets]
+        out.pairs = cam.query_cams(loaded.model, q_in, [_inputs(loaded, g) for g in g_samples], both=both,
+                                   method=loaded.method, cam_method=cam_method, query_camid=q_sample.camid,
+                                   gallery_camids=[g.camid for g in g_samples], labels=[lab for _, lab in targets])
+        out.gallery_rows = [g_row for g_row, _ in targets]
     except (OSError, ValueError, RuntimeError, torch.cuda.OutOfMemoryError) as exc:
         out.message = f"no CAM for run {ev.run_name}: {type(exc).__name__}: {exc}"
     return out
@@ -168,10 +169,11 @@ def detail_cams(cmp, sample: int, *, models: RunModels | None = None, cam_method
     The query's camera id is passed to the model, as feature extraction does (it matters for models with a camera
     embedding only).
     """
-    from workbench.dashboard.paired import ranked_lists
-
-    ranked_lists(cmp, sample, 1)  # validates `sample` with the dashboard's message
-    row = cmp.per_query[cmp.per_query["sample"] == sample].iloc[0]
+    rows = cmp.per_query[cmp.per_query["sample"] == sample]
+    if rows.empty:
+        raise ValueError(f"sample {sample} is not a valid query of this comparison; pick one of "
+                         f"cmp.per_query['sample'] (e.g. {int(cmp.per_query['sample'].iloc[0])})")
+    row = rows.iloc[0]
     trial, query = int(row["trial"]), int(row["query"])
     models = RunModels() if models is None else models  # an empty cache is falsy (len 0)
     return {tag: run_cams(ev, models.get(ev.path.parent.parent), tag, trial, query, sample, cam_method=cam_method,
@@ -201,10 +203,11 @@ def plot_detail_cams(cams: dict[str, RunCams], *, axes=None, modality: str | Non
             ax = axes[r][c]
             ax.axis("on")
             cam.plot_cam(pair.query_images[m], pair.query_maps[m], mean=rc.mean, std=rc.std, ax=ax,
-                         title=f"{rc.tag}: query vs\n{pair.label}\ncos {pair.similarity:.2f}")
+                         title=f"{rc.tag}: query vs\n{pair.label}\ncos {pair.similarity:.2f}",
+                         note=cam.note_of(pair.query_maps, m))
             ax = axes[r][c + 1]
             ax.axis("on")
-            ax.imshow(cam._display(pair.gallery_images[gm], rc.mean, rc.std))
+            ax.imshow(cam.display_image(pair.gallery_images[gm], rc.mean, rc.std))
             ax.set_title(f"{pair.label.split(',')[0]}\n({gm})", fontsize=7)
             ax.set_xticks([])
             ax.set_yticks([])
@@ -212,7 +215,7 @@ def plot_detail_cams(cams: dict[str, RunCams], *, axes=None, modality: str | Non
                 ax = axes[r][c + 2]
                 ax.axis("on")
                 cam.plot_cam(pair.gallery_images[gm], pair.gallery_maps[gm], mean=rc.mean, std=rc.std, ax=ax,
-                             title="CAM on gallery")
+                             title="CAM on gallery", note=cam.note_of(pair.gallery_maps, gm))
             c += per_pair
         if rc.message:
             axes[r][min(c, n_cols - 1)].text(0, 0.5, _wrap(rc.message), fontsize=7, color="#b00",

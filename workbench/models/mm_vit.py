@@ -94,34 +94,74 @@ class TokenEmbedding(nn.Module):
         return self.norm_pre(x)
 
 
-def block_forward_with_attention(block: Block, x: Tensor) -> tuple[Tensor, Tensor]:
-    """Run a timm ViT `Block` with the attention computed explicitly (timm's fused kernel does not expose it).
+def is_timm_attention(module: nn.Module) -> bool:
+    """A timm attention module with the switch between its fused kernel and its explicit path (`fused_attn`), whose
+    explicit path passes the probabilities through `attn_drop`."""
+    return hasattr(module, "fused_attn") and isinstance(getattr(module, "attn_drop", None), nn.Module)
 
-    Mirrors timm's non-fused path: `softmax(q k^T * d^-0.5)`, so the output equals `block(x)` up to float error.
+
+class AttentionCapture:
+    """Record the attention probabilities of timm attention modules: a context manager with forward hooks.
+
+    Inside the `with` block each module runs timm's own explicit path (`fused_attn` off: `softmax(q k^T * d^-0.5)`,
+    then `attn_drop`) and a forward hook on its `attn_drop` keeps the probabilities it receives; on exit the hooks
+    are removed and the kernels restored, also after an error. The explicit path gives the fused kernel's output up
+    to float error; the captured maps are what timm computes, not a copy of its attention.
+
+    Args:
+        modules: timm `Attention` modules (e.g. `block.attn`).
+        detach: keep detached copies (for drawing) rather than the tensors of the autograd graph.
+
+    Attributes:
+        per_call: the (B, heads, T, T) probabilities in call order (rows sum to 1 over keys).
+    """
+
+    def __init__(self, modules, detach: bool = False) -> None:
+        self.modules = list(modules)
+        self.detach = detach
+        bad = [type(m).__name__ for m in self.modules if not is_timm_attention(m)]
+        if bad:
+            raise ValueError(f"{bad} are not timm attention modules (with fused_attn and attn_drop)")
+        self.per_call: list[Tensor] = []
+        self._handles: list = []
+        self._fused: list[bool] = []
+
+    def __enter__(self) -> AttentionCapture:
+        self.per_call = []
+        for m in self.modules:
+            self._fused.append(m.fused_attn)
+            m.fused_attn = False
+            self._handles.append(m.attn_drop.register_forward_hook(self._keep))
+        return self
+
+    def _keep(self, module: nn.Module, inputs, output) -> None:
+        self.per_call.append(inputs[0].detach() if self.detach else inputs[0])
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        for m, fused in zip(self.modules, self._fused):
+            m.fused_attn = fused
+        self._handles, self._fused = [], []
+
+
+def block_forward_with_attention(block: Block, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Run a timm ViT `Block` and capture its attention (`AttentionCapture` on `block.attn`).
 
     Args:
         block: a `timm.models.vision_transformer.Block`.
         x: (B, T, D) tokens.
 
     Returns:
-        (B, T, D) block output and (B, heads, T, T) attention probabilities (rows sum to 1 over keys).
+        (B, T, D) block output (timm's explicit attention path: `block(x)` up to float error) and (B, heads, T, T)
+        attention probabilities (rows sum to 1 over keys).
     """
-    attn = block.attn
-    y = block.norm1(x)
-    b, t, _ = y.shape
-    gate = attn.gate(y).sigmoid() if getattr(attn, "gate", None) is not None else None
-    qkv = attn.qkv(y).reshape(b, t, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)  # (3, B, h, T, d)
-    q, k, v = qkv.unbind(0)
-    q, k = attn.q_norm(q), attn.k_norm(k)
-    probs = ((q * attn.scale) @ k.transpose(-2, -1)).softmax(dim=-1)  # (B, heads, T, T)
-    out = (attn.attn_drop(probs) @ v).transpose(1, 2).reshape(b, t, attn.num_heads * attn.head_dim)
-    out = attn.norm(out) if hasattr(attn, "norm") else out
-    if gate is not None:
-        out = out * gate
-    out = attn.proj_drop(attn.proj(out))
-    x = x + block.drop_path1(block.ls1(out))
-    x = x + block.drop_path2(block.ls2(block.mlp(block.norm2(x))))
-    return x, probs
+    with AttentionCapture([block.attn]) as capture:
+        x = block(x)
+    return x, capture.per_call[-1]
+
+
+ATTENTION_BLOCKS = ("last", "all")
 
 
 class MultiModalViT(nn.Module):
@@ -147,10 +187,11 @@ class MultiModalViT(nn.Module):
 
     Output (`forward`): `feats` = `pooled` (B, M*D) concatenated pre-BN CLS features, `logits` (B, num_classes) or
     None, `parts["cls_<m>"]` (B, D), `parts["logits_<m>"]` (B, num_classes), `parts["shared_tokens_<m>"]`
-    (B, 1+N, D) tokens after block L_s (after the embedding when L_s = 0); with `return_tokens`
-    `parts["tokens_<m>"]` (B, depth, 1+N, D) every block's output; with `return_attention`
-    `parts["attn_maps_<m>"]` (B, depth, heads, 1+N, 1+N), `parts["cls_attn_<m>"]` (B, N) and
-    `attn` (B, M, N) the head-averaged CLS->patch attention of the last block, one row per modality.
+    (B, 1+N, D) tokens after block L_s (after the embedding when L_s = 0), `parts["final_tokens_<m>"]` (B, 1+N, D)
+    the last block's tokens after the final LayerNorm; with `return_tokens` `parts["tokens_<m>"]`
+    (B, depth, 1+N, D) every block's output; with `with_attention` `attn` (B, M, N) the head-averaged CLS->patch
+    attention of the last block, one row per modality, and `parts["cls_attn_<m>"]` (B, N); with
+    `attention_blocks="all"` also `parts["attn_maps_<m>"]` (B, depth, heads, 1+N, 1+N).
     """
 
     # The pre-trained ViT(s) for `optim.backbone_lr_mult` (workbench.optim.param_groups): embeddings (SIE included),
@@ -268,11 +309,38 @@ class MultiModalViT(nn.Module):
             x = torch.cat([self.embed[i](images[m], cams) for i, m in enumerate(mods)])
         return b, x
 
-    def _run(self, blocks: nn.ModuleList, x: Tensor, need_attn: bool, keep: bool
+    def mask_patches(self, x: Tensor, patch_mask: Tensor, mask_token: Tensor, b: int) -> Tensor:
+        """Replace the masked patch tokens of x (M*B, 1+N, D) (modality-major, as `embed_tokens` stacks them) by
+        `mask_token` (1, 1, D) + that position's embedding, as SimMIM does; the CLS token is never masked.
+
+        Args:
+            patch_mask: (B, M, N) bool, True = masked.
+        """
+        n_mod = len(self.modalities)
+        n = x.shape[1] - 1
+        if patch_mask.shape != (b, n_mod, n) or patch_mask.dtype != torch.bool:
+            raise ValueError(f"patch_mask must be a bool (B, M, N) = ({b}, {n_mod}, {n}) tensor, got "
+                             f"{patch_mask.dtype} {tuple(patch_mask.shape)}")
+        if mask_token is None or mask_token.shape != (1, 1, self.embed_dim):
+            raise ValueError(f"patch_mask needs mask_token, a (1, 1, {self.embed_dim}) tensor, got "
+                             f"{None if mask_token is None else tuple(mask_token.shape)}")
+        pos = []
+        for i in range(n_mod):
+            p = self.embed[0 if self.share_embed else i].pos_embed
+            if p.shape[1] != n + 1:
+                raise ValueError(f"masking needs images at the model's size {self.img_size}; got {n} patches")
+            pos.append(p[:, 1:].expand(b, -1, -1))
+        pos = torch.cat(pos)  # (M*B, N, D)
+        m = patch_mask.transpose(0, 1).reshape(n_mod * b, n, 1)  # modality-major like x
+        patches = torch.where(m, mask_token + pos, x[:, 1:])
+        return torch.cat([x[:, :1], patches], dim=1)
+
+    def _run(self, blocks: nn.ModuleList, x: Tensor, capture: set[int], keep: bool
              ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """Run `blocks`; the attention of the blocks whose index is in `capture` is recorded (their explicit path)."""
         tokens, maps = [], []
-        for block in blocks:
-            if need_attn:
+        for j, block in enumerate(blocks):
+            if j in capture:
                 x, probs = block_forward_with_attention(block, x)
                 maps.append(probs)
             else:
@@ -281,23 +349,39 @@ class MultiModalViT(nn.Module):
                 tokens.append(x)
         return x, tokens, maps
 
-    def forward(self, images: Mapping[str, Tensor], camids: Tensor | None = None, *, return_tokens: bool = False,
-                return_attention: bool = False) -> ReIDOutput:
+    def forward(self, images: Mapping[str, Tensor], camids: Tensor | None = None, *,
+                patch_mask: Tensor | None = None, mask_token: Tensor | None = None, with_attention: bool = False,
+                attention_blocks: str = "last", return_tokens: bool = False) -> ReIDOutput:
         """Embed aligned multi-modal samples.
 
         Args:
             images: {modality: (B, 3, H, W)} for every name in `self.modalities` (extra keys are ignored).
             camids: (B,) camera ids for SIE (ignored when num_cameras = 0); the same id for all modalities of a sample.
+            patch_mask: (B, M, N) bool: replace those patch tokens by `mask_token` + their position embedding before
+                the first block (`mask_patches`; SD2-ReID's HSLM), or None.
+            mask_token: (1, 1, D) the token that replaces masked patches (SD2-ReID's learnable [MASK]).
+            with_attention: record attention (`AttentionCapture`) and return `attn` (B, M, N), the last block's
+                head-averaged CLS-to-patch attention per modality, and `parts["cls_attn_<m>"]` (B, N).
+            attention_blocks: which blocks run timm's explicit attention path when `with_attention`: "last" (the
+                others keep the fused kernel) or "all" (also `parts["attn_maps_<m>"]` (B, depth, heads, 1+N, 1+N)).
             return_tokens: add every block's tokens, `parts["tokens_<m>"]` (B, depth, 1+N, D).
-            return_attention: compute attention explicitly and add `parts["attn_maps_<m>"]`
-                (B, depth, heads, 1+N, 1+N), `parts["cls_attn_<m>"]` (B, N) and `attn` (B, M, N).
 
         Returns:
             ReIDOutput (see the class docstring for the keys).
         """
+        if attention_blocks not in ATTENTION_BLOCKS:
+            raise ValueError(f"attention_blocks must be one of {ATTENTION_BLOCKS}, got {attention_blocks!r}")
         b, x = self.embed_tokens(images, camids)
+        if patch_mask is not None:
+            x = self.mask_patches(x, patch_mask, mask_token, b)
         mods = self.modalities
-        x, shared_tokens, shared_maps = self._run(self.shared_blocks, x, return_attention, return_tokens)
+        every = with_attention and attention_blocks == "all"
+        last_shared = with_attention and len(self.branches[0]) == 0  # L_s = depth: the last block is shared
+        shared_capture = set(range(len(self.shared_blocks))) if every else (
+            {len(self.shared_blocks) - 1} if last_shared else set())
+        branch_capture = set(range(len(self.branches[0]))) if every else (
+            {len(self.branches[0]) - 1} if with_attention else set())
+        x, shared_tokens, shared_maps = self._run(self.shared_blocks, x, shared_capture, return_tokens)
 
         parts: dict[str, Tensor] = {}
         cls_feats, last_maps = [], []
@@ -305,16 +389,18 @@ class MultiModalViT(nn.Module):
             sl = slice(i * b, (i + 1) * b)
             h = x[sl]
             parts[f"shared_tokens_{m}"] = h
-            h, tokens, maps = self._run(self.branches[i], h, return_attention, return_tokens)
+            h, tokens, maps = self._run(self.branches[i], h, branch_capture, return_tokens)
             h = self.norms[0 if len(self.norms) == 1 else i](h)
             cls_feats.append(h[:, 0])
             parts[f"cls_{m}"] = h[:, 0]
+            parts[f"final_tokens_{m}"] = h
             if return_tokens:
                 parts[f"tokens_{m}"] = torch.stack([t[sl] for t in shared_tokens] + tokens, dim=1)
-            if return_attention:
-                all_maps = torch.stack([a[sl] for a in shared_maps] + maps, dim=1)  # (B, depth, heads, T, T)
-                parts[f"attn_maps_{m}"] = all_maps
-                parts[f"cls_attn_{m}"] = all_maps[:, -1, :, 0, 1:].mean(dim=1)  # (B, N)
+            if with_attention:
+                own = [a[sl] for a in shared_maps] + maps  # (B, heads, T, T) per recorded block
+                if every:
+                    parts[f"attn_maps_{m}"] = torch.stack(own, dim=1)  # (B, depth, heads, T, T)
+                parts[f"cls_attn_{m}"] = own[-1][:, :, 0, 1:].mean(dim=1)  # (B, N)
                 last_maps.append(parts[f"cls_attn_{m}"])
 
         feats = torch.cat(cls_feats, dim=1)  # (B, M*D)
@@ -323,7 +409,7 @@ class MultiModalViT(nn.Module):
             logits = self.classifier(self.bnneck(feats))
             for i, m in enumerate(mods):
                 parts[f"logits_{m}"] = self.classifiers[i](self.bnnecks[i](cls_feats[i]))
-        attn = torch.stack(last_maps, dim=1) if return_attention else None
+        attn = torch.stack(last_maps, dim=1) if with_attention else None
         return ReIDOutput(feats=feats, pooled=feats, logits=logits, parts=parts, attn=attn)
 
     def forward_features(self, images: Mapping[str, Tensor], camids: Tensor | None = None) -> Tensor:

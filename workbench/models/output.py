@@ -21,8 +21,14 @@ class ReIDOutput:
         parts: named extra tensors a framework needs, e.g. {"rgb": (B, 768), "nir": ..., "tir": ...} per-modality
             features, {"bn": (B, D)} BN-neck output, {"layer3": (B, C, h, w)} stage maps. Keys are documented by
             each model.
-        attn: head-averaged CLS-to-patch attention of the last block when the model was asked for it:
-            (B, N) for single-modality models, (B, M, N) for multi-modal ones (one row per modality).
+        attn: the attention a model returns when asked (`with_attention=True`, the one flag name), else None. What
+            it holds depends on the model:
+            `MultiModalViT` and `SD2ReIDNet`: (B, M, N) the last block's CLS-to-patch attention averaged over heads,
+            one row per modality (N patches; rows sum to at most 1, the CLS token's own share left out).
+            `ICRENet` (its flag is still `return_attn`): (B, h*w, h*w) SDCE's cross-attention weights averaged over
+            heads: for each position of the deep map F4 (query), its weights over the positions of the shallow-clue
+            map S (keys); None without SDCE. A patch-to-patch map, not a CLS attention.
+            The visible-infrared CNNs return None.
     """
 
     feats: Tensor

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from .layers import BNNeck, bias_free_classifier
-from .mm_vit import MultiModalViT, block_forward_with_attention
+from .mm_vit import MultiModalViT
 from .output import ReIDOutput
 from .registry import create_model
 
@@ -126,74 +126,20 @@ class SD2ReIDNet(nn.Module):
     # ------------------------------------------------------------------------------------------------ encoder
     def encode(self, images: Mapping[str, Tensor], camids: Tensor | None = None, *,
                patch_mask: Tensor | None = None, with_attention: bool = False) -> ReIDOutput:
-        """The backbone's forward, op for op, with two additions: masked patch tokens and last-block attention.
+        """The backbone's forward with SD2-ReID's [MASK] token for the masked patches.
 
         Args:
             images: {modality: (B, 3, H, W)}.
             camids: (B,) or None.
             patch_mask: (B, M, N) bool, True = replace that patch token by the [MASK] token (+ position embedding).
-            with_attention: compute the last block's attention explicitly: `attn` (B, M, N) CLS-to-patch, head mean.
+            with_attention: also `attn` (B, M, N), the last block's CLS-to-patch attention (head mean).
 
         Returns:
-            ReIDOutput like `MultiModalViT.forward` (feats = pooled = concatenated CLS) plus
-            `parts["final_tokens_<m>"]` (B, 1+N, D) the normalised last-block tokens.
+            `MultiModalViT.forward`'s ReIDOutput (feats = pooled = concatenated CLS; `parts["final_tokens_<m>"]`
+            (B, 1+N, D) the normalised last-block tokens).
         """
-        bb = self.backbone
-        b, x = bb.embed_tokens(images, camids)  # (M*B, 1+N, D)
-        mods = self.modalities
-        if patch_mask is not None:
-            x = self._apply_mask(x, patch_mask, b)
-        shared_attn = None
-        for j, block in enumerate(bb.shared_blocks):
-            if with_attention and len(bb.branches[0]) == 0 and j == len(bb.shared_blocks) - 1:
-                x, probs = block_forward_with_attention(block, x)  # L_s = depth: the last block is shared
-                shared_attn = probs[:, :, 0, 1:].mean(dim=1)  # (M*B, N)
-            else:
-                x = block(x)
-        parts: dict[str, Tensor] = {}
-        cls_feats, last_attn = [], []
-        for i, m in enumerate(mods):
-            if shared_attn is not None:
-                last_attn.append(shared_attn[i * b:(i + 1) * b])
-            h = x[i * b:(i + 1) * b]
-            parts[f"shared_tokens_{m}"] = h
-            branch = bb.branches[i]
-            for j, block in enumerate(branch):
-                if with_attention and j == len(branch) - 1:
-                    h, probs = block_forward_with_attention(block, h)
-                    last_attn.append(probs[:, :, 0, 1:].mean(dim=1))  # (B, N)
-                else:
-                    h = block(h)
-            h = bb.norms[0 if len(bb.norms) == 1 else i](h)
-            cls_feats.append(h[:, 0])
-            parts[f"cls_{m}"] = h[:, 0]
-            parts[f"final_tokens_{m}"] = h
-        feats = torch.cat(cls_feats, dim=1)
-        logits = None
-        if bb.num_classes > 0:
-            logits = bb.classifier(bb.bnneck(feats))
-            for i, m in enumerate(mods):
-                parts[f"logits_{m}"] = bb.classifiers[i](bb.bnnecks[i](cls_feats[i]))
-        attn = torch.stack(last_attn, dim=1) if with_attention else None
-        return ReIDOutput(feats=feats, pooled=feats, logits=logits, parts=parts, attn=attn)
-
-    def _apply_mask(self, x: Tensor, patch_mask: Tensor, b: int) -> Tensor:
-        """Replace masked patch tokens of x (M*B, 1+N, D) by mask_token + that position's embedding."""
-        bb, n_mod = self.backbone, len(self.modalities)
-        n = x.shape[1] - 1
-        if patch_mask.shape != (b, n_mod, n) or patch_mask.dtype != torch.bool:
-            raise ValueError(f"patch_mask must be a bool (B, M, N) = ({b}, {n_mod}, {n}) tensor, got "
-                             f"{patch_mask.dtype} {tuple(patch_mask.shape)}")
-        pos = []
-        for i in range(n_mod):
-            p = bb.embed[0 if bb.share_embed else i].pos_embed
-            if p.shape[1] != n + 1:
-                raise ValueError(f"masking needs images at the model's size {bb.img_size}; got {n} patches")
-            pos.append(p[:, 1:].expand(b, -1, -1))
-        pos = torch.cat(pos)  # (M*B, N, D)
-        m = patch_mask.transpose(0, 1).reshape(n_mod * b, n, 1)  # modality-major like x
-        patches = torch.where(m, self.mask_token + pos, x[:, 1:])
-        return torch.cat([x[:, :1], patches], dim=1)
+        return self.backbone(images, camids, patch_mask=patch_mask, mask_token=self.mask_token,
+                             with_attention=with_attention)
 
     # ------------------------------------------------------------------------------------------------ heads
     def forward(self, images: Mapping[str, Tensor], camids: Tensor | None = None, *,
@@ -208,10 +154,7 @@ class SD2ReIDNet(nn.Module):
                 semantic heads).
         """
         with_style = self.training if with_style is None else with_style
-        if patch_mask is None and not with_attention and not (with_style and self.ddm):
-            out = self.backbone(images, camids)  # the baseline's own graph
-        else:
-            out = self.encode(images, camids, patch_mask=patch_mask, with_attention=with_attention)
+        out = self.encode(images, camids, patch_mask=patch_mask, with_attention=with_attention)
         if not self.ddm:
             return out
         parts = out.parts

@@ -1,9 +1,10 @@
 """Attention views for ViTs: CLS-to-patch attention per head and averaged, attention rollout, and masks.
 
 * `AttentionRecorder(model)`: a context manager that records the attention probabilities of every timm
-  `Attention` module the model runs (it switches timm's fused kernel off while recording, hooks the module's
-  `attn_drop`, which receives the probabilities, and always removes the hooks and restores the kernel).
-  `MultiModalViT(..., return_attention=True)` gives the same maps per modality (`vit_attention`).
+  `Attention` module the model runs (`models.mm_vit.AttentionCapture`: timm's explicit path while recording, a
+  hook on the module's `attn_drop`, which receives the probabilities; hooks removed and kernels restored on exit).
+  `MultiModalViT(..., with_attention=True, attention_blocks="all")` records the same maps per modality
+  (`vit_attention`).
 * `cls_attention(maps)`: the CLS row of a block's attention, over patch tokens, per head.
 * `attention_rollout(maps)`: Abnar & Zuidema (2020): per layer, average the heads, add the identity for the
   residual path (0.5 A + 0.5 I), renormalise rows, multiply the layers from the input up. With identity
@@ -22,42 +23,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from workbench.models.mm_vit import AttentionCapture, is_timm_attention
 
-class AttentionRecorder:
+
+class AttentionRecorder(AttentionCapture):
     """Record attention probabilities of every timm attention module of `model` during forward passes.
 
     `with AttentionRecorder(model) as rec: model(images)`; then `rec.per_call` is the list of (B, heads, T, T)
-    tensors in call order, and `rec.maps` stacks them as (B, layers, heads, T, T) (when every call has the same
-    shape; a `MultiModalViT` with shared blocks runs those on the batch-concatenation of its modalities: use
-    `vit_attention` there).
+    tensors (detached) in call order, and `rec.maps` stacks them as (B, layers, heads, T, T) (when every call has
+    the same shape; a `MultiModalViT` with shared blocks runs those on the batch-concatenation of its modalities:
+    use `vit_attention` there).
     """
 
     def __init__(self, model: nn.Module) -> None:
-        self.model = model
-        self.modules = [m for m in model.modules() if hasattr(m, "fused_attn") and hasattr(m, "attn_drop")]
-        if not self.modules:
+        modules = [m for m in model.modules() if is_timm_attention(m)]
+        if not modules:
             raise ValueError(f"{type(model).__name__} has no timm attention modules (with fused_attn and attn_drop)")
-        self.per_call: list[Tensor] = []
-        self._handles: list = []
-        self._fused: list[bool] = []
-
-    def __enter__(self) -> AttentionRecorder:
-        self.per_call = []
-        for m in self.modules:
-            self._fused.append(m.fused_attn)
-            m.fused_attn = False  # the explicit path passes the probabilities through attn_drop
-            self._handles.append(m.attn_drop.register_forward_hook(self._record))
-        return self
-
-    def _record(self, module, inputs, output) -> None:
-        self.per_call.append(inputs[0].detach())
-
-    def __exit__(self, *exc) -> None:
-        for h in self._handles:
-            h.remove()
-        for m, fused in zip(self.modules, self._fused):
-            m.fused_attn = fused
-        self._handles, self._fused = [], []
+        super().__init__(modules, detach=True)
+        self.model = model
 
     @property
     def maps(self) -> Tensor:
@@ -75,7 +58,7 @@ def vit_attention(model: nn.Module, images: Mapping[str, Tensor], camids: Tensor
     """{modality: (B, depth, heads, 1+N, 1+N)} attention of a `MultiModalViT` (its explicit attention path)."""
     was = model.training
     model.eval()
-    out = model(images, camids, return_attention=True)
+    out = model(images, camids, with_attention=True, attention_blocks="all")
     model.train(was)
     return {m: out.parts[f"attn_maps_{m}"] for m in model.modalities}
 

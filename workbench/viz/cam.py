@@ -18,6 +18,12 @@ block's output feeds the CLS token only, so its patch tokens get no gradient. To
 (non-square grids such as 16x8 at 256x128, overlapping patches such as TransReID's stride 12: 21x10) by
 `TokenGridReshape`. Multi-modal triplets get one map per modality: the other modalities are held fixed.
 
+Cost: all of a sample's modality maps come from one forward with hooks on every modality's target layer, samples
+of the same kind run as one batch, and each target costs one backward that stops at the target layers
+(`query_cams`: one query against five gallery samples is two forwards and five short backwards, not fifteen full
+forward-backward passes). A modality whose target layer the embedding does not depend on (an eval forward that
+returns one modality's branch) gets an all-zero map and the note `UNREACHED` (`CamMaps.notes`), for every method.
+
 Methods: Grad-CAM (default; channel weights = spatially averaged gradients, so it is *not* spatially faithful by
 construction, Draelos & Carin 2020), HiResCAM (gradient x activation, element-wise: zero wherever the embedding
 does not depend on a location), Grad-CAM++, and the gradient-free ScoreCAM (target-dependent, one forward per
@@ -115,8 +121,8 @@ class EmbeddingModel(nn.Module):
         method: the eval forward of the run's method (`workbench.methods.get_method(cfg.run.method)`); default the
             base method's forward (modality index for VI CNNs, a modality dict for multi-modal ViTs).
         context: for multi-modal models, the other modalities' images {m: (1, 3, H, W)}, held fixed (broadcast to
-            the batch, so ScoreCAM's masked batches work).
-        camids: (1,) camera id for models with a camera embedding, or None.
+            the batch, so ScoreCAM's masked batches work), or {m: (B, 3, H, W)} for a batch of B samples.
+        camids: (1,) or (B,) camera ids for models with a camera embedding, or None.
     """
 
     def __init__(self, model: nn.Module, modality: str | None = None, method: EvalForward | None = None,
@@ -234,9 +240,26 @@ def default_target(model: nn.Module, modality: str | None, stage: str = "layer4"
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Computing maps
+# Computing maps: one forward per batch of samples, one backward per target
+#
+# pytorch-grad-cam's `BaseCAM.__call__` runs the model forward and a full backward (to every parameter) for each map,
+# with the hooks on one modality's target layers. Here the hooks sit on every modality's target layers at once, the
+# samples of one kind run as one batch, and each target gets one `torch.autograd.grad` that stops at the hooked
+# layers. The maps themselves are still pytorch-grad-cam's: its `compute_cam_per_layer` and `aggregate_multi_layers`
+# run on the captured activations and gradients, so they equal the one-map-at-a-time result.
 
 Images = Mapping[str, Tensor]  # {modality: (3, H, W)} for one sample: one key (VI) or one per modality (triplets)
+
+UNREACHED = "this modality does not reach the embedding"
+
+
+class CamMaps(dict):
+    """{modality: (H, W) float32 map in [0, 1]} of one sample for one target, and `notes` {modality: why its map is
+    empty} for the modalities whose target layer the embedding does not depend on (their maps are zeros)."""
+
+    def __init__(self, maps: Mapping[str, np.ndarray] | None = None, notes: Mapping[str, str] | None = None) -> None:
+        super().__init__(maps or {})
+        self.notes = dict(notes or {})
 
 
 def _check_images(images: Images, name: str) -> dict[str, Tensor]:
@@ -257,13 +280,257 @@ def _single(images: Images) -> tuple[str | None, Tensor]:
     return m, x
 
 
-def _context(model: nn.Module, images: Images, device: torch.device, plain: bool) -> dict[str, Tensor] | None:
-    """The fixed modalities of a multi-modal sample (a model with `modalities`, or several images), else None."""
-    if plain:
-        return None
-    if len(images) > 1 or hasattr(unwrap_model(model), "modalities"):
-        return {k: v[None].to(device) for k, v in images.items()}
-    return None
+def _multi(model: nn.Module, images: Images, plain: bool) -> bool:
+    """Whether a sample is fed as a modality dict with the others held fixed (a model with `modalities`, or
+    several images), rather than as one image."""
+    return not plain and (len(images) > 1 or hasattr(unwrap_model(model), "modalities"))
+
+
+def _wrapper(model: nn.Module, images: dict[str, Tensor], method: EvalForward | None, camids: Tensor | None,
+             plain: bool) -> tuple[EmbeddingModel, Tensor]:
+    """The `EmbeddingModel` of a batch {modality: (B, 3, H, W)} and the tensor to call it on."""
+    m, x = _single(images)
+    context = images if _multi(model, images, plain) else None
+    return EmbeddingModel(model, None if plain else m, method, context=context, camids=camids), x
+
+
+@dataclass
+class _Batch:
+    """Samples with the same modalities and image sizes, run through the model as one batch."""
+
+    rows: list[int]  # positions in the caller's list of samples
+    images: dict[str, Tensor]  # {modality: (B, 3, H, W)}
+    camids: Tensor | None  # (B,)
+
+
+def _batches(samples: Sequence[dict[str, Tensor]], camids: Sequence[int | None], device: torch.device
+             ) -> list[_Batch]:
+    groups: dict[tuple, list[int]] = {}
+    for i, (images, camid) in enumerate(zip(samples, camids)):
+        key = (tuple((m, tuple(x.shape)) for m, x in images.items()), camid is None)
+        groups.setdefault(key, []).append(i)
+    out = []
+    for rows in groups.values():
+        images = {m: torch.stack([samples[i][m] for i in rows]).to(device) for m in samples[rows[0]]}
+        cams = None if camids[rows[0]] is None else torch.tensor([camids[i] for i in rows], device=device)
+        out.append(_Batch(rows, images, cams))
+    return out
+
+
+@torch.no_grad()
+def _embed_many(model: nn.Module, samples: Sequence[dict[str, Tensor]], camids: Sequence[int | None], *,
+                method: EvalForward | None, plain: bool) -> Tensor:
+    """Embeddings (N, D) of several samples, batched where they have the same modalities and sizes."""
+    feats: list[Tensor | None] = [None] * len(samples)
+    for batch in _batches(samples, camids, _device(model)):
+        wrapper, x = _wrapper(model, batch.images, method, batch.camids, plain)
+        out = wrapper(x)
+        for j, i in enumerate(batch.rows):
+            feats[i] = out[j]
+    return torch.stack(feats)
+
+
+def _target_layers(model: nn.Module, modalities: Sequence[str], stage: str,
+                   target_layers: Sequence[nn.Module] | None, reshape_transform: Callable | None
+                   ) -> dict[str, tuple[list[nn.Module], Callable | None]]:
+    """{modality: (target layers, reshape transform)}: the default per modality, or the given ones for all."""
+    if target_layers is not None:
+        return {m: (list(target_layers), reshape_transform) for m in modalities}
+    return {m: default_target(model, m, stage) for m in modalities}
+
+
+class _FirstOutputs:
+    """Forward hooks keeping the first output of each module during a forward, with its autograd graph; always
+    removed on exit."""
+
+    def __init__(self, modules: Sequence[nn.Module]) -> None:
+        self.modules = list({id(m): m for m in modules}.values())
+        self.outputs: dict[int, Tensor] = {}
+        self._handles: list = []
+
+    def __enter__(self) -> _FirstOutputs:
+        for module in self.modules:
+            self._handles.append(module.register_forward_hook(self._keep))
+        return self
+
+    def _keep(self, module: nn.Module, inputs, output) -> None:
+        if id(module) in self.outputs:
+            return
+        if not isinstance(output, Tensor):
+            raise ValueError(f"target layer {type(module).__name__} returns {type(output).__name__}, not a tensor; "
+                             "pick a layer whose output is a feature map or a token tensor")
+        self.outputs[id(module)] = output
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+
+@dataclass
+class _Forward:
+    """One batch through the model with the target layers' outputs captured.
+
+    `reach[id(layer)]` is the gradient of a generic direction of the embedding at that layer's output: None when
+    the layer is not in the embedding's autograd graph (e.g. another modality's branch when the embedding uses one
+    modality only)."""
+
+    batch: _Batch
+    feats: Tensor  # (B, D), with its graph back to the captured outputs
+    outputs: dict[int, Tensor]
+    reach: dict[int, Tensor | None]
+
+
+def _forward(model: nn.Module, batch: _Batch, layers: Sequence[nn.Module], method: EvalForward | None,
+             plain: bool) -> _Forward:
+    # inputs that require a gradient put every layer that depends on them in the graph, so a layer outside the
+    # embedding's graph is exactly one the embedding does not depend on
+    images = {m: x.detach().clone().requires_grad_(True) for m, x in batch.images.items()}
+    wrapper, x = _wrapper(model, images, method, batch.camids, plain)
+    with _FirstOutputs(layers) as rec, torch.enable_grad():
+        feats = wrapper(x)
+        missing = [type(layer).__name__ for layer in rec.modules if id(layer) not in rec.outputs]
+        if missing:
+            raise ValueError(f"target layers {missing} did not run in the model's forward; pass layers of this "
+                             "model that the embedding's forward uses")
+        direction = torch.randn(feats.shape[1], generator=torch.Generator().manual_seed(0)).to(feats)
+        keys = [k for k, out in rec.outputs.items() if out.requires_grad]
+        grads = torch.autograd.grad((feats * direction).sum(), [rec.outputs[k] for k in keys], retain_graph=True,
+                                    allow_unused=True)
+    reach = dict.fromkeys(rec.outputs) | dict(zip(keys, grads))
+    return _Forward(batch, feats, rec.outputs, reach)
+
+
+def _reaches(fwd: _Forward, layer: nn.Module, reshape: Callable | None, row: int) -> bool:
+    """Whether the embedding of sample `row` depends on this layer's output (for this modality's part of it).
+
+    Structural for a layer of the modality's own branch (in the autograd graph or not). A layer shared by the
+    modalities (`TokenGridReshape.chunk`: the shared blocks run on the batch-concatenation of all modalities) is in
+    the graph whenever any modality is used; there the modality's slice of the gradient of a generic direction of
+    the embedding is exactly zero iff the embedding does not use that modality."""
+    grad = fwd.reach[id(layer)]
+    if grad is None:
+        return False
+    if getattr(reshape, "chunk", None) is None:
+        return True
+    return bool(reshape(grad)[row].ne(0).any())
+
+
+def _maps(model: nn.Module, forwards: Sequence[_Forward], where: Sequence[tuple[int, int]],
+          samples: Sequence[dict[str, Tensor]], camids: Sequence[int | None],
+          targets: Sequence[Sequence[Callable]], specs: dict[str, tuple[list[nn.Module], Callable | None]], *,
+          cam_method: str, method: EvalForward | None, plain: bool, scorecam_batch: int) -> list[list[CamMaps]]:
+    """Maps of every sample for each of its targets: `out[i][k]` is sample i's `CamMaps` for `targets[i][k]`.
+
+    Args:
+        where: (forward index, row) of each sample in `forwards`.
+    """
+    cls = _cam_class(cam_method)
+    device = _device(model)
+    engine = cls(model=EmbeddingModel(model), target_layers=[])  # no hooks: it only turns arrays into maps
+    if cam_method == "scorecam":
+        engine.batch_size = scorecam_batch
+    arrays: dict[tuple, Tensor] = {}
+
+    def layer_array(fwd: _Forward, tensor: Tensor, reshape: Callable | None, key: tuple) -> Tensor:
+        if key not in arrays:  # as pytorch-grad-cam's hooks store them: reshaped, detached, on the CPU
+            arrays[key] = (reshape(tensor) if reshape is not None else tensor).cpu().detach()
+        return arrays[key]
+
+    # gradients: one backward per round, round r = the r-th target of every sample of a forward
+    grads: dict[tuple[int, int, int], tuple[Tensor, ...]] = {}  # (forward, row, target) -> per captured output
+    if engine.uses_gradients:
+        for f, fwd in enumerate(forwards):
+            rows = [(i, r) for i, (fi, r) in enumerate(where) if fi == f]
+            keys = [k for k, g in fwd.reach.items() if g is not None]
+            for k in range(max((len(targets[i]) for i, _ in rows), default=0)):
+                active = [(i, r) for i, r in rows if len(targets[i]) > k]
+                with torch.enable_grad():
+                    loss = sum(targets[i][k](fwd.feats[r]) for i, r in active)
+                    g = torch.autograd.grad(loss, [fwd.outputs[key] for key in keys], retain_graph=True,
+                                            allow_unused=True)
+                g = dict(zip(keys, g))
+                for _, r in active:
+                    grads[f, r, k] = g
+
+    out: list[list[CamMaps]] = []
+    quiet = contextlib.redirect_stderr(io.StringIO()) if cam_method == "scorecam" else contextlib.nullcontext()
+    with quiet:  # ScoreCAM draws a progress bar per image
+        for i, (f, r) in enumerate(where):
+            fwd = forwards[f]
+            per_target = [CamMaps() for _ in targets[i]]
+            for m, x in samples[i].items():
+                layers, reshape = specs[m]
+                x1 = x[None].to(device)
+                reached = [_reaches(fwd, layer, reshape, r) for layer in layers]
+                if not any(reached):
+                    for maps in per_target:
+                        maps[m] = np.zeros(tuple(x.shape[-2:]), dtype=np.float32)
+                        maps.notes[m] = UNREACHED
+                    continue
+                if cam_method == "scorecam":  # it re-runs the model on masked copies of this modality's image
+                    context = {k: v[None].to(device) for k, v in samples[i].items()} if _multi(
+                        model, samples[i], plain) else None
+                    cams = None if camids[i] is None else torch.tensor([camids[i]], device=device)
+                    engine.model = EmbeddingModel(model, None if plain else m, method, context=context, camids=cams)
+                eigen = None
+                for k, target in enumerate(targets[i]):
+                    if cam_method == "eigencam" and eigen is not None:  # the target plays no part
+                        per_target[k][m] = eigen.copy()
+                        continue
+                    per_layer = []
+                    for layer, ok in zip(layers, reached):
+                        if not ok:  # a layer the embedding does not depend on contributes nothing
+                            per_layer.append(np.zeros((1, 1, *x.shape[-2:]), dtype=np.float32))
+                            continue
+                        act = layer_array(fwd, fwd.outputs[id(layer)], reshape, (f, id(layer), id(reshape)))
+                        engine.target_layers = [layer]
+                        engine.activations_and_grads.activations = [act[r:r + 1]]
+                        engine.activations_and_grads.gradients = []
+                        if engine.uses_gradients:
+                            g = grads[f, r, k][id(layer)]
+                            g = torch.zeros_like(fwd.outputs[id(layer)]) if g is None else g
+                            engine.activations_and_grads.gradients = [layer_array(
+                                fwd, g, reshape, (f, id(layer), id(reshape), "grad", k))[r:r + 1]]
+                        per_layer += engine.compute_cam_per_layer(x1, [target], False)
+                    grayscale = engine.aggregate_multi_layers(per_layer)
+                    per_target[k][m] = np.nan_to_num(grayscale[0].astype(np.float32))
+                    if cam_method == "eigencam":
+                        eigen = per_target[k][m]
+            out.append(per_target)
+    engine.activations_and_grads.activations, engine.activations_and_grads.gradients = [], []
+    return out
+
+
+def _cams(model: nn.Module, samples: Sequence[dict[str, Tensor]], camids: Sequence[int | None],
+          targets: Sequence[Sequence[Callable]], *, method: EvalForward | None = None, cam_method: str = "gradcam",
+          stage: str = "layer4", target_layers: Sequence[nn.Module] | None = None,
+          reshape_transform: Callable | None = None, plain: bool = False, scorecam_batch: int = 32,
+          before_maps: Callable[[list[Tensor]], None] | None = None) -> list[list[CamMaps]]:
+    """Maps of several samples for their targets, `out[i][k]` for `targets[i][k]`: one forward per batch of
+    samples with the same modalities and sizes, one backward per round of targets.
+
+    `before_maps(feats)`, if given, is called with each sample's embedding (D,) after the forwards and before the
+    targets are evaluated (`query_cams` builds the query-side targets from the gallery embeddings that way)."""
+    _cam_class(cam_method)
+    device = _device(model)
+    was = model.training
+    model.eval()
+    try:
+        modalities = list(dict.fromkeys(m for s in samples for m in s))
+        specs = _target_layers(model, modalities, stage, target_layers, reshape_transform)
+        forwards, where = [], [(0, 0)] * len(samples)
+        for batch in _batches(samples, camids, device):
+            layers = [layer for m in batch.images for layer in specs[m][0]]
+            forwards.append(_forward(model, batch, layers, method, plain))
+            for r, i in enumerate(batch.rows):
+                where[i] = (len(forwards) - 1, r)
+        if before_maps is not None:
+            before_maps([forwards[f].feats[r].detach() for f, r in where])
+        return _maps(model, forwards, where, samples, camids, targets, specs, cam_method=cam_method, method=method,
+                     plain=plain, scorecam_batch=scorecam_batch)
+    finally:
+        model.train(was)
 
 
 @torch.no_grad()
@@ -275,24 +542,37 @@ def embed(model: nn.Module, images: Images, *, method: EvalForward | None = None
         plain: call `model(x)` directly (a model taking one image tensor; `images` has one entry).
     """
     images = _check_images(images, "images")
-    device = _device(model)
     was = model.training
     model.eval()
-    cams = None if camid is None else torch.tensor([camid], device=device)
-    m, x = _single(images)
-    context = _context(model, images, device, plain)
-    wrapper = EmbeddingModel(model, None if plain else m, method, context=context, camids=cams)
-    out = wrapper(x[None].to(device))[0]
-    model.train(was)
-    return out
+    try:
+        return _embed_many(model, [images], [camid], method=method, plain=plain)[0]
+    finally:
+        model.train(was)
+
+
+def compute_cams(model: nn.Module, images: Images, targets: Sequence[Callable[[Tensor], Tensor]], *,
+                 method: EvalForward | None = None, cam_method: str = "gradcam", camid: int | None = None,
+                 stage: str = "layer4", target_layers: Sequence[nn.Module] | None = None,
+                 reshape_transform: Callable | None = None, plain: bool = False,
+                 scorecam_batch: int = 32) -> list[CamMaps]:
+    """CAMs of one sample for several targets: one forward, one backward per target (see `compute_cam`)."""
+    images = _check_images(images, "images")
+    targets = list(targets)
+    return _cams(model, [images], [camid], [targets], method=method, cam_method=cam_method, stage=stage,
+                 target_layers=target_layers, reshape_transform=reshape_transform, plain=plain,
+                 scorecam_batch=scorecam_batch)[0]
 
 
 def compute_cam(model: nn.Module, images: Images, target: Callable[[Tensor], Tensor], *,
                 method: EvalForward | None = None, cam_method: str = "gradcam", camid: int | None = None,
                 stage: str = "layer4", target_layers: Sequence[nn.Module] | None = None,
                 reshape_transform: Callable | None = None, plain: bool = False,
-                scorecam_batch: int = 32) -> dict[str, np.ndarray]:
+                scorecam_batch: int = 32) -> CamMaps:
     """CAM of one sample for `target` (e.g. `SimilarityTarget(gallery_embedding)`), one map per modality.
+
+    All modalities' maps come from one forward (hooks on every modality's target layers) and one backward that
+    stops at those layers. A modality the embedding does not depend on (e.g. a multi-modal ViT whose eval forward
+    returns the thermal branch only) gets an all-zero map and the note `UNREACHED` in `notes`, for every method.
 
     Args:
         model: the ReID model (any mode; it is in eval mode during the CAM and restored afterwards).
@@ -304,39 +584,15 @@ def compute_cam(model: nn.Module, images: Images, target: Callable[[Tensor], Ten
         stage: CNN stage for the default target layer.
         target_layers, reshape_transform: override the default target (any model family).
         plain: the model takes one image tensor (`model(x)`); `images` then has one entry.
+        scorecam_batch: masked images per forward in ScoreCAM.
 
     Returns:
-        {modality: (H, W) float32 map in [0, 1]} (pytorch-grad-cam normalises each map by its maximum; an
-        all-zero map stays zero).
+        `CamMaps` {modality: (H, W) float32 map in [0, 1]} (pytorch-grad-cam normalises each map by its maximum; an
+        all-zero map stays zero) with `notes` {modality: why its map is empty}.
     """
-    images = _check_images(images, "images")
-    cls = _cam_class(cam_method)
-    device = _device(model)
-    was = model.training
-    cams_t = None if camid is None else torch.tensor([camid], device=device)
-    context = _context(model, images, device, plain)
-    maps = {}
-    try:
-        for m, x in images.items():
-            wrapper = EmbeddingModel(model, None if plain else m, method, context=context, camids=cams_t)
-            if target_layers is None:
-                layers, reshape = default_target(model, m, stage)
-            else:
-                layers, reshape = list(target_layers), reshape_transform
-            cam = cls(model=wrapper, target_layers=layers, reshape_transform=reshape)
-            if cam_method == "scorecam":
-                cam.batch_size = scorecam_batch
-            try:
-                quiet = contextlib.redirect_stderr(io.StringIO()) if cam_method == "scorecam" else \
-                    contextlib.nullcontext()  # ScoreCAM draws a progress bar per image
-                with torch.enable_grad(), quiet:
-                    grayscale = cam(input_tensor=x[None].to(device), targets=[target])
-            finally:
-                cam.activations_and_grads.release()  # hooks always removed (BaseCAM.__exit__ swallows IndexError)
-            maps[m] = np.nan_to_num(grayscale[0].astype(np.float32))
-    finally:
-        model.train(was)
-    return maps
+    return compute_cams(model, images, [target], method=method, cam_method=cam_method, camid=camid, stage=stage,
+                        target_layers=target_layers, reshape_transform=reshape_transform, plain=plain,
+                        scorecam_batch=scorecam_batch)[0]
 
 
 @dataclass
@@ -344,7 +600,8 @@ class PairCAM:
     """CAMs of one query-gallery pair in both directions.
 
     Attributes:
-        query_maps: {modality: (H, W)}: what in the query explains the similarity to the gallery image.
+        query_maps: {modality: (H, W)}: what in the query explains the similarity to the gallery image (`CamMaps`:
+            `query_maps.notes` says which modalities do not reach the embedding).
         gallery_maps: {modality: (H, W)}: what in the gallery image explains it (empty if not computed).
         similarity: cosine similarity of the two embeddings.
         query_images, gallery_images: the inputs, {modality: (3, H, W)} (for drawing).
@@ -359,26 +616,68 @@ class PairCAM:
     label: str = ""
 
 
+def query_cams(model: nn.Module, query: Images, galleries: Sequence[Images], *, both: bool = True,
+               query_camid: int | None = None, gallery_camids: Sequence[int | None] | None = None,
+               labels: Sequence[str] | None = None, method: EvalForward | None = None, plain: bool = False,
+               **kwargs) -> list[PairCAM]:
+    """Similarity CAMs of one query against several gallery samples (e.g. its top five), one `PairCAM` each: on
+    the query (target: that gallery embedding) and, with `both`, on each gallery image (target: the query
+    embedding). `kwargs` go to `compute_cam` (cam_method, stage, target_layers, ...).
+
+    Cost: one forward of the query and one backward per gallery sample (stopping at the target layers), and one
+    batched forward of the gallery samples (with `both`: with the gradient, plus one backward)."""
+    query = _check_images(query, "query")
+    galleries = [_check_images(g, f"galleries[{i}]") for i, g in enumerate(galleries)]
+    if not galleries:
+        raise ValueError("galleries is empty; pass at least one gallery sample {modality: (3, H, W)}")
+    g_cams = list(gallery_camids) if gallery_camids is not None else [None] * len(galleries)
+    labels = list(labels) if labels is not None else [""] * len(galleries)
+    if len(g_cams) != len(galleries) or len(labels) != len(galleries):
+        raise ValueError(f"gallery_camids and labels must have one entry per gallery sample ({len(galleries)}), "
+                         f"got {len(g_cams)} and {len(labels)}")
+    opts = dict(method=method, plain=plain, **kwargs)
+    n = len(galleries)
+    if both:  # every sample gets its maps from one run: galleries' targets need the query embedding and back
+        q_targets: list[Callable] = []
+        g_targets: list[list[Callable]] = [[] for _ in range(n)]
+        feats: list[Tensor] = []
+
+        def set_targets(embs: list[Tensor]) -> None:
+            feats.extend(embs)
+            q_targets.extend(SimilarityTarget(e) for e in embs[1:])
+            for t in g_targets:
+                t.append(SimilarityTarget(embs[0]))
+
+        out = _cams(model, [query, *galleries], [query_camid, *g_cams], [q_targets, *g_targets],
+                    before_maps=set_targets, **opts)
+        q_maps, g_maps = out[0], [o[0] for o in out[1:]]
+        q_emb, g_embs = feats[0], torch.stack(feats[1:])
+    else:
+        was = model.training
+        model.eval()
+        try:
+            g_embs = _embed_many(model, galleries, g_cams, method=method, plain=plain)
+        finally:
+            model.train(was)
+        q_box: list[Tensor] = []
+        q_maps = _cams(model, [query], [query_camid], [[SimilarityTarget(e) for e in g_embs]],
+                       before_maps=q_box.extend, **opts)[0]
+        q_emb, g_maps = q_box[0], [CamMaps() for _ in range(n)]
+    sims = F.cosine_similarity(q_emb[None], g_embs).tolist()
+    return [PairCAM(q_maps[k], g_maps[k], float(sims[k]), dict(query), dict(galleries[k]), labels[k])
+            for k in range(n)]
+
+
 def pair_cams(model: nn.Module, query: Images, gallery: Images, *, both: bool = True, query_camid: int | None = None,
               gallery_camid: int | None = None, label: str = "", **kwargs) -> PairCAM:
     """Similarity CAMs of a query against one gallery sample: on the query (target: the gallery embedding) and,
     with `both`, on the gallery image (target: the query embedding). `kwargs` go to `compute_cam`."""
-    method, plain = kwargs.get("method"), kwargs.get("plain", False)
-    q_emb = embed(model, query, method=method, camid=query_camid, plain=plain)
-    g_emb = embed(model, gallery, method=method, camid=gallery_camid, plain=plain)
-    sim = float(F.cosine_similarity(q_emb[None], g_emb[None])[0])
-    q_maps = compute_cam(model, query, SimilarityTarget(g_emb), camid=query_camid, **kwargs)
-    g_maps = compute_cam(model, gallery, SimilarityTarget(q_emb), camid=gallery_camid, **kwargs) if both else {}
-    return PairCAM(q_maps, g_maps, sim, dict(query), dict(gallery), label)
-
-
-def query_cams(model: nn.Module, query: Images, galleries: Sequence[Images], **kwargs) -> list[PairCAM]:
-    """`pair_cams` of one query against several gallery samples (e.g. its top five)."""
-    return [pair_cams(model, query, g, **kwargs) for g in galleries]
+    return query_cams(model, query, [gallery], both=both, query_camid=query_camid, gallery_camids=[gallery_camid],
+                      labels=[label], **kwargs)[0]
 
 
 def contrastive_cam(model: nn.Module, query: Images, true_match: Images, false_match: Images, *,
-                    query_camid: int | None = None, **kwargs) -> dict[str, np.ndarray]:
+                    query_camid: int | None = None, **kwargs) -> CamMaps:
     """CAM on the query of cos(query, true match) - cos(query, false match), one map per modality."""
     method, plain = kwargs.get("method"), kwargs.get("plain", False)
     pos = embed(model, true_match, method=method, plain=plain)
@@ -447,19 +746,31 @@ def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5, cmap: str = 
     return np.clip((1 - alpha) * image + alpha * heat, 0, 1)
 
 
-def _display(x: Tensor, mean: Sequence[float] | None, std: Sequence[float] | None) -> np.ndarray:
+def display_image(image: Tensor, mean: Sequence[float] | None = None,
+                  std: Sequence[float] | None = None) -> np.ndarray:
+    """A model input (3, H, W) as an (H, W, 3) image in [0, 1] to draw, de-normalised with `mean`/`std`."""
     from workbench.viz.data import to_image
 
-    return to_image(x, mean, std)
+    return to_image(image, mean, std)
+
+
+def note_of(maps: Mapping[str, np.ndarray], modality: str) -> str:
+    """Why `maps[modality]` is empty (`CamMaps.notes`), or "" (a plain dict of maps has no notes)."""
+    return getattr(maps, "notes", {}).get(modality, "")
 
 
 def plot_cam(image: Tensor, cam: np.ndarray, *, mean: Sequence[float] | None = None,
-             std: Sequence[float] | None = None, title: str = "", ax=None, alpha: float = 0.5):
-    """One image (3, H, W) (de-normalised with mean/std) with its CAM overlaid. Returns the Axes."""
+             std: Sequence[float] | None = None, title: str = "", ax=None, alpha: float = 0.5, note: str = ""):
+    """One image (3, H, W) (de-normalised with mean/std) with its CAM overlaid; `note` (e.g. `UNREACHED`, from
+    `CamMaps.notes`) replaces the map's overlay and is written under the title. Returns the Axes."""
     if ax is None:
         _, ax = plt.subplots(figsize=(1.4, 2.6))
-    ax.imshow(overlay(_display(image, mean, std), cam, alpha))
-    if not cam.max() > 0:  # Grad-CAM's ReLU removed everything: no location raises the target
+    if note:
+        ax.imshow(display_image(image, mean, std))
+        title = f"{title}\n({note})" if title else f"({note})"
+    else:
+        ax.imshow(overlay(display_image(image, mean, std), cam, alpha))
+    if not note and not cam.max() > 0:  # Grad-CAM's ReLU removed everything: no location raises the target
         title = f"{title}\n(empty map)" if title else "(empty map)"
     ax.set_title(title, fontsize=7)
     ax.set_xticks([])
@@ -485,10 +796,11 @@ def plot_pair_cams(pairs: Sequence[PairCAM], *, mean: Sequence[float] | None = N
             imgs = pair.query_images if side == "query" else pair.gallery_images
             maps = pair.query_maps if side == "query" else pair.gallery_maps
             key = m if m in imgs else next(iter(imgs))
-            axes[r][c].imshow(_display(imgs[key], mean, std))
+            axes[r][c].imshow(display_image(imgs[key], mean, std))
             axes[r][c].set_title(f"{side} {key}" + (f"\n{pair.label}" if r == 0 and pair.label else "")
                                  + (f"\ncos {pair.similarity:.2f}" if r == 0 else ""), fontsize=7)
-            plot_cam(imgs[key], maps[key], mean=mean, std=std, ax=axes[r + 1][c], title=f"CAM on {side}")
+            plot_cam(imgs[key], maps[key], mean=mean, std=std, ax=axes[r + 1][c], title=f"CAM on {side}",
+                     note=note_of(maps, key))
             axes[r][c].set_xticks([])
             axes[r][c].set_yticks([])
             r += 2

@@ -176,12 +176,12 @@ def failure_figure(retrieval: Retrieval, q: int, *, k: int = 8, model=None, meth
         q_in = retrieval.inputs("query", q)
         q_cam = int(retrieval.query.camids[q]) if _uses_camera(model) else None
         m = modality if modality in q_in else next(iter(q_in))
-        pairs = []
-        for label, g in (("top false", rl.top_false), ("1st true", rl.first_match)):
-            pair = cam.pair_cams(model, q_in, retrieval.inputs("gallery", g), both=False, method=method,
-                                 cam_method=cam_method, query_camid=q_cam, label=label)
-            pair.query_maps = {m: pair.query_maps[m]}  # the drawn modality
-            pairs.append(pair)
+        pairs = cam.query_cams(model, q_in, [retrieval.inputs("gallery", g) for g in (rl.top_false, rl.first_match)],
+                               both=False, method=method, cam_method=cam_method, query_camid=q_cam,
+                               labels=["top false", "1st true"])  # one forward of the query for both targets
+        for pair in pairs:  # the drawn modality, with its note when the embedding does not reach it
+            maps = pair.query_maps
+            pair.query_maps = cam.CamMaps({m: maps[m]}, {k: v for k, v in maps.notes.items() if k == m})
         cam.plot_pair_cams(pairs, mean=mean, std=std,
                            axes=[[fig.add_subplot(grid[r, c]) for c in range(len(pairs))] for r in (1, 2)])
         contrast = cam.contrastive_cam(model, q_in, retrieval.inputs("gallery", rl.first_match),

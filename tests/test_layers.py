@@ -90,7 +90,7 @@ def _unit(path: Path) -> str:
 
 def test_no_import_circles():
     """No module or sub-package reaches itself through imports of other ones, top-level or inside functions.
-    Circles inside one sub-package (two dashboard views calling each other lazily) are that sub-package's business."""
+    (Circles between the modules of one folder: `test_no_import_circles_inside_a_folder`.)"""
     graph: dict[str, set[str]] = {}
     for path in PACKAGE.rglob("*.py"):
         unit = _unit(path)
@@ -112,6 +112,70 @@ def test_no_import_circles():
         if node not in state:
             visit(node, [node])
     assert not circles, "import circles:\n" + "\n".join(circles)
+
+
+def _module_imports(path: Path) -> set[str]:
+    """The workbench modules (files, not packages) a file imports, relative imports and `from pkg import module`
+    resolved to the module's file; imports of a package's `__init__` (a facade of re-exports) are left out."""
+    here = "workbench." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: from the file's package, `level` folders up
+                base = here.split(".")[:-node.level]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            names = [f"{module}.{a.name}" for a in node.names]
+            candidates = [module, *names]
+        elif isinstance(node, ast.Import):
+            candidates = [a.name for a in node.names]
+        else:
+            continue
+        for name in candidates:
+            if name.startswith("workbench.") and (PACKAGE.parent / (name.replace(".", "/") + ".py")).is_file():
+                found.add(name)
+    found.discard(here)
+    return found
+
+
+def _circles(graph: dict[str, set[str]]) -> list[str]:
+    circles, state = [], {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = "open"
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                circles.append(" -> ".join(trail[trail.index(nxt):] + [nxt]))
+            elif nxt not in state:
+                visit(nxt, trail + [nxt])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    return circles
+
+
+def test_no_import_circles_inside_a_folder():
+    """No module reaches itself through the other modules of the package, folder-internal imports included
+    (issue 20: `dashboard/cams` <-> `dashboard/paired` and `data/synthetic` <-> `data/synthetic_render` were such
+    circles). A package's `__init__` only re-exports, so importing it is not followed."""
+    graph = {"workbench." + ".".join(p.relative_to(PACKAGE).with_suffix("").parts): _module_imports(p)
+             for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"}
+    circles = _circles(graph)
+    assert not circles, "import circles between modules:\n" + "\n".join(circles)
+
+
+def test_the_folder_circle_check_sees_a_circle(tmp_path, monkeypatch):
+    """Two modules of one folder importing each other (relatively and lazily) are reported."""
+    pkg = tmp_path / "workbench"
+    (pkg / "viz").mkdir(parents=True)
+    (pkg / "viz" / "a.py").write_text("def f():\n    from .b import g\n")
+    (pkg / "viz" / "b.py").write_text("from workbench.viz import a\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", pkg)
+    with pytest.raises(AssertionError, match="workbench.viz.a -> workbench.viz.b -> workbench.viz.a"):
+        test_no_import_circles_inside_a_folder()
 
 
 def test_the_circle_check_sees_a_circle(tmp_path, monkeypatch):

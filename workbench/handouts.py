@@ -46,8 +46,7 @@ from jinja2 import DictLoader, pass_context
 from nbconvert import HTMLExporter
 from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
 
-from workbench.notebooks import RECORD_PREFIX, read_records
-from workbench.utils import RECORD_MIME, runs_dir
+from workbench.utils import RECORD_MIME, RECORD_PREFIX, read_records, runs_dir
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"

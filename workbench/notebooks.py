@@ -21,35 +21,14 @@ import sys
 import time
 from pathlib import Path
 
-from workbench.utils import RECORD_MIME, outputs_dir
+from workbench.utils import RECORD_PREFIX, outputs_dir, read_records  # noqa: F401  (read_records: public here too)
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-RECORD_PREFIX = "WORKBENCH_RECORD "  # the older printed form, still read back
 
 
 def list_notebooks(directory: Path = NOTEBOOK_DIR) -> list[Path]:
     """The ordered notebooks: `NN_name.ipynb`, sorted by name."""
     return sorted(p for p in directory.glob("[0-9][0-9]_*.ipynb"))
-
-
-def read_records(executed: dict) -> dict:
-    """Collect the `record()` values of an executed notebook (a dict loaded from the .ipynb JSON): the display
-    outputs of MIME type `RECORD_MIME`, and `WORKBENCH_RECORD {...}` lines printed by older versions."""
-    records: dict = {}
-    for cell in executed.get("cells", []):
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "display_data" and RECORD_MIME in output.get("data", {}):
-                value = output["data"][RECORD_MIME]
-                records.update(json.loads(value) if isinstance(value, str) else value)
-                continue
-            if output.get("output_type") != "stream":
-                continue
-            text = output.get("text", "")
-            text = "".join(text) if isinstance(text, list) else text
-            for line in text.splitlines():
-                if line.startswith(RECORD_PREFIX):
-                    records.update(json.loads(line[len(RECORD_PREFIX):]))
-    return records
 
 
 # Parameters the runner passes to every notebook; a notebook that does not declare one does not get it.

@@ -39,13 +39,14 @@ def get_device(preference: str = "auto") -> torch.device:
 
 
 RECORD_MIME = "application/vnd.workbench.record+json"
+RECORD_PREFIX = "WORKBENCH_RECORD "  # the older printed form of a record, still read back
 
 
 def record(name: str, value: Any) -> Any:
     """Record a value for the notebook runner and the tests; returns it.
 
     Inside a notebook kernel the value goes out as a display message of its own MIME type (`RECORD_MIME`), which
-    JupyterLab does not render, so the reader sees nothing; `workbench.notebooks.read_records` reads it back from
+    JupyterLab does not render, so the reader sees nothing; `read_records` reads it back from
     the executed notebook. Outside a kernel (scripts) one short line is printed.
     """
     if isinstance(value, (np.floating, np.integer)):
@@ -61,6 +62,26 @@ def record(name: str, value: Any) -> Any:
     else:
         print(f"recorded {name} = {value!r}")
     return value
+
+
+def read_records(executed: dict) -> dict:
+    """Collect the `record()` values of an executed notebook (a dict loaded from the .ipynb JSON): the display
+    outputs of MIME type `RECORD_MIME`, and `WORKBENCH_RECORD {...}` lines printed by older versions."""
+    records: dict = {}
+    for cell in executed.get("cells", []):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "display_data" and RECORD_MIME in output.get("data", {}):
+                value = output["data"][RECORD_MIME]
+                records.update(json.loads(value) if isinstance(value, str) else value)
+                continue
+            if output.get("output_type") != "stream":
+                continue
+            text = output.get("text", "")
+            text = "".join(text) if isinstance(text, list) else text
+            for line in text.splitlines():
+                if line.startswith(RECORD_PREFIX):
+                    records.update(json.loads(line[len(RECORD_PREFIX):]))
+    return records
 
 
 def in_kernel() -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 from collections import defaultdict
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from torch.utils.data import DataLoader
 from workbench.config import Config, dataset_kind
 from workbench.metrics.protocols import EvalSet
 from workbench.models.output import ReIDOutput
-from workbench.utils import cache_dir
+from workbench.utils import build_lock, cache_dir
 
 
 class EvalForward(Protocol):
@@ -67,6 +68,29 @@ def samples_fingerprint(samples: Sequence) -> str:
     h = hashlib.sha1()
     for s in samples:
         h.update(repr((sorted(s.paths.items()), s.pid, s.camid, s.modality)).encode())
+    return h.hexdigest()
+
+
+def data_fingerprint(dataset, *, content_files: int = 64) -> str:
+    """SHA-1 of what a run reads from a dataset: every training and test sample (its paths relative to the dataset
+    root, identity, camera, modality and the file sizes) and the bytes of `content_files` of them spread evenly
+    over the list. Relative paths keep a moved dataset the same; sizes and sampled bytes catch re-exported or
+    replaced images (a synthetic export of a changed generator) without reading every file."""
+    root = Path(dataset.root)
+    samples = [*dataset.train, *dataset.query, *dataset.gallery]
+    h = hashlib.sha1(json.dumps([dataset.name, dataset.options], sort_keys=True, default=str).encode())
+    files = []
+    for s in samples:
+        paths = sorted((m, Path(p)) for m, p in s.paths.items())
+        rel = [(m, str(p.relative_to(root)) if p.is_relative_to(root) else str(p)) for m, p in paths]
+        sizes = [p.stat().st_size if p.is_file() else -1 for _, p in paths]
+        h.update(repr((rel, sizes, s.pid, s.camid, s.modality)).encode())
+        files.extend(p for _, p in paths)
+    unique = sorted(set(files))
+    step = max(1, len(unique) // max(1, content_files))
+    for p in unique[::step][:content_files]:
+        if p.is_file():
+            h.update(p.read_bytes())
     return h.hexdigest()
 
 
@@ -116,18 +140,28 @@ def extract_features(model: nn.Module, samples: Sequence, cfg: Config, *, method
         method: the eval forward (`workbench.methods.get_method(cfg.run.method)` for a run's model).
         cache: store / reuse the result under `cache_dir()/features/`, keyed by `feature_cache_key`.
     """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if cache:
+        path = cache_dir() / "features" / f"{feature_cache_key(model, samples, cfg, method)}.npz"
+        cached = _load_cached(path) if path.exists() else None
+        if cached is None:
+            with build_lock(path, "cached features"):  # another process extracting the same features: wait, read
+                cached = _load_cached(path) if path.exists() else None
+                if cached is None:
+                    cached = _extract(model, samples, cfg, method, batch_size, device, progress)
+                    _save_cached(path, cached)
+        return cached
+    return _extract(model, samples, cfg, method, batch_size, device, progress)
+
+
+@torch.no_grad()
+def _extract(model: nn.Module, samples: Sequence, cfg: Config, method: EvalForward, batch_size: int | None,
+             device: torch.device, progress: bool) -> EvalSet:
+    """The eval forward of `method` over `samples`, batched per modality, rows in the samples' order."""
     from tqdm.auto import tqdm
 
     from workbench.data import torch_datasets
 
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    path = None
-    if cache:
-        path = cache_dir() / "features" / f"{feature_cache_key(model, samples, cfg, method)}.npz"
-        if path.exists():
-            cached = _load_cached(path)
-            if cached is not None:
-                return cached
     was_training = model.training
     model.eval()
     transform = test_transform(cfg)
@@ -159,13 +193,15 @@ def extract_features(model: nn.Module, samples: Sequence, cfg: Config, *, method
     pids = np.asarray([s.pid for s in samples])
     camids = np.asarray([s.camid for s in samples])
     scenes = np.asarray([s.scene for s in samples]) if samples and samples[0].scene is not None else None
-    feats = EvalSet(branches, pids, camids, scenes)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {f"b_{k}": v for k, v in branches.items()} | {"pids": pids, "camids": camids}
-        if scenes is not None:
-            arrays["scenes"] = scenes
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    return feats
+    return EvalSet(branches, pids, camids, scenes)
+
+
+def _save_cached(path: Path, feats: EvalSet) -> None:
+    """Write features atomically (temp file, rename) for `_load_cached`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {f"b_{k}": v for k, v in feats.branches.items()} | {"pids": feats.pids, "camids": feats.camids}
+    if feats.scenes is not None:
+        arrays["scenes"] = feats.scenes
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)

@@ -369,8 +369,13 @@ class Run:
         return path
 
     @classmethod
-    def create(cls, config: Config, *, overwrite: bool = False) -> Run:
-        """Make the run folder (status "created"); with `overwrite`, replace an existing run of that name."""
+    def create(cls, config: Config, *, overwrite: bool = False, start: dict[str, str] | None = None) -> Run:
+        """Make the run folder (status "created"); with `overwrite`, replace an existing run of that name.
+
+        Args:
+            start: fingerprints of what the run starts from (`{"weights": ..., "data": ...}`), kept in
+                environment.json so that a resume can refuse a changed start (`check_start`).
+        """
         path = cls.check_target(config, overwrite=overwrite)
         if path.exists() and any(path.iterdir()):  # check_target allowed it: an unlocked run folder
             shutil.rmtree(path)
@@ -378,9 +383,31 @@ class Run:
         run = cls(path)
         atomic_write_bytes(path / MARKER, json.dumps({"created": _now(), "pid": os.getpid()}).encode())
         run.save_config(config)
-        atomic_write_bytes(path / ENV, json.dumps(environment_info(), indent=2).encode())
+        env = environment_info() | ({"start": dict(start)} if start else {})
+        atomic_write_bytes(path / ENV, json.dumps(env, indent=2).encode())
         _write_json(path / STATUS, RunStatus(updated=_now()).to_dict())
         return run
+
+    @property
+    def environment(self) -> dict[str, Any]:
+        """environment.json: python, torch, device, git commit, and `start` (what the run started from)."""
+        path = self.path / ENV
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def check_start(self, start: dict[str, str]) -> None:
+        """Refuse to continue the run from a different start than it was created with: other initial weights (a
+        rebuilt stand-in, other pretrained weights) or other data. Runs made before the record pass."""
+        recorded = self.environment.get("start")
+        if not recorded:
+            return
+        changed = [k for k in sorted(set(recorded) | set(start)) if recorded.get(k) != start.get(k)]
+        if changed:
+            what = {"weights": "initial weights (pretrained file, stand-in or seed)", "data": "dataset files"}
+            raise ValueError(
+                f"cannot resume {self.path}: its {', '.join(what.get(k, k) for k in changed)} differ from those it "
+                f"started with (recorded {', '.join(f'{k}={recorded.get(k)}' for k in changed)}; now "
+                f"{', '.join(f'{k}={start.get(k)}' for k in changed)}). The checkpoint would continue another "
+                "run. Restore the original weights or data, or start a new run.")
 
     # ---------------------------------------------------------------------------------------------------- lock
 

@@ -167,9 +167,10 @@ def fit(cfg: Config, *, resume: bool | str | Path = False, overwrite: bool = Fal
         elif dist_info.main:
             Run.check_target(cfg, overwrite=overwrite)  # early: a name that escapes, a run that exists
         parts = prepare(cfg, device, dist_info)  # every other check of the request, before a folder is made
-        saved = _resume_point(run, cfg) if run is not None else None
+        start = start_fingerprints(parts)
+        saved = _resume_point(run, cfg, start) if run is not None else None
         if run is None and dist_info.main:
-            run = attempt.hold(Run.create(cfg, overwrite=overwrite).lock())
+            run = attempt.hold(Run.create(cfg, overwrite=overwrite, start=start).lock())
         run = attempt.hold(_shared_run(run, dist_info))
         attempt.start(cfg, resumed=saved is not None, num_classes=parts.num_classes, world_size=dist_info.world)
         state = checkpoint.restore(saved, parts, source=run.last_checkpoint) if saved else TrainState()
@@ -220,11 +221,13 @@ def _check_resume_config(saved: Config, given: Config) -> Config:
     return saved.override(**changes)
 
 
-def _resume_point(run: Run, cfg: Config) -> dict | None:
-    """The run's last checkpoint, checked against `optim.epochs`; None when it has none yet (it starts over)."""
+def _resume_point(run: Run, cfg: Config, start: dict[str, str]) -> dict | None:
+    """The run's last checkpoint, checked against `optim.epochs` and the run's recorded start (the same initial
+    weights and data); None when it has none yet (it starts over)."""
     if not run.last_checkpoint.exists():
         print(f"{run.path} has no checkpoint yet: training starts from the first step")
         return None
+    run.check_start(start)
     saved = checkpoint.load(run.last_checkpoint)
     needed = saved["epoch"] + (1 if saved["consumed"] else 0)
     if needed > cfg.optim.epochs:
@@ -285,6 +288,14 @@ class _Attempt:
 
 
 # --------------------------------------------------------------------------------------------------------- prepare
+
+def start_fingerprints(parts: Prepared) -> dict[str, str]:
+    """What a run starts from, as fingerprints recorded in environment.json: the model's weights before the first
+    step (pretrained file, stand-in, seeded initialisation) and the dataset's files (`features.data_fingerprint`)."""
+    from workbench.features import data_fingerprint, state_fingerprint
+
+    return {"weights": state_fingerprint(unwrap_model(parts.model)), "data": data_fingerprint(parts.dataset)}
+
 
 @dataclass
 class Prepared:

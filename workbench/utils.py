@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -160,3 +164,59 @@ def outputs_dir(path: str | Path | None = None) -> Path:
     """The outputs folder (executed notebooks, figures, records, screenshots): `project_dir()/outputs` for None;
     a relative path is taken from the project folder."""
     return _project_path(path, "outputs")
+
+
+@contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Run a block without touching the caller's random state.
+
+    Python's `random`, NumPy's global generator and torch's CPU generator (and every CUDA generator) are saved before
+    the block and restored after it, however much the block draws or re-seeds. Cache builds (the stand-in weights,
+    the ImageNet conversion) run under it, so a run's numbers do not depend on whether its cache was warm: issue 22
+    found a cold stand-in build re-seeding torch inside a run, after the run had seeded it.
+    """
+    py, npy, cpu = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try:
+        yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(npy)
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+
+
+@contextmanager
+def build_lock(path: str | Path, what: str = "cache entry") -> Iterator[None]:
+    """Hold the exclusive lock for building the cache entry `path` (an flock on the hidden `.<name>.lock` beside it).
+
+    Two processes that find the same entry missing would both build it and the last writer would win; under this
+    lock one builds and the others wait (told who holds it), then find the entry built. Use it as
+
+        if not ready(path):
+            with build_lock(path, "the stand-in weights"):
+                if not ready(path):      # another process may have built it while we waited
+                    build(path)          # atomically (temp file + rename)
+
+    The lock is released when the block ends or the process dies; the lock file stays (it only names the last builder).
+    flock may not hold across machines on NFS.
+    """
+    import fcntl
+
+    path = Path(path)
+    lock = path.with_name(f".{path.name}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
+            print(f"waiting for {holder} to finish building {what} ({path.name})", file=sys.stderr, flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock

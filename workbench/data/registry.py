@@ -32,7 +32,7 @@ from workbench.data.regdb import load_regdb
 from workbench.data.rgbnt import load_rgbnt100, load_rgbnt201
 from workbench.data.samples import Sample
 from workbench.data.sysu import load_sysu
-from workbench.utils import cache_dir
+from workbench.utils import build_lock, cache_dir
 
 __all__ = ["EvalSplit", "ReIDDataset", "attach_factors", "list_datasets", "load_dataset", "synthetic_root"]
 
@@ -132,6 +132,16 @@ def synthetic_root(layout: str, **export_args: Any) -> Path:
     final = cache_dir() / "synthetic" / f"{layout}-{digest.hexdigest()[:10]}"
     if _complete(final):
         return final
+    with build_lock(final, f"the synthetic {layout} export"):  # one process exports, the others wait and read it
+        if not _complete(final):
+            _export_once(layout, final, export_args)
+    return final
+
+
+def _export_once(layout: str, final: Path, export_args: dict) -> None:
+    """Export into a temporary folder renamed to `final` (called under `final`'s build lock)."""
+    from workbench.data import synthetic
+
     final.parent.mkdir(parents=True, exist_ok=True)
     if final.exists():  # an older, incomplete export under the final name (should not happen with the rename)
         shutil.rmtree(final)
@@ -143,15 +153,10 @@ def synthetic_root(layout: str, **export_args: Any) -> Path:
         synthetic.export(layout, tmp, **export_args)
         if not _complete(tmp):
             raise RuntimeError(f"synthetic export to {tmp} finished without writing {MANIFEST}")
-        try:
-            os.rename(tmp, final)
-        except OSError:  # another process finished the same export first
-            if not _complete(final):
-                raise
+        os.rename(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return final
 
 
 def _load_preset(key: str, **options: Any) -> ReIDDataset:

@@ -39,6 +39,7 @@ class DataConfig:
     p: int = 8                         # identities per batch
     k: int = 4                         # instances per identity (per modality for visible-infrared batches)
     val_ids: int = 0                   # training identities held out for checkpoint selection (0: no validation)
+    val_draws: int = 10                # seeded validation gallery draws (visible-infrared); scores are their mean
     cutswap: str = "off"               # "off" | "code_faithful" | "intended" (METHODS.md 2.6)
     train_recipe: str = "auto"         # training augmentation, a name of data.transforms.TRAIN_RECIPES ("agw",
                                        # "channel_aug", "channel_aug_regdb", "transreid"); "auto": configs saved
@@ -184,8 +185,11 @@ class Config:
             values = {k: tuple(v) if isinstance(getattr(klass, k, None), tuple) else v for k, v in values.items()}
             return klass(**values)
 
+        data = dict(d.get("data", {}))
+        if data and "val_draws" not in data:  # saved before validation drew ten galleries: it selected on one
+            data["val_draws"] = 1
         return cls(
-            data=build(DataConfig, d.get("data", {})),
+            data=build(DataConfig, data),
             model=build(ModelConfig, d.get("model", {})),
             loss=build(LossConfig, d.get("loss", {})),
             optim=build(OptimConfig, d.get("optim", {})),
@@ -231,7 +235,7 @@ _AT_LEAST_1 = (1, None, "an integer >= 1")
 _AT_LEAST_0 = (0, None, "a number >= 0")
 RANGES: dict[str, tuple[float | None, float | None, str]] = {  # key: (min, max, how to say it); both inclusive
     "data.height": _AT_LEAST_1, "data.width": _AT_LEAST_1, "data.p": _AT_LEAST_1, "data.k": _AT_LEAST_1,
-    "data.val_ids": (0, None, "an integer >= 0 (0: no validation)"), "data.num_workers": _AT_LEAST_0,
+    "data.val_ids": (0, None, "an integer >= 0 (0: no validation)"), "data.val_draws": _AT_LEAST_1, "data.num_workers": _AT_LEAST_0,
     "data.batches_per_epoch": _AT_LEAST_1,
     "loss.id_weight": _AT_LEAST_0, "loss.triplet_weight": _AT_LEAST_0, "loss.margin": _AT_LEAST_0,
     "loss.center_weight": _AT_LEAST_0, "loss.hetero_center_weight": _AT_LEAST_0,

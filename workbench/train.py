@@ -304,8 +304,7 @@ class Prepared:
     method: Method
     dataset: Any
     train_samples: list
-    val_query: list | None
-    val_gallery: list | None
+    val_splits: list | None  # the held-out identities' validation rounds (data.val_draws gallery draws), or None
     num_classes: int
     model: nn.Module
     loader: DataLoader
@@ -323,7 +322,7 @@ def prepare(cfg: Config, device: torch.device, dist_info: DistInfo) -> Prepared:
     the method's state, the loader, the optimiser, the schedule and the gradient scaler."""
     from workbench.data import load_dataset
     from workbench.data.base import check_eval_splits
-    from workbench.data.validation import holdout_identities
+    from workbench.data.validation import validation_splits
 
     if cfg.run.deterministic:
         torch.use_deterministic_algorithms(True)
@@ -332,9 +331,10 @@ def prepare(cfg: Config, device: torch.device, dist_info: DistInfo) -> Prepared:
     dataset = load_dataset(cfg.data.dataset, cfg.data.root, **cfg.data.options)
     check_eval_splits(dataset)  # empty query/gallery, unreadable test images: now, not after training
     if cfg.data.val_ids > 0:
-        train_samples, val_query, val_gallery = holdout_identities(dataset.train, cfg.data.val_ids, seed=cfg.run.seed)
+        train_samples, val_splits = validation_splits(dataset.train, cfg.data.val_ids, seed=cfg.run.seed,
+                                                      draws=cfg.data.val_draws)
     else:
-        train_samples, val_query, val_gallery = list(dataset.train), None, None
+        train_samples, val_splits = list(dataset.train), None
     num_classes = len({s.label for s in train_samples})
     model = method.build_model(cfg, num_classes).to(device)
     method.setup(model, cfg, train_samples, device)
@@ -351,7 +351,7 @@ def prepare(cfg: Config, device: torch.device, dist_info: DistInfo) -> Prepared:
     amp_dtype = _amp_dtype(cfg.optim, device)  # None: fp32 (optim.amp=false, or not CUDA)
     use_amp = amp_dtype is not None
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    return Prepared(method, dataset, train_samples, val_query, val_gallery, num_classes, model, loader, sampler,
+    return Prepared(method, dataset, train_samples, val_splits, num_classes, model, loader, sampler,
                     optimizer, scheduler, scaler, use_amp, amp_dtype, device)
 
 
@@ -472,7 +472,7 @@ def end_epoch(t: Trainer, state: TrainState) -> None:
         t.parts.scheduler.step()
     state.epoch += 1
     state.unsaved = True
-    state.pending_validation = t.dist.main and t.parts.val_query is not None and (
+    state.pending_validation = t.dist.main and t.parts.val_splits is not None and (
         state.epoch % t.cfg.run.eval_every == 0 or state.epoch == t.cfg.optim.epochs)
 
 
@@ -495,12 +495,14 @@ def validate_and_select(t: Trainer, state: TrainState) -> None:
 
 
 def score_validation(parts: Prepared, cfg: Config) -> dict[str, float]:
-    """The validation metrics (rank-1, mAP, ...) of the held-out identities' query against their gallery."""
-    from workbench.data.registry import EvalSplit
-
-    split = EvalSplit(0, "validation", parts.val_query, parts.val_gallery)
-    result = _evaluate.evaluate_splits(parts.model, [split], cfg, method=parts.method, progress=False)
-    return {k: float(v) for k, v in result.mean.items()}
+    """The validation metrics of the held-out identities: each metric's mean over the `data.val_draws` gallery
+    draws (features are extracted once) and, as `<metric>_std`, their standard deviation. Selection follows the mean
+    mAP, not one draw."""
+    result = _evaluate.evaluate_splits(parts.model, parts.val_splits, cfg, method=parts.method, progress=False)
+    scores = {k: float(v) for k, v in result.mean.items()}
+    if len(parts.val_splits) > 1:
+        scores |= {f"{k}_std": float(v) for k, v in result.std.items()}
+    return scores
 
 
 def save_checkpoint(t: Trainer, state: TrainState) -> None:

@@ -27,8 +27,14 @@ def plot_curves(metrics: pd.DataFrame, *, axes=None, smooth: int = 5):
     val_cols = [c for c in metrics.columns if c.startswith("val/") and c.split("/")[1] in ("mAP", "rank1", "mINP")]
     evals = metrics.dropna(subset=val_cols, how="all") if val_cols else metrics.iloc[0:0]
     for col in val_cols:
-        ax_val.plot(evals["epoch"], evals[col], marker="o", label=col.removeprefix("val/"))
-    ax_val.set(xlabel="epoch", ylabel="score", title="validation (held-out training identities)", ylim=(0, 1))
+        (line,) = ax_val.plot(evals["epoch"], evals[col], marker="o", label=col.removeprefix("val/"))
+        if f"{col}_std" in evals:  # the spread over the validation gallery draws
+            ax_val.fill_between(evals["epoch"], evals[col] - evals[f"{col}_std"], evals[col] + evals[f"{col}_std"],
+                                color=line.get_color(), alpha=0.2, lw=0)
+    title = "validation (held-out training identities)"
+    if any(c.endswith("_std") for c in metrics.columns if c.startswith("val/")):
+        title += ", mean ± std over gallery draws"
+    ax_val.set(xlabel="epoch", ylabel="score", title=title, ylim=(0, 1))
     if val_cols:
         ax_val.legend(fontsize=8)
     return axes

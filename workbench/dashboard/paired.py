@@ -27,6 +27,11 @@ class IncomparableRuns(ValueError):
     """Two runs were evaluated under different protocols, datasets or query lists; the message says which."""
 
 
+def same_run_text(name: str) -> str:
+    """What a comparison of run `name` with itself says instead of statistics."""
+    return f"A and B are the same run ({name}): nothing to compare. Pick another run for B."
+
+
 @dataclass
 class PairedComparison:
     """Run B against run A on the same queries.
@@ -65,8 +70,15 @@ class PairedComparison:
     def n_queries(self) -> int:
         return len(self.per_query)
 
+    @property
+    def same_run(self) -> bool:
+        """A and B are one run folder: every query ties by construction and there is nothing to compare."""
+        return self.a.run_path.resolve() == self.b.run_path.resolve()
+
     def summary(self) -> str:
-        """The comparison in words."""
+        """The comparison in words (for one run against itself, only that)."""
+        if self.same_run:
+            return same_run_text(self.name_a)
         lo, hi = self.ci
         pct = round(100 * self.level)
         verdict = ("the interval excludes 0" if lo > 0 or hi < 0
@@ -149,8 +161,13 @@ def compare(a: Evaluation | RunHandle | Run | str | Path, b: Evaluation | RunHan
 # ----------------------------------------------------------------------------------------------------------------
 # Figures
 
-def plot_paired(cmp: PairedComparison, *, ax=None, highlight: int | None = None):
-    """Per-query AP of A (x) against B (y): above the diagonal B is better. Returns the Axes."""
+def plot_paired(cmp: PairedComparison, *, ax=None, highlight: int | None = None,
+                labels: tuple[str, str] | None = None):
+    """Per-query AP of A (x) against B (y): above the diagonal B is better. Returns the Axes.
+
+    Args:
+        labels: how the axes name runs A and B (default: their run names), e.g. the dashboard's picker labels.
+    """
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 4))
     pq = cmp.per_query
@@ -160,8 +177,9 @@ def plot_paired(cmp: PairedComparison, *, ax=None, highlight: int | None = None)
     if highlight is not None and (pq["sample"] == highlight).any():
         row = pq[pq["sample"] == highlight].iloc[0]
         ax.scatter([row.AP_a], [row.AP_b], s=80, facecolors="none", edgecolors="k", lw=1.5)
-    ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), aspect="equal", xlabel=f"AP, A: {cmp.name_a}",
-           ylabel=f"AP, B: {cmp.name_b}",
+    name_a, name_b = labels or (cmp.name_a, cmp.name_b)
+    ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), aspect="equal", xlabel=f"AP, A: {name_a}",
+           ylabel=f"AP, B: {name_b}",
            title=f"B better on {cmp.n_better}, worse on {cmp.n_worse} of {cmp.n_queries}")
     ax.title.set_fontsize(9)
     ax.xaxis.label.set_fontsize(8)

@@ -169,12 +169,14 @@ def test_static_figure_detail_view_and_table(two_runs):
     sample = int(cmp.per_query["sample"].iloc[0])
     fig = dashboard.detail_view(cmp, sample, k=4)
     assert len(fig.axes) == 2 * 5
-    import io
-
     from PIL import Image
 
     png = Image.open(io.BytesIO(dashboard.detail_png(cmp, sample, k=4, size=(48, 96))))
     assert png.size == (5 * (48 + 8) + 90, 2 * (96 + 8 + 26))
+    labelled = Image.open(io.BytesIO(dashboard.detail_png(cmp, sample, k=4, size=(48, 96),
+                                                          labels=("loss.triplet=wrt", "loss.triplet=hard"))))
+    plain, named = np.asarray(png.convert("RGB")), np.asarray(labelled.convert("RGB"))
+    assert (plain[:, :90] != named[:, :90]).any() and (plain[:, 90:] == named[:, 90:]).all()  # only the names
     lists = dashboard.ranked_lists(cmp, sample, k=4)
     assert set(lists) == {"A", "B"} and len(lists["A"]) == 4
     trial, query = (int(cmp.per_query.loc[cmp.per_query["sample"] == sample, c].iloc[0]) for c in ("trial", "query"))
@@ -323,6 +325,12 @@ def test_a_click_on_the_scatter_selects_the_nearest_query(two_runs):
     events.clear()
     app.scatter.callbacks.process("button_press_event", MouseEvent("button_press_event", app.scatter, 1, 1, button=1))
     assert app.query.value == expected and events == []
+    # a HiDPI browser doubles the figure's pixels: the ring is then drawn over the rest at the new size
+    app.scatter.handle_set_device_pixel_ratio({"device_pixel_ratio": 2})
+    app.query.value = old
+    frame = _last_frame_before_caption(events)
+    assert frame.shape == (2 * before.shape[0], 2 * before.shape[1], 4)
+    np.testing.assert_array_equal(frame, _figure_pixels(app))
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ import ipywidgets as W
 import numpy as np
 import pandas as pd
 from ipympl.backend_nbagg import Canvas, FigureManager
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from workbench import evaluate as E
@@ -97,6 +98,7 @@ class Dashboard:
         self.scatter, self._scatter_fig = _scatter_widget()  # click a point: that query is selected
         self._scatter_ax = self._highlight = None
         self.scatter.mpl_connect("button_press_event", self._on_scatter_click)
+        self._background = None  # (figure size, pixels) of the scatter without its ring
         self.labels: dict[str, str] = {}  # run name -> what the pickers show: what sets the run apart
         self.query = W.Select(description="query", rows=8, layout=W.Layout(width="520px"))
         self.detail = W.Image(format="png")
@@ -281,7 +283,8 @@ class Dashboard:
         if draw_scatter:  # once per comparison: a matplotlib figure costs about a second
             self._draw_scatter()
         self._mark_query(sample)  # the browser gets the new frame before the ranked lists and CAMs are computed
-        self.detail.value = C.detail_png(self.comparison, sample)
+        a, b = self.comparison.name_a, self.comparison.name_b
+        self.detail.value = C.detail_png(self.comparison, sample, labels=(self.labels.get(a, a), self.labels.get(b, b)))
         lists = C.ranked_lists(self.comparison, sample)
         parts = []
         for tag, table in lists.items():
@@ -308,13 +311,15 @@ class Dashboard:
         a, b = self.comparison.name_a, self.comparison.name_b
         C.plot_paired(self.comparison, ax=self._scatter_ax, labels=(self.labels.get(a, a), self.labels.get(b, b)))
         self._scatter_ax.set_title(self._scatter_ax.get_title() + "\n(click a point to select its query)", fontsize=9)
-        self._highlight = self._scatter_ax.scatter([], [], s=90, facecolors="none", edgecolors="k", lw=1.6)
+        # above every other artist of the axes, so that drawing it alone over the rest gives the full drawing
+        self._highlight = self._scatter_ax.scatter([], [], s=90, facecolors="none", edgecolors="k", lw=1.6, zorder=10)
         self._scatter_fig.tight_layout()
+        self._background = None
 
     def _clear_scatter(self, note: str) -> None:
         """An empty scatter that says `note`."""
         self._scatter_fig.clear()
-        self._scatter_ax = self._highlight = None
+        self._scatter_ax = self._highlight = self._background = None
         self._scatter_fig.text(0.5, 0.5, note, ha="center", va="center", fontsize=10, color="0.3")
         self._send_scatter()
 
@@ -332,9 +337,23 @@ class Dashboard:
 
         Not `draw_idle()`: in ipympl that only asks the browser to ask back for a frame, and the browser's request
         waits in the kernel's queue behind the rest of this update (ranked lists, CAMs) and every selection made
-        meanwhile, so the canvas lagged the list by up to seconds (issue 22 item 6). `draw()` renders and sends it at
-        once, ahead of the slower views."""
-        self.scatter.draw()
+        meanwhile, so the canvas lagged the list by up to seconds (issue 22 item 6). Here the frame is rendered and
+        sent at once, ahead of the slower views. Moving the ring redraws only the ring, over the rest of the figure
+        rendered once per comparison (and again when the browser's pixel ratio changes the figure's size): a full
+        render is about a tenth of a second, mostly tick labels."""
+        canvas, ring = self.scatter, self._highlight
+        if ring is None:  # a note, no axes
+            canvas.draw()
+            return
+        size = tuple(self._scatter_fig.bbox.size)
+        if self._background is None or self._background[0] != size:
+            ring.set_visible(False)
+            FigureCanvasAgg.draw(canvas)  # renders without sending a frame
+            ring.set_visible(True)
+            self._background = size, canvas.copy_from_bbox(self._scatter_fig.bbox)
+        canvas.restore_region(self._background[1])
+        self._scatter_ax.draw_artist(ring)
+        canvas.blit()  # sends the rendered pixels as a frame
 
     def nearest_query(self, x: float, y: float) -> int | None:
         """The query whose (AP of A, AP of B) point is nearest to (x, y); None when nothing is compared."""

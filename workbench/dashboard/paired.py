@@ -273,9 +273,17 @@ def detail_view(cmp: PairedComparison, sample: int, k: int = 6, *, cams: bool = 
     return fig
 
 
-def detail_png(cmp: PairedComparison, sample: int, k: int = 6, size: tuple[int, int] = (48, 96)) -> bytes:
+def detail_png(cmp: PairedComparison, sample: int, k: int = 6, size: tuple[int, int] = (48, 96), *,
+               labels: tuple[str, str] | None = None) -> bytes:
     """Both runs' top-k ranked items (the tables of `ranked_lists`, junk left out) composed directly with PIL as
-    PNG bytes: tens of milliseconds instead of `detail_view`'s matplotlib second, for the app's query picker."""
+    PNG bytes: tens of milliseconds instead of `detail_view`'s matplotlib second, for the app's query picker.
+
+    Args:
+        labels: how runs A and B are named beside their rows, wrapped on up to four lines (default: the last 14
+            characters of their run names), e.g. the dashboard's picker labels.
+    """
+    import textwrap
+
     from PIL import Image, ImageDraw
 
     lists = ranked_lists(cmp, sample, k)
@@ -288,10 +296,14 @@ def detail_png(cmp: PairedComparison, sample: int, k: int = 6, size: tuple[int, 
     colors = {True: (44, 160, 44), False: (214, 39, 40)}
     for r, (tag, table) in enumerate(lists.items()):
         top = r * (h + 2 * pad + head)
-        name = cmp.name_a if tag == "A" else cmp.name_b
         ap = row.AP_a if tag == "A" else row.AP_b
         draw.text((2, top + head + h // 2 - 12), f"{tag}: AP {ap:.2f}", fill="black")
-        draw.text((2, top + head + h // 2 + 2), name[-14:], fill=(90, 90, 90))
+        if labels is None:
+            name = (cmp.name_a if tag == "A" else cmp.name_b)[-14:]
+        else:  # each " · " part on its own line(s), 14 characters a line
+            lines = [line for part in labels[r].split(" · ") for line in textwrap.wrap(part, 14)]
+            name = "\n".join(lines[:4]) + ("..." if len(lines) > 4 else "")
+        draw.text((2, top + head + h // 2 + 2), name, fill=(90, 90, 90))
         x0 = 90
         canvas.paste(Image.fromarray(_first_image(query_paths, size)), (x0 + pad, top + head + pad))
         draw.text((x0 + pad, top + 2), f"query\nid {int(row.pid)}", fill="black")

@@ -67,8 +67,12 @@ class Dashboard:
     """The dashboard over a runs folder. Display it with `app.widget` (or as the last expression of a cell).
 
     Attributes:
-        widget: the top-level widget. comparison: the current `PairedComparison` (None until two comparable runs
-            are picked). timings: seconds spent in the last table / comparison / detail / CAM update.
+        widget: the top-level widget. comparison: the current `PairedComparison` (None until two comparable,
+            different runs are picked). timings: seconds spent in the last table / comparison / detail / CAM update.
+        labels: run name -> how the run pickers, the scatter's axes and the ranked lists name it: the config keys
+            and values that set it apart from the dataset's other runs (`runs_view.run_labels`); the picked run's
+            full name is its picker's tooltip.
+        scatter: the per-query scatter (an ipympl canvas widget); every selection sends it a new frame at once.
         show_cams: the toggle (off by default) that adds the CAM panel `cams` of the selected query (both runs'
             similarity CAMs, `workbench.dashboard.cams`); models: the per-run model cache it uses.
     """

@@ -1,4 +1,5 @@
-"""JupyterLab in a real browser, as a new user meets it: notebook 07's dashboard renders and follows selections, and a
+"""JupyterLab in a real browser, as a new user meets it: notebook 07's dashboard renders and follows selections (its
+scatter compared pixel for pixel with the figure an in-process dashboard draws for the same selection), and a
 framework notebook opened after its runs exist reuses them instead of training again.
 
 JupyterLab runs on 127.0.0.1 with a token; headless Chromium (Debian's `chromium` package: the registry's Playwright
@@ -9,6 +10,8 @@ runs alone. Screenshots go to `outputs/browser/`. Skipped only when no Chromium 
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import re
@@ -21,7 +24,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -152,10 +157,67 @@ def wait_until_done(page, timeout_s: float = 150) -> None:
     pytest.fail(f"the notebook did not finish in {timeout_s} s; prompts: {prompts}")
 
 
+def data_url_pixels(url: str):
+    """An image data URL as an (H, W, 4) RGBA array."""
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGBA"))
+
+
+SCATTER = ".wb-scatter canvas"  # ipympl's view: the drawing canvas, then a transparent one on top for the mouse
+
+
+def drawn_scatter(page):
+    """What the browser shows in the dashboard's scatter now, (H, W, 4) RGBA."""
+    return data_url_pixels(page.locator(SCATTER).first.evaluate("c => c.toDataURL('image/png')"))
+
+
+def figure_pixels(app):
+    """An in-process dashboard's scatter figure rendered now, (H, W, 4) RGBA: what the browser should show."""
+    buf = io.BytesIO()
+    app._scatter_fig.savefig(buf, format="rgba", dpi=app._scatter_fig.dpi)
+    w, h = (int(round(v)) for v in app._scatter_fig.bbox.size)
+    return np.frombuffer(buf.getvalue(), np.uint8).reshape(h, w, 4)
+
+
+def assert_drawn(shown, expected, what: str, name: str) -> None:
+    """The browser's scatter pixels equal the figure's. They go to outputs/browser/<name>.png, and when they differ
+    the figure to <name>_expected.png."""
+    Image.fromarray(shown).save(screenshots_dir() / f"{name}.png")
+    if shown.shape == expected.shape and np.array_equal(shown, expected):
+        return
+    Image.fromarray(expected).save(screenshots_dir() / f"{name}_expected.png")
+    differ = (shown != expected).any(axis=-1).mean() if shown.shape == expected.shape else 1.0
+    raise AssertionError(f"{what}: the scatter the browser shows is not the figure ({shown.shape} vs "
+                         f"{expected.shape}, {100 * differ:.1f} % of the pixels differ; see outputs/browser/{name}*.png)")
+
+
+def wait_drawn(page, expected, what: str, name: str, timeout_s: float = 30) -> None:
+    """Wait until the browser's scatter shows `expected`."""
+    deadline = time.monotonic() + timeout_s
+    shown = drawn_scatter(page)
+    while not (shown.shape == expected.shape and np.array_equal(shown, expected)) and time.monotonic() < deadline:
+        time.sleep(0.25)
+        shown = drawn_scatter(page)
+    assert_drawn(shown, expected, f"{what} (after {timeout_s:.0f} s)", name)
+
+
+def picked_text(page, selector: str) -> str:
+    """The text of a select's picked option (ipywidgets writes spaces as no-break spaces)."""
+    return page.locator(selector).evaluate(
+        "s => s.selectedIndex < 0 ? '' : s.options[s.selectedIndex].text").replace("\xa0", " ")
+
+
+def pick_by_text(page, selector: str, text: str) -> None:
+    texts = [t.replace("\xa0", " ") for t in page.locator(f"{selector} option").all_inner_texts()]
+    assert text in texts, (text, texts)
+    page.locator(selector).select_option(index=texts.index(text))
+
+
 def test_dashboard_notebook_renders_and_follows_selections(lab, browser):
+    """Every selection reaches every view as drawn: the scatter's pixels are compared with the figure an in-process
+    dashboard on the same runs draws for the same selection (the kernel's figure is not reachable from here)."""
     base, token, project = lab
     smoke_copy("07_ablation_dashboard.ipynb", project / "notebooks")
-    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+    from workbench.dashboard import Dashboard
 
     page = open_and_run_all(browser, base, token, "07_ablation_dashboard.ipynb")
     shots = screenshots_dir()
@@ -165,49 +227,81 @@ def test_dashboard_notebook_renders_and_follows_selections(lab, browser):
         wait_until_done(page)
         page.locator("img.wb-detail").wait_for()
         page.locator(".wb-dashboard").scroll_into_view_if_needed()
-        page.screenshot(path=str(shots / "dashboard_07.png"), full_page=False)
         before = summary.inner_text()
         n = int(re.search(r"on (\d+) of (\d+) queries", before).group(2))
 
-        # a click on the scatter (an ipympl canvas) selects the query nearest to it: list and ranked lists follow
-        canvas = page.locator(".wb-scatter canvas").last
-        canvas.wait_for()
+        # the same dashboard in process, on the notebook's runs: the pickers name runs by what sets them apart
+        ref = Dashboard(project / "runs")
+        name_of = {label: name for name, label in ref.labels.items()}
+        label_a, label_b = picked_text(page, ".wb-run-a select"), picked_text(page, ".wb-run-b select")
+        assert (label_a, label_b) == ("loss.triplet=wrt", "loss.triplet=hard")
+        ref.run_a.value, ref.run_b.value = name_of[label_a], name_of[label_b]
+        assert picked_text(page, ".wb-query select") == ref.query.label
+        first = figure_pixels(ref)
+        wait_drawn(page, first, "the first frame", "dashboard_07_scatter_first")
+        page.screenshot(path=str(shots / "dashboard_07.png"), full_page=False)
+
+        # (a) with "show CAMs" on, a click on the point farthest from the ringed one: the list, the ranked lists and
+        # the ring follow, and the ring has moved by the time the (slowest) CAM panel arrives
+        page.locator("button.wb-show-cams").click()
+        page.locator("img.wb-cams").wait_for(state="visible", timeout=120_000)
+        page.evaluate("""sel => { window.__scatterAtCams = null;  // what the scatter shows when the CAM panel changes
+            new MutationObserver(() => { if (window.__scatterAtCams === null)
+                window.__scatterAtCams = document.querySelector(sel).toDataURL('image/png'); })
+            .observe(document.querySelector('img.wb-cams'), {attributes: true, attributeFilter: ['src']}); }""",
+                      SCATTER)
+        pq = ref.comparison.per_query
+        old = int(ref.query.value)
+        xy = {int(s): ref._scatter_ax.transData.transform((a, b))  # figure pixels, from the bottom left
+              for s, a, b in zip(pq["sample"], pq["AP_a"], pq["AP_b"])}
+        target = max(xy, key=lambda s: np.hypot(*(xy[s] - xy[old])))
+        row = pq[pq["sample"] == target].iloc[0]
+        expected = ref.nearest_query(row.AP_a, row.AP_b)  # a point at the same place may win the tie
+        canvas = page.locator(SCATTER).last
         box = canvas.bounding_box()
-        caption = page.locator(".wb-detail-text").inner_text()
-        for fx, fy in ((0.55, 0.45), (0.3, 0.7), (0.75, 0.3)):  # one of them lands nearer another query's point
-            canvas.click(position={"x": box["width"] * fx, "y": box["height"] * fy})
-            try:
-                page.wait_for_function("([sel, old]) => document.querySelector(sel).innerText !== old",
-                                       arg=[".wb-detail-text", caption], timeout=15_000)
-                break
-            except PlaywrightTimeoutError:
-                continue
-        else:
-            raise AssertionError("clicking the scatter did not select another query")
-        picked = page.locator(".wb-query select").evaluate(
-            "s => s.selectedIndex < 0 ? '' : s.options[s.selectedIndex].text").replace("\xa0", " ")  # ipywidgets' nbsp
-        shown = re.search(r"query (\d+)", page.locator(".wb-detail-text").inner_text())
-        assert shown, page.locator(".wb-detail-text").inner_text()
-        assert re.search(rf"query {shown.group(1)}\b", picked), (picked, shown.group(0))  # the list follows the click
+        scale = box["width"] / first.shape[1]
+        canvas.click(position={"x": xy[target][0] * scale, "y": (first.shape[0] - xy[target][1]) * scale})
+        page.locator(".wb-detail-text").get_by_text(f"query {expected}:").wait_for(timeout=30_000)
+        assert re.search(rf"query {expected}\b", picked_text(page, ".wb-query select"))  # the list follows the click
+        page.wait_for_function("() => window.__scatterAtCams !== null", timeout=120_000)
+        ref.query.value = expected
+        assert_drawn(data_url_pixels(page.evaluate("window.__scatterAtCams")), figure_pixels(ref),
+                     "when the clicked query's CAM panel arrived", "dashboard_07_scatter_click")
         page.locator(".wb-dashboard").screenshot(path=str(shots / "dashboard_07_after_click.png"))
+        page.locator("button.wb-show-cams").click()
+        page.locator("img.wb-cams").wait_for(state="hidden")
 
-        # another run: B := A, every query tied, the numbers in the summary change
-        run_a = page.locator(".wb-run-a select").input_value()
-        page.locator(".wb-run-b select").select_option(value=run_a)
-        page.wait_for_function(
-            "([sel, old]) => document.querySelector(sel).innerText !== old", arg=[".wb-summary", before])
-        after = summary.inner_text()
-        assert f"on 0 of {n} queries, worse on 0, tied on {n}" in after, after
-
-        # another query: the ranked-list image and its caption change
+        # (b) another query from the list: the ranked-list image, its caption and the ring change
         img = page.locator("img.wb-detail")
         src, caption = img.get_attribute("src"), page.locator(".wb-detail-text").inner_text()
-        options = page.locator(".wb-query select option")
-        assert options.count() == n
+        assert page.locator(".wb-query select option").count() == n
         page.locator(".wb-query select").select_option(index=n - 1)
         page.wait_for_function("([sel, old]) => document.querySelector(sel).innerText !== old",
                                arg=[".wb-detail-text", caption])  # the caption is updated after the image
         assert img.get_attribute("src") != src
+        ref.query.value = ref.query.options[n - 1][1]
+        assert f"query {ref.query.value}:" in page.locator(".wb-detail-text").inner_text()
+        wait_drawn(page, figure_pixels(ref), "a query picked from the list", "dashboard_07_scatter_list")
+
+        # (c) B := A: the same run, nothing to compare, and no comparison is drawn
+        pick_by_text(page, ".wb-run-b select", label_a)
+        summary.get_by_text("A and B are the same run").wait_for()
+        assert "better" not in summary.inner_text()
+        page.wait_for_function("() => !document.querySelector('.wb-query select option') && "
+                               "document.querySelector('.wb-detail-text').innerText.trim() === ''")
+        ref.run_b.value = ref.run_a.value
+        wait_drawn(page, figure_pixels(ref), "B := A", "dashboard_07_scatter_same_run")
+
+        # (d) A := the other run: B against A again, mirrored; the new counts and run labels are drawn
+        pick_by_text(page, ".wb-run-a select", label_b)
+        summary.get_by_text("is better than").wait_for()
+        ref.run_a.value = name_of[label_b]
+        c = ref.comparison
+        assert f"on {c.n_better} of {n} queries, worse on {c.n_worse}" in summary.inner_text()
+        now = figure_pixels(ref)
+        wait_drawn(page, now, "A := the other run", "dashboard_07_scatter_swapped")
+        title = slice(0, int(first.shape[0] - ref._scatter_ax.bbox.y1))  # the rows above the axes
+        assert (now[title] != first[title]).any(), "the title's counts should have changed"
 
         # fewer runs in the table: a row (and its numbers) leaves the table
         table = page.locator(".wb-table")

@@ -1,6 +1,8 @@
 """The dashboard's plain functions against oracles (varying keys, families, sign test, bootstrap, paired counts and
 the protocol mAP difference), its refusal across protocols, and the widgets app reacting to selections."""
 
+import html
+import io
 import json
 import math
 import shutil
@@ -49,6 +51,33 @@ def test_two_grids_on_one_key_are_told_apart_by_the_values_compared():
     assert dashboard.family_members(configs, key, values=("mpfr",))["full"] == "i-full"
     with pytest.raises(ValueError, match="only_kd.*mpfr|taking the values"):
         dashboard.family_members(configs, key, values=("only_kd", "mpfr"))
+
+
+def test_run_labels_name_the_keys_that_differ():
+    one = {"x": {"loss.triplet": "wrt", "optim.lr": 0.1}, "y": {"loss.triplet": "hard", "optim.lr": 0.1}}
+    assert dashboard.run_labels(one) == {"x": "loss.triplet=wrt", "y": "loss.triplet=hard"}
+    # two keys, neither enough alone: both, in the order chosen (the key splitting most runs first, then by name)
+    two = {n: CONFIGS[n] for n in ("t-wrt", "t-hard", "lr", "two")}
+    assert dashboard.run_labels(two) == {"t-wrt": "loss.triplet=wrt · optim.lr=0.1",
+                                         "t-hard": "loss.triplet=hard · optim.lr=0.1",
+                                         "lr": "loss.triplet=wrt · optim.lr=0.01",
+                                         "two": "loss.triplet=hard · optim.lr=0.01"}
+    assert dashboard.run_labels(CONFIGS)["two"] == "loss.triplet=hard · optim.lr=0.01"  # run.seed is not needed
+    # identical configs: nothing to tell them apart but their names
+    same = {"r1": CONFIGS["t-wrt"], "r2": dict(CONFIGS["t-wrt"])}
+    assert dashboard.run_labels(same) == {"r1": "r1", "r2": "r2"}
+    assert dashboard.run_labels({**same, "h": CONFIGS["t-hard"]}) == {
+        "r1": "loss.triplet=wrt (r1)", "r2": "loss.triplet=wrt (r2)", "h": "loss.triplet=hard"}
+    assert dashboard.run_labels({"only": CONFIGS["lr"]}) == {"only": "only"}
+    # two grids on one key: the method tells them apart; a key a run lacks is left out of its label
+    key = "method_options.ablation"
+    grids = {**{f"d-{v}": {"run.method": "dakd", key: v} for v in ("only_kd", "full")},
+             **{f"i-{v}": {"run.method": "icre", key: v} for v in ("mpfr", "full")}, "base": {"run.method": "baseline"}}
+    labels = dashboard.run_labels(grids)
+    assert labels == {"d-only_kd": f"{key}=only_kd · run.method=dakd", "d-full": f"{key}=full · run.method=dakd",
+                      "i-mpfr": f"{key}=mpfr · run.method=icre", "i-full": f"{key}=full · run.method=icre",
+                      "base": "run.method=baseline"}
+    assert len(set(labels.values())) == len(labels)
 
 
 def test_flatten_config_uses_dotted_keys():
@@ -105,6 +134,8 @@ def test_paired_comparison_counts_and_matches_the_protocol_difference(two_runs):
     assert rev.ci == pytest.approx((-cmp.ci[1], -cmp.ci[0]), abs=1e-12)  # same resamples, negated
     same = dashboard.compare(a.path, a.path)
     assert (same.n_tied, same.delta, same.ci, same.sign_p) == (same.n_queries, 0.0, (0.0, 0.0), 1.0)
+    assert same.same_run and not cmp.same_run  # and it says so instead of printing statistics
+    assert same.summary() == "A and B are the same run (a): nothing to compare. Pick another run for B."
 
 
 @pytest.mark.slow
@@ -138,12 +169,14 @@ def test_static_figure_detail_view_and_table(two_runs):
     sample = int(cmp.per_query["sample"].iloc[0])
     fig = dashboard.detail_view(cmp, sample, k=4)
     assert len(fig.axes) == 2 * 5
-    import io
-
     from PIL import Image
 
     png = Image.open(io.BytesIO(dashboard.detail_png(cmp, sample, k=4, size=(48, 96))))
     assert png.size == (5 * (48 + 8) + 90, 2 * (96 + 8 + 26))
+    labelled = Image.open(io.BytesIO(dashboard.detail_png(cmp, sample, k=4, size=(48, 96),
+                                                          labels=("loss.triplet=wrt", "loss.triplet=hard"))))
+    plain, named = np.asarray(png.convert("RGB")), np.asarray(labelled.convert("RGB"))
+    assert (plain[:, :90] != named[:, :90]).any() and (plain[:, 90:] == named[:, 90:]).all()  # only the names
     lists = dashboard.ranked_lists(cmp, sample, k=4)
     assert set(lists) == {"A", "B"} and len(lists["A"]) == 4
     trial, query = (int(cmp.per_query.loc[cmp.per_query["sample"] == sample, c].iloc[0]) for c in ("trial", "query"))
@@ -161,16 +194,105 @@ def test_static_figure_detail_view_and_table(two_runs):
     assert cell == f"{table['mAP'].iloc[0]:.3f} ± {table['mAP_std'].iloc[0]:.3f}"
 
 
+def _spy_on_the_browser(app) -> list[tuple[str, object]]:
+    """What the app sends the browser, in order: ("frame", (H, W, 4) image) for each scatter frame the canvas sends,
+    ("caption", text) / ("summary", html) for each update of the ranked lists' caption / the summary."""
+    from PIL import Image
+
+    events: list[tuple[str, object]] = []
+    send = app.scatter.send
+    app.scatter.send = lambda content=None, buffers=None: (
+        buffers and events.append(("frame", np.asarray(Image.open(io.BytesIO(buffers[0])).convert("RGBA")))),
+        send(content, buffers))[-1]
+    app.detail_text.observe(lambda change: events.append(("caption", change["new"])), "value")
+    app.summary.observe(lambda change: events.append(("summary", change["new"])), "value")
+    return events
+
+
+def _last_frame_before_caption(events) -> np.ndarray:
+    """The last frame sent before the first caption update; fails when none was."""
+    kinds = [kind for kind, _ in events]
+    assert "caption" in kinds, kinds
+    frames = [f for kind, f in events[:kinds.index("caption")] if kind == "frame"]
+    assert frames, f"no scatter frame was sent before the ranked lists' caption changed: {kinds}"
+    return frames[-1]
+
+
+def _figure_pixels(app) -> np.ndarray:
+    """The scatter figure rendered now, (H, W, 4): what the browser should show."""
+    buf = io.BytesIO()
+    app._scatter_fig.savefig(buf, format="rgba", dpi=app._scatter_fig.dpi)
+    w, h = (int(round(v)) for v in app._scatter_fig.bbox.size)
+    return np.frombuffer(buf.getvalue(), np.uint8).reshape(h, w, 4)
+
+
+def _only_near(before: np.ndarray, after: np.ndarray, centres, radius: float = 10) -> tuple[list[bool], bool]:
+    """Whether pixels changed within `radius` of each (row, col) centre, and whether any changed elsewhere."""
+    changed = (before != after).any(axis=-1)
+    rows, cols = np.mgrid[:changed.shape[0], :changed.shape[1]]
+    disks = [(rows - r) ** 2 + (cols - c) ** 2 <= radius ** 2 for r, c in centres]
+    return [bool(changed[d].any()) for d in disks], bool(changed[~np.logical_or.reduce(disks)].any())
+
+
+def _pixel(app, sample: int) -> tuple[float, float]:
+    """(row, col) of a query's point in the scatter's frame (rows from the top)."""
+    pq = app.comparison.per_query
+    row = pq[pq["sample"] == sample].iloc[0]
+    x, y = app._scatter_ax.transData.transform((row.AP_a, row.AP_b))
+    return app._scatter_fig.bbox.height - y, x
+
+
+def _farthest(app, sample: int) -> int:
+    """The query whose point is farthest from `sample`'s."""
+    return max((int(s) for s in app.comparison.per_query["sample"]),
+               key=lambda s: np.hypot(*np.subtract(_pixel(app, s), _pixel(app, sample))))
+
+
 @pytest.mark.slow
 def test_the_app_follows_its_selections(two_runs):
     app = dashboard.Dashboard(two_runs["root"], run_a="a", run_b="b")
     assert app.comparison is not None and "B (b)" in app.summary.value
     assert "loss.triplet" in app.table.value and app.detail.value[:4] == b"\x89PNG"
-    first_detail = app.detail.value
-    app.query.value = app.query.options[-1][1]  # another query: another ranked-list image
-    assert app.detail.value != first_detail and f"query {app.query.value}" in app.detail_text.value
-    app.run_b.value = "a"  # A against itself: all queries tied
-    assert f"on 0 of {app.comparison.n_queries} queries" in app.summary.value
+    # the pickers say what sets each run apart; the full name is the picked run's tooltip
+    assert app.run_a.options == (("loss.triplet=wrt", "a"), ("loss.triplet=hard", "b")) == app.run_b.options
+    assert (app.run_a.tooltip, app.run_b.tooltip) == ("run A: a", "run B: b")
+    assert app._scatter_ax.get_xlabel() == "AP, A: loss.triplet=wrt"
+    first_detail, first_frame = app.detail.value, _figure_pixels(app)
+    n_better, n_worse = app.comparison.n_better, app.comparison.n_worse
+
+    # another query from the list: the ring moves, and the browser gets that frame before the ranked lists
+    events = _spy_on_the_browser(app)
+    old = int(app.query.value)
+    far = _farthest(app, old)
+    app.query.value = far
+    assert app.detail.value != first_detail and f"query {far}" in app.detail_text.value
+    frame = _last_frame_before_caption(events)
+    np.testing.assert_array_equal(frame, _figure_pixels(app))  # the frame is the figure as it is now
+    near, elsewhere = _only_near(first_frame, frame, [_pixel(app, old), _pixel(app, far)])
+    assert near == [True, True] and not elsewhere, "only the ring moved, from the old point to the new one"
+
+    # B := A: nothing to compare, and nothing is shown as if it were a comparison
+    events.clear()
+    app.run_b.value = "a"
+    assert "A and B are the same run (a): nothing to compare" in app.summary.value
+    assert "better" not in app.summary.value and app.comparison is None
+    assert app.query.options == () and app.detail.value == b"" and app.detail_text.value == ""
+    assert app._scatter_fig.axes == []
+    assert [t.get_text() for t in app._scatter_fig.texts] == ["A and B are the same run:\nnothing to compare"]
+    np.testing.assert_array_equal([f for k, f in events if k == "frame"][-1], _figure_pixels(app))
+    assert app.run_b.tooltip == "run B: a"
+
+    # A := b: the comparison is back, mirrored, and its new title reaches the browser before the ranked lists
+    events.clear()
+    app.run_a.value = "b"
+    assert (app.comparison.name_a, app.comparison.name_b) == ("b", "a")
+    assert (app.comparison.n_better, app.comparison.n_worse) == (n_worse, n_better)
+    assert app._scatter_ax.get_title().startswith(f"B better on {n_worse}, worse on {n_better} of")
+    frame = _last_frame_before_caption(events)
+    np.testing.assert_array_equal(frame, _figure_pixels(app))
+    title = slice(0, int(app._scatter_fig.bbox.height - app._scatter_ax.bbox.y1))  # the rows above the axes
+    assert (frame[title] != first_frame[title]).any(), "the title's counts changed"
+
     app.selected.value = ("b",)
     assert ">a<" not in app.table.value and ">b<" in app.table.value
     assert set(app.timings) >= {"start", "table", "comparison", "detail"}
@@ -180,10 +302,11 @@ def test_a_click_on_the_scatter_selects_the_nearest_query(two_runs):
     from matplotlib.backend_bases import MouseEvent
 
     app = dashboard.Dashboard(two_runs["root"], run_a="a", run_b="b")
-    assert app._scatter_fig is not None, "ipympl is a dependency: the scatter is a canvas widget"
     pq = app.comparison.per_query
-    target = next(int(s) for s in pq["sample"] if int(s) != app.query.value)
+    old = int(app.query.value)
+    target = _farthest(app, old)
     row = pq[pq["sample"] == target].iloc[0]
+    before, events = _figure_pixels(app), _spy_on_the_browser(app)
     # the click lands on the target's point, in the canvas' pixel coordinates
     x, y = app._scatter_ax.transData.transform((row.AP_a, row.AP_b))
     app.scatter.callbacks.process("button_press_event", MouseEvent("button_press_event", app.scatter, x, y, button=1))
@@ -193,9 +316,41 @@ def test_a_click_on_the_scatter_selects_the_nearest_query(two_runs):
     assert f"query {expected}" in app.detail_text.value, "the ranked lists follow the click"
     ring = app._highlight.get_offsets()
     assert ring.shape == (1, 2) and tuple(ring[0]) == (row.AP_a, row.AP_b), "the selected point is ringed"
+    # ... and the browser is sent the ringed frame before the ranked lists (not asked to ask for one later)
+    frame = _last_frame_before_caption(events)
+    np.testing.assert_array_equal(frame, _figure_pixels(app))
+    near, elsewhere = _only_near(before, frame, [_pixel(app, old), _pixel(app, target)])
+    assert near == [True, True] and not elsewhere
     # a click outside the axes changes nothing
+    events.clear()
     app.scatter.callbacks.process("button_press_event", MouseEvent("button_press_event", app.scatter, 1, 1, button=1))
-    assert app.query.value == expected
+    assert app.query.value == expected and events == []
+    # a HiDPI browser doubles the figure's pixels: the ring is then drawn over the rest at the new size
+    app.scatter.handle_set_device_pixel_ratio({"device_pixel_ratio": 2})
+    app.query.value = old
+    frame = _last_frame_before_caption(events)
+    assert frame.shape == (2 * before.shape[0], 2 * before.shape[1], 4)
+    np.testing.assert_array_equal(frame, _figure_pixels(app))
+
+
+@pytest.mark.slow
+def test_the_comparison_follows_the_protocol(two_runs, tmp_path):
+    for name in ("a", "b"):
+        shutil.copytree(two_runs[name].path, tmp_path / name)
+        E.open_run(tmp_path / name).evaluation(rerank=True, device="cpu", progress=False)
+    app = dashboard.Dashboard(tmp_path, run_a="a", run_b="b")
+    default_key = app.comparison.a.key
+    (label, rerank_key), = [o for o in app.protocol.options if o[1] is not None]
+    assert "rerank" in label
+    events = _spy_on_the_browser(app)
+    app.protocol.value = rerank_key
+    expected = dashboard.compare(E.load_evaluation(tmp_path / "a", rerank_key),
+                                 E.load_evaluation(tmp_path / "b", rerank_key))
+    assert app.comparison.a.key == app.comparison.b.key == rerank_key != default_key
+    assert app.summary.value == f"<p>{html.escape(expected.summary())}</p>"
+    np.testing.assert_array_equal(app.comparison.per_query["AP_b"], expected.per_query["AP_b"])
+    np.testing.assert_array_equal(_last_frame_before_caption(events), _figure_pixels(app))
+    assert app._scatter_ax.get_title().startswith(f"B better on {expected.n_better}, worse on {expected.n_worse}")
 
 
 @pytest.mark.slow

@@ -24,6 +24,7 @@ from workbench.dashboard.paired import (
     detail_view,
     plot_paired,
     ranked_lists,
+    same_run_text,
     sign_test,
 )
 from workbench.dashboard.runs_view import (
@@ -35,6 +36,7 @@ from workbench.dashboard.runs_view import (
     metrics_table,
     plot_curves_overlay,
     run_configs,
+    run_labels,
     varying_keys,
 )
 
@@ -60,7 +62,9 @@ __all__ = [
     "plot_detail_cams",
     "plot_paired",
     "ranked_lists",
+    "same_run_text",
     "run_configs",
+    "run_labels",
     "sign_test",
     "varying_keys",
 ]

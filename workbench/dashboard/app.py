@@ -5,13 +5,18 @@ and the overlaid curves, then compare two runs query by query. Every view is dra
 from __future__ import annotations
 
 import html
+import json
 import time
+from base64 import b64encode
 from collections import Counter
 from pathlib import Path
 
 import ipywidgets as W
 import numpy as np
 import pandas as pd
+from ipympl.backend_nbagg import Canvas, FigureManager
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from workbench import evaluate as E
 from workbench.dashboard import paired as C
@@ -22,18 +27,33 @@ from workbench.utils import runs_dir as _runs_dir
 DEFAULT_PROTOCOL = "default test protocol"
 
 
-def _scatter_widget():
-    """A matplotlib canvas widget (ipympl) for the per-query scatter, so a click selects a query; without ipympl,
-    a static image and no figure (the query list still selects)."""
-    try:
-        from ipympl.backend_nbagg import Canvas, FigureManager
-    except ImportError:
-        return W.Image(format="png"), None
-    from matplotlib.figure import Figure
+class _ScatterCanvas(Canvas):
+    """ipympl's canvas widget, sending every frame whole.
 
+    ipympl sends the difference to the last frame by default; the browser sets each frame as the source of one image
+    and draws it when loaded, so when two frames arrive close together (the one this app sends, then the one the
+    browser asked for) the first can be replaced before it loads, and a lost difference leaves stale pixels. A whole
+    frame stands alone (inferred from ipympl 0.10's front end; the frames are a few tens of kB)."""
+
+    def get_diff_image(self):
+        self._force_full = True  # matplotlib's webagg canvas: the next frame is a full one
+        return super().get_diff_image()
+
+    def send_binary(self, data: bytes) -> None:
+        """Send a frame (PNG bytes). Until the browser's view has started, ipympl 0.10 sends the raw pixel buffer
+        in its place (which the browser cannot decode) and keeps the PNG as the widget's saved image; here the
+        PNG is sent either way, and saved as a data URL while no view has started."""
+        if self.syncing_data_url:
+            self._data_url = "data:image/png;base64," + b64encode(data).decode("ascii")
+        self.send({"data": json.dumps({"type": "binary"})}, buffers=[data])
+
+
+def _scatter_widget() -> tuple[_ScatterCanvas, Figure]:
+    """The per-query scatter: a matplotlib canvas widget (ipympl), so a click selects a query. The figure is never
+    registered with pyplot."""
     fig = Figure(figsize=(4.2, 4.2), dpi=90)
-    canvas = Canvas(fig)
-    FigureManager(canvas, 0)  # wires the canvas' messages; the figure is never registered with pyplot
+    canvas = _ScatterCanvas(fig)
+    FigureManager(canvas, 0)  # wires the canvas' messages
     canvas.header_visible = canvas.footer_visible = canvas.toolbar_visible = False
     canvas.resizable = False
     return canvas, fig
@@ -47,8 +67,12 @@ class Dashboard:
     """The dashboard over a runs folder. Display it with `app.widget` (or as the last expression of a cell).
 
     Attributes:
-        widget: the top-level widget. comparison: the current `PairedComparison` (None until two comparable runs
-            are picked). timings: seconds spent in the last table / comparison / detail / CAM update.
+        widget: the top-level widget. comparison: the current `PairedComparison` (None until two comparable,
+            different runs are picked). timings: seconds spent in the last table / comparison / detail / CAM update.
+        labels: run name -> how the run pickers, the scatter's axes and the ranked lists name it: the config keys
+            and values that set it apart from the dataset's other runs (`runs_view.run_labels`); the picked run's
+            full name is its picker's tooltip.
+        scatter: the per-query scatter (an ipympl canvas widget); every selection sends it a new frame at once.
         show_cams: the toggle (off by default) that adds the CAM panel `cams` of the selected query (both runs'
             similarity CAMs, `workbench.dashboard.cams`); models: the per-run model cache it uses.
     """
@@ -77,8 +101,9 @@ class Dashboard:
         self.summary = W.HTML()
         self.scatter, self._scatter_fig = _scatter_widget()  # click a point: that query is selected
         self._scatter_ax = self._highlight = None
-        if self._scatter_fig is not None:
-            self.scatter.mpl_connect("button_press_event", self._on_scatter_click)
+        self.scatter.mpl_connect("button_press_event", self._on_scatter_click)
+        self._background = None  # (figure size, pixels) of the scatter without its ring
+        self.labels: dict[str, str] = {}  # run name -> what the pickers show: what sets the run apart
         self.query = W.Select(description="query", rows=8, layout=W.Layout(width="520px"))
         self.detail = W.Image(format="png")
         self.detail_text = W.HTML()
@@ -108,11 +133,11 @@ class Dashboard:
         self._busy = False
         self._on_dataset(None, run_a=run_a, run_b=run_b)
         self.dataset.observe(self._on_dataset, "value")
-        self.protocol.observe(lambda _: self._refresh_table(), "value")
+        self.protocol.observe(self._on_protocol, "value")
         self.family.observe(self._on_family, "value")
         self.selected.observe(lambda _: self._refresh_table(), "value")
-        self.run_a.observe(lambda _: self._refresh_comparison(), "value")
-        self.run_b.observe(lambda _: self._refresh_comparison(), "value")
+        self.run_a.observe(self._on_run, "value")
+        self.run_b.observe(self._on_run, "value")
         self.query.observe(lambda _: self._refresh_detail(), "value")
         self.show_cams.observe(lambda _: self._refresh_cams(), "value")
         self.timings["start"] = time.perf_counter() - t0
@@ -141,14 +166,30 @@ class Dashboard:
         fams = V.families({n: self.configs[n] for n in names})
         self.family.options = [("(pick runs by name below)", None)] + [(lab, lab) for lab in fams]
         self._families = fams
-        self.selected.options = names
+        self.labels = V.run_labels({n: self.configs[n] for n in names})
+        choices = [(self.labels[n], n) for n in names]
+        self.selected.options = choices
         self.selected.value = tuple(names)
-        self.run_a.options = names
-        self.run_b.options = names
+        self.run_a.options = choices
+        self.run_b.options = choices
         if names:
             self.run_a.value = run_a if run_a in names else names[0]
             self.run_b.value = run_b if run_b in names else names[min(1, len(names) - 1)]
+        self._name_tooltips()
         self._busy = False
+        self._refresh_table()
+        self._refresh_comparison()
+
+    def _name_tooltips(self) -> None:
+        """The pickers show what sets a run apart; hovering one shows the picked run's full name."""
+        for tag, picker in (("A", self.run_a), ("B", self.run_b)):
+            picker.tooltip = f"run {tag}: {picker.value}" if picker.value else None
+
+    def _on_run(self, _change) -> None:
+        self._name_tooltips()
+        self._refresh_comparison()
+
+    def _on_protocol(self, _change) -> None:
         self._refresh_table()
         self._refresh_comparison()
 
@@ -159,6 +200,7 @@ class Dashboard:
         self._busy = True
         self.selected.value = tuple(members)
         self.run_a.value, self.run_b.value = members[0], members[-1]
+        self._name_tooltips()
         self._busy = False
         self._refresh_table()
         self._refresh_comparison()
@@ -201,6 +243,12 @@ class Dashboard:
         a, b = self.run_a.value, self.run_b.value
         if a is None or b is None:
             self.summary.value = "<i>no runs for this dataset</i>"
+            self._show_no_comparison("no runs")
+            return
+        if a == b:
+            self.summary.value = f"<p class='wb-same-run'>{html.escape(C.same_run_text(a))}</p>"
+            self._show_no_comparison("A and B are the same run:\nnothing to compare")
+            self.timings["comparison"] = time.perf_counter() - t0
             return
         try:
             with self.progress:
@@ -208,11 +256,7 @@ class Dashboard:
             self.comparison = C.compare(ev_a, ev_b)
         except (C.IncomparableRuns, FileNotFoundError, KeyError) as exc:
             self.summary.value = f"<span style='color:#b00'>Not compared: {html.escape(str(exc))}</span>"
-            self._clear_scatter()
-            self.detail.value = b""
-            self.query.options = []
-            self.detail_text.value = ""
-            self._refresh_cams()
+            self._show_no_comparison("not compared: see above")
             return
         self.progress.clear_output()
         self.summary.value = f"<p>{html.escape(self.comparison.summary())}</p>"
@@ -224,6 +268,17 @@ class Dashboard:
         self._refresh_detail(draw_scatter=True)
         self.timings["comparison"] = time.perf_counter() - t0
 
+    def _show_no_comparison(self, note: str) -> None:
+        """No comparison: the scatter says `note`, and the query list, ranked lists and CAMs are empty."""
+        self.comparison = None
+        self._clear_scatter(note)
+        self._busy = True
+        self.query.options = []
+        self._busy = False
+        self.detail.value = b""
+        self.detail_text.value = ""
+        self._refresh_cams()
+
     def _refresh_detail(self, draw_scatter: bool = False) -> None:
         if self._busy or self.comparison is None or self.query.value is None:
             return
@@ -231,8 +286,9 @@ class Dashboard:
         sample = int(self.query.value)
         if draw_scatter:  # once per comparison: a matplotlib figure costs about a second
             self._draw_scatter()
-        self._mark_query(sample)
-        self.detail.value = C.detail_png(self.comparison, sample)
+        self._mark_query(sample)  # the browser gets the new frame before the ranked lists and CAMs are computed
+        a, b = self.comparison.name_a, self.comparison.name_b
+        self.detail.value = C.detail_png(self.comparison, sample, labels=(self.labels.get(a, a), self.labels.get(b, b)))
         lists = C.ranked_lists(self.comparison, sample)
         parts = []
         for tag, table in lists.items():
@@ -253,33 +309,55 @@ class Dashboard:
         return pq[["AP_a", "AP_b"]].to_numpy(dtype=float), pq["sample"].to_numpy(dtype=int)
 
     def _draw_scatter(self) -> None:
-        if self._scatter_fig is None:  # static fallback: no canvas widget to click on
-            ax = C.plot_paired(self.comparison)
-            self.scatter.value = C.figure_png(ax.figure)
-            return
+        """The comparison's scatter, without a ring yet (`_mark_query` sets it and sends the frame)."""
         self._scatter_fig.clear()
         self._scatter_ax = self._scatter_fig.add_subplot()
-        C.plot_paired(self.comparison, ax=self._scatter_ax)
+        a, b = self.comparison.name_a, self.comparison.name_b
+        C.plot_paired(self.comparison, ax=self._scatter_ax, labels=(self.labels.get(a, a), self.labels.get(b, b)))
         self._scatter_ax.set_title(self._scatter_ax.get_title() + "\n(click a point to select its query)", fontsize=9)
-        self._highlight = self._scatter_ax.scatter([], [], s=90, facecolors="none", edgecolors="k", lw=1.6)
+        # above every other artist of the axes, so that drawing it alone over the rest gives the full drawing
+        self._highlight = self._scatter_ax.scatter([], [], s=90, facecolors="none", edgecolors="k", lw=1.6, zorder=10)
         self._scatter_fig.tight_layout()
+        self._background = None
 
-    def _clear_scatter(self) -> None:
-        if self._scatter_fig is None:
-            self.scatter.value = b""
-        else:
-            self._scatter_fig.clear()
-            self._highlight = None
-            self.scatter.draw_idle()
+    def _clear_scatter(self, note: str) -> None:
+        """An empty scatter that says `note`."""
+        self._scatter_fig.clear()
+        self._scatter_ax = self._highlight = self._background = None
+        self._scatter_fig.text(0.5, 0.5, note, ha="center", va="center", fontsize=10, color="0.3")
+        self._send_scatter()
 
     def _mark_query(self, sample: int) -> None:
-        """Ring the selected query's point."""
-        if self._scatter_fig is None or self._highlight is None:
+        """Ring the selected query's point and send the frame."""
+        if self._highlight is None:
             return
         xy, samples = self._points()
         at = xy[samples == sample]
         self._highlight.set_offsets(at[:1] if len(at) else np.zeros((0, 2)))
-        self.scatter.draw_idle()
+        self._send_scatter()
+
+    def _send_scatter(self) -> None:
+        """Render the scatter and send the frame to the browser now.
+
+        Not `draw_idle()`: in ipympl that only asks the browser to ask back for a frame, and the browser's request
+        waits in the kernel's queue behind the rest of this update (ranked lists, CAMs) and every selection made
+        meanwhile, so the canvas lagged the list by up to seconds (issue 22 item 6). Here the frame is rendered and
+        sent at once, ahead of the slower views. Moving the ring redraws only the ring, over the rest of the figure
+        rendered once per comparison (and again when the browser's pixel ratio changes the figure's size): a full
+        render is about a tenth of a second, mostly tick labels."""
+        canvas, ring = self.scatter, self._highlight
+        if ring is None:  # a note, no axes
+            canvas.draw()
+            return
+        size = tuple(self._scatter_fig.bbox.size)
+        if self._background is None or self._background[0] != size:
+            ring.set_visible(False)
+            FigureCanvasAgg.draw(canvas)  # renders without sending a frame
+            ring.set_visible(True)
+            self._background = size, canvas.copy_from_bbox(self._scatter_fig.bbox)
+        canvas.restore_region(self._background[1])
+        self._scatter_ax.draw_artist(ring)
+        canvas.blit()  # sends the rendered pixels as a frame
 
     def nearest_query(self, x: float, y: float) -> int | None:
         """The query whose (AP of A, AP of B) point is nearest to (x, y); None when nothing is compared."""

@@ -27,6 +27,11 @@ class IncomparableRuns(ValueError):
     """Two runs were evaluated under different protocols, datasets or query lists; the message says which."""
 
 
+def same_run_text(name: str) -> str:
+    """What a comparison of run `name` with itself says instead of statistics."""
+    return f"A and B are the same run ({name}): nothing to compare. Pick another run for B."
+
+
 @dataclass
 class PairedComparison:
     """Run B against run A on the same queries.
@@ -65,8 +70,15 @@ class PairedComparison:
     def n_queries(self) -> int:
         return len(self.per_query)
 
+    @property
+    def same_run(self) -> bool:
+        """A and B are one run folder: every query ties by construction and there is nothing to compare."""
+        return self.a.run_path.resolve() == self.b.run_path.resolve()
+
     def summary(self) -> str:
-        """The comparison in words."""
+        """The comparison in words (for one run against itself, only that)."""
+        if self.same_run:
+            return same_run_text(self.name_a)
         lo, hi = self.ci
         pct = round(100 * self.level)
         verdict = ("the interval excludes 0" if lo > 0 or hi < 0
@@ -149,8 +161,13 @@ def compare(a: Evaluation | RunHandle | Run | str | Path, b: Evaluation | RunHan
 # ----------------------------------------------------------------------------------------------------------------
 # Figures
 
-def plot_paired(cmp: PairedComparison, *, ax=None, highlight: int | None = None):
-    """Per-query AP of A (x) against B (y): above the diagonal B is better. Returns the Axes."""
+def plot_paired(cmp: PairedComparison, *, ax=None, highlight: int | None = None,
+                labels: tuple[str, str] | None = None):
+    """Per-query AP of A (x) against B (y): above the diagonal B is better. Returns the Axes.
+
+    Args:
+        labels: how the axes name runs A and B (default: their run names), e.g. the dashboard's picker labels.
+    """
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 4))
     pq = cmp.per_query
@@ -160,8 +177,9 @@ def plot_paired(cmp: PairedComparison, *, ax=None, highlight: int | None = None)
     if highlight is not None and (pq["sample"] == highlight).any():
         row = pq[pq["sample"] == highlight].iloc[0]
         ax.scatter([row.AP_a], [row.AP_b], s=80, facecolors="none", edgecolors="k", lw=1.5)
-    ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), aspect="equal", xlabel=f"AP, A: {cmp.name_a}",
-           ylabel=f"AP, B: {cmp.name_b}",
+    name_a, name_b = labels or (cmp.name_a, cmp.name_b)
+    ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), aspect="equal", xlabel=f"AP, A: {name_a}",
+           ylabel=f"AP, B: {name_b}",
            title=f"B better on {cmp.n_better}, worse on {cmp.n_worse} of {cmp.n_queries}")
     ax.title.set_fontsize(9)
     ax.xaxis.label.set_fontsize(8)
@@ -255,9 +273,17 @@ def detail_view(cmp: PairedComparison, sample: int, k: int = 6, *, cams: bool = 
     return fig
 
 
-def detail_png(cmp: PairedComparison, sample: int, k: int = 6, size: tuple[int, int] = (48, 96)) -> bytes:
+def detail_png(cmp: PairedComparison, sample: int, k: int = 6, size: tuple[int, int] = (48, 96), *,
+               labels: tuple[str, str] | None = None) -> bytes:
     """Both runs' top-k ranked items (the tables of `ranked_lists`, junk left out) composed directly with PIL as
-    PNG bytes: tens of milliseconds instead of `detail_view`'s matplotlib second, for the app's query picker."""
+    PNG bytes: tens of milliseconds instead of `detail_view`'s matplotlib second, for the app's query picker.
+
+    Args:
+        labels: how runs A and B are named beside their rows, wrapped on up to four lines (default: the last 14
+            characters of their run names), e.g. the dashboard's picker labels.
+    """
+    import textwrap
+
     from PIL import Image, ImageDraw
 
     lists = ranked_lists(cmp, sample, k)
@@ -270,10 +296,14 @@ def detail_png(cmp: PairedComparison, sample: int, k: int = 6, size: tuple[int, 
     colors = {True: (44, 160, 44), False: (214, 39, 40)}
     for r, (tag, table) in enumerate(lists.items()):
         top = r * (h + 2 * pad + head)
-        name = cmp.name_a if tag == "A" else cmp.name_b
         ap = row.AP_a if tag == "A" else row.AP_b
         draw.text((2, top + head + h // 2 - 12), f"{tag}: AP {ap:.2f}", fill="black")
-        draw.text((2, top + head + h // 2 + 2), name[-14:], fill=(90, 90, 90))
+        if labels is None:
+            name = (cmp.name_a if tag == "A" else cmp.name_b)[-14:]
+        else:  # each " · " part on its own line(s), 14 characters a line
+            lines = [line for part in labels[r].split(" · ") for line in textwrap.wrap(part, 14)]
+            name = "\n".join(lines[:4]) + ("..." if len(lines) > 4 else "")
+        draw.text((2, top + head + h // 2 + 2), name, fill=(90, 90, 90))
         x0 = 90
         canvas.paste(Image.fromarray(_first_image(query_paths, size)), (x0 + pad, top + head + pad))
         draw.text((x0 + pad, top + 2), f"query\nid {int(row.pid)}", fill="black")

@@ -4,7 +4,7 @@ spread over gallery draws, and their training curves overlaid."""
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,49 @@ def varying_keys(configs: dict[str, dict[str, Any]]) -> list[str]:
     """Config keys whose value is not the same in every given run (a key missing from a run counts as None)."""
     keys = sorted({k for c in configs.values() for k in c})
     return [k for k in keys if len({json.dumps(c.get(k), default=str) for c in configs.values()}) > 1]
+
+
+def _value_text(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def run_labels(configs: dict[str, dict[str, Any]], *, sep: str = " · ") -> dict[str, str]:
+    """A short label per run that says what sets it apart from the other given runs: `key=value` of the config
+    keys that vary between them, e.g. `loss.triplet=hard` or `run.method=dakd · method_options.ablation=full`.
+
+    The keys are chosen greedily (this workbench's choice): at each step the varying key that splits the runs into
+    the most distinct groups (ties: by key name), until every run is told apart or no key splits further; they are
+    written in that order, and a key a run's config lacks (or sets to None) is left out of its label unless that
+    would leave it empty. Runs that no key tells apart
+    (identical configs, e.g. one recipe trained twice) get their run name after the label; a single run, or runs
+    that differ in nothing, are labelled by name. Labels are unique (names are).
+
+    Args:
+        configs: run name -> flattened config (`run_configs`).
+    Returns:
+        run name -> label, in the order of `configs`.
+    """
+    if len(configs) < 2:
+        return {n: n for n in configs}
+    text = {n: {k: json.dumps(c.get(k), sort_keys=True, default=str) for k in varying_keys(configs)}
+            for n, c in configs.items()}
+    candidates, chosen = varying_keys(configs), []
+
+    def groups(keys: list[str]) -> int:
+        return len({tuple(text[n][k] for k in keys) for n in configs})
+
+    while candidates and groups(chosen) < len(configs):
+        best = max(sorted(candidates), key=lambda k: groups(chosen + [k]))  # the first of the best, by name
+        if groups(chosen + [best]) == groups(chosen):
+            break  # what is left tells no more runs apart
+        chosen.append(best)
+        candidates.remove(best)
+    parts = {}
+    for n, c in configs.items():
+        keys = [k for k in chosen if c.get(k) is not None] or chosen  # all None: say so rather than nothing
+        parts[n] = sep.join(f"{k}={_value_text(c.get(k))}" for k in keys)
+    shared = Counter(parts.values())
+    return {n: (f"{p} ({n})" if p else n) if shared[p] > 1 else p for n, p in parts.items()}
 
 
 def families(configs: dict[str, dict[str, Any]]) -> dict[str, list[str]]:

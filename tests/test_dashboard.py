@@ -484,3 +484,16 @@ def test_the_cam_module_does_not_import_the_paired_view():
         elif isinstance(node, ast.Import):
             imported |= {a.name for a in node.names}
     assert "workbench.dashboard.paired" not in imported
+
+
+def test_building_the_dashboard_leaves_pyplot_on_the_notebooks_backend():
+    """Importing ipympl switched pyplot to ipympl's widget backend, so every figure a notebook drew after the dashboard
+    was a canvas never displayed (notebook 07's comparison and detail figures were missing from JupyterLab and the
+    handouts). The app keeps the backend it found."""
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; matplotlib.use('agg'); import matplotlib.pyplot as plt; "
+            "import workbench.dashboard.app; print(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().lower() == "agg"

@@ -43,16 +43,8 @@ def test_notebook_executes_in_smoke_mode(notebook, executed_notebook):
         RECORD_CHECKS[notebook.stem](records)
 
 
-# Building the dashboard imports ipympl, and importing ipympl switches pyplot to its widget backend
-# (`matplotlib.use` in ipympl/__init__.py): the figures notebook 07 draws afterwards are canvases that are never
-# displayed, in JupyterLab as under the runner. Left to the dashboard's owner; strict, so a fix shows up here.
-_NO_INLINE_FIGURE = pytest.mark.xfail(strict=True, reason="dashboard.app imports ipympl, which switches pyplot's "
-                                                          "backend: 07's later figures are never displayed")
-
-
 @pytest.mark.notebooks
-@pytest.mark.parametrize("notebook", [pytest.param(nb, marks=_NO_INLINE_FIGURE) if nb.stem == "07_ablation_dashboard"
-                                      else nb for nb in NOTEBOOKS], ids=[nb.stem for nb in NOTEBOOKS])
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
 def test_executed_copy_shows_its_figures(notebook, executed_notebook):
     """Each figure the notebook saves is also displayed: the kernel draws inline, as in JupyterLab, whatever
     MPLBACKEND the caller has (the fixture sets Agg), so the executed copy and its handout show them."""

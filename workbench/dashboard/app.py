@@ -12,9 +12,9 @@ from collections import Counter
 from pathlib import Path
 
 import ipywidgets as W
+import matplotlib
 import numpy as np
 import pandas as pd
-from ipympl.backend_nbagg import Canvas, FigureManager
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -23,6 +23,16 @@ from workbench.dashboard import paired as C
 from workbench.dashboard import runs_view as V
 from workbench.dashboard.cams import RunModels, detail_cams, plot_detail_cams
 from workbench.utils import runs_dir as _runs_dir
+
+# Importing ipympl switches pyplot to its widget backend (`matplotlib.use` in ipympl/__init__.py, run whenever
+# matplotlib is already imported): every figure a notebook drew after building a dashboard became a canvas that is
+# never displayed, and switching back does not restore IPython's inline display hook. The dashboard only needs
+# ipympl's canvas class, so that one call is skipped while ipympl is imported; the notebook keeps its backend.
+_use, matplotlib.use = matplotlib.use, lambda *args, **kwargs: None
+try:
+    from ipympl.backend_nbagg import Canvas, FigureManager  # noqa: E402
+finally:
+    matplotlib.use = _use
 
 DEFAULT_PROTOCOL = "default test protocol"
 

@@ -307,7 +307,7 @@ def plot_by_modality(coords, modalities, *, ax=None, title: str = "", s: float =
     return ax
 
 
-def plot_linked_identities(coords, pids, modalities, samples, ids, *, ax=None, title: str = "", s: float = 34,
+def plot_linked_identities(coords, pids, modalities, samples, ids, *, ax=None, title: str = "", s: float = 40,
                            legend: bool = True):
     """The identities `ids` in distinct colours (`IDENTITY_COLOURS`), shaped by modality, each sample's points
     joined to their centre by thin lines (`sample_links`); every other point small and grey. Returns the Axes.
@@ -327,10 +327,10 @@ def plot_linked_identities(coords, pids, modalities, samples, ids, *, ax=None, t
         _, ax = plt.subplots(figsize=(4, 4))
     colour = {p: IDENTITY_COLOURS[i] for i, p in enumerate(ids.tolist())}
     shown = np.isin(pids, ids)
-    ax.scatter(*coords[~shown].T, s=s / 8, c=FAINT, alpha=0.5, linewidths=0, marker="o", label="other identities")
+    ax.scatter(*coords[~shown].T, s=s / 6, c=FAINT, alpha=0.6, linewidths=0, marker="o", label="other identities")
     segments, owners = sample_links(coords, pids, modalities, samples, ids)
-    ax.add_collection(LineCollection(segments, colors=[colour[p] for p in owners.tolist()], linewidths=0.9,
-                                     alpha=0.7, label="one sample's views, joined"))
+    ax.add_collection(LineCollection(segments, colors=[colour[p] for p in owners.tolist()], linewidths=0.7,
+                                     alpha=0.45, label="sample's views to their centre"))
     for j, m in enumerate(pd.unique(modalities)):
         sel = shown & (modalities == m)
         ax.scatter(*coords[sel].T, s=s, marker=MARKERS[j % len(MARKERS)], c=[colour[p] for p in pids[sel].tolist()],
@@ -351,13 +351,17 @@ def _identity_handles(ids: np.ndarray, modalities: np.ndarray) -> list:
     return handles
 
 
-def score_text(scores: Mapping[str, float]) -> str:
-    """Probe accuracies (chance in brackets) and silhouettes of one code, from `DisentanglementReport.as_dict()`
-    or a row of `viz.sd2.code_reports`, in two lines: identity, then modality."""
-    return (f"identity: probe {scores['identity_probe_acc']:.2f} (chance {scores['identity_probe_chance']:.2f}), "
-            f"silhouette {scores['silhouette_identity']:.2f}\n"
-            f"modality: probe {scores['modality_probe_acc']:.2f} (chance {scores['modality_probe_chance']:.2f}), "
-            f"silhouette {scores['silhouette_modality']:.2f}")
+def score_text(scores: Mapping[str, float], by: str) -> str:
+    """The numbers that measure what one row of `plot_modality_maps` shows, from `DisentanglementReport.as_dict()`
+    or a row of `viz.sd2.code_reports`: by "modality", its probe accuracy (chance in brackets) and silhouette; by
+    "identity", the same and the cross-modal kNN purity (do an identity's other-modality views sit nearby?)."""
+    if by not in ("identity", "modality"):
+        raise ValueError(f"by must be 'identity' or 'modality', got {by!r}")
+    text = (f"{by} probe {scores[f'{by}_probe_acc']:.2f} (chance {scores[f'{by}_probe_chance']:.2f})\n"
+            f"silhouette by {by} {scores[f'silhouette_{by}']:.2f}")
+    if by == "identity":
+        text += f"\ncross-modal kNN purity {scores['cross_modal_purity']:.2f}"
+    return text
 
 
 def _bare(ax, title: str) -> None:
@@ -396,8 +400,10 @@ def plot_modality_maps(coords: Mapping[str, object], pids, modalities, samples, 
     """One column per code. Top row: every point coloured and shaped by modality (`plot_by_modality`). Bottom row:
     `highlight` identities drawn at random (seeded, `pick_identities`: any identity with a sample seen in every
     modality may come up, none is picked by hand) in distinct colours, each sample's modality points joined to
-    their centre, the rest faint (`plot_linked_identities`). With `scores` (code name -> `score_text` keys, e.g.
-    `viz.sd2.code_reports`), each panel carries its code's probes and silhouettes under it. Returns the Axes (2, K).
+    their centre, the rest faint (`plot_linked_identities`). With `scores` (code name -> `DisentanglementReport`
+    keys, e.g. `viz.sd2.code_reports`), each panel carries under it the numbers that measure what its row shows
+    (`score_text`): the modality probe and silhouette on top; the identity probe, silhouette and cross-modal kNN
+    purity below. Returns the Axes (2, K).
 
     A code that keeps identity and drops modality shows mixed colours on top and short stars below; one that
     keeps modality shows one island per colour on top and stars spanning the islands below.
@@ -419,16 +425,18 @@ def plot_modality_maps(coords: Mapping[str, object], pids, modalities, samples, 
             raise ValueError(f"scores has no row for {missing}; pass code_reports of the same codes")
     ids = pick_identities(pids, modalities, samples, highlight, seed=seed)
     if axes is None:
-        _, axes = plt.subplots(2, len(names), figsize=(3.5 * len(names) + 1.5, 8), squeeze=False,
-                               layout="constrained")
+        fig, axes = plt.subplots(2, len(names), figsize=(3.5 * len(names) + 1.5, 8.4), squeeze=False,
+                                 layout="constrained")
+        fig.suptitle(f"one point per (sample, modality): {len(pids)} points, {len(np.unique(pids))} identities",
+                     fontsize=11)
     for c, name in enumerate(names):
         last = c == len(names) - 1
         xy = _array(f"coords[{name!r}]", coords[name], 2)
         top = plot_by_modality(xy, modalities, ax=axes[0, c], title=name, legend=False)
         low = plot_linked_identities(xy, pids, modalities, samples, ids, ax=axes[1, c], legend=False)
         if scores is not None:
-            for ax in (top, low):
-                ax.set_xlabel(score_text(table.loc[name]), fontsize=9.5, linespacing=1.4)
+            for ax, by in ((top, "modality"), (low, "identity")):
+                ax.set_xlabel(score_text(table.loc[name], by), fontsize=10.5, linespacing=1.35)
         if last:
             top.legend(title="modality", markerscale=1.6, fontsize=10, title_fontsize=10, loc="upper left",
                        bbox_to_anchor=(1.02, 1))

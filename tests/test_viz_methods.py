@@ -116,12 +116,11 @@ def test_sample_links_join_each_point_to_its_samples_centre():
     coords = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0], [9.0, 9.0], [5.0, 5.0], [7.0, 5.0]])
     pids = np.array([1, 1, 1, 1, 2, 2])
     samples = np.array([0, 0, 0, 1, 2, 2])  # sample 1 has one point: nothing to join
-    mods = np.array(["rgb", "nir", "tir", "rgb", "rgb", "nir"])
-    segments, owners = sample_links(coords, pids, mods, samples, [1, 2])
+    segments, owners = sample_links(coords, pids, samples, [1, 2])
     assert segments.shape == (5, 2, 2) and list(owners) == [1, 1, 1, 2, 2]
     np.testing.assert_allclose(segments[:, 0], coords[[0, 1, 2, 4, 5]])
     np.testing.assert_allclose(segments[:, 1], [[1, 1]] * 3 + [[6, 5]] * 2)
-    assert sample_links(coords, pids, mods, samples, [2])[0].shape == (2, 2, 2)
+    assert sample_links(coords, pids, samples, [2])[0].shape == (2, 2, 2)
 
 
 @pytest.mark.slow

@@ -6,6 +6,10 @@ deterministic single-threaded path) and scores it with `workbench.metrics.disent
 draws the branches side by side with the same colour per identity and marker per modality in every panel, and the
 disentanglement numbers in each panel's title. Used for SD2-ReID (semantic vs style codes), ICRE (shallow clue vs
 enhanced), DAKD (teacher vs student) and any run's retrieval feature.
+
+`ModalityMaps` / `plot_modality_maps` draw maps of multi-modal samples (one point per sample and modality) for a
+reader asking whether a code brings one object's views in different modalities together: a row coloured by
+modality, and a row following a seeded draw of identities with each sample's views joined.
 """
 
 from __future__ import annotations
@@ -263,12 +267,12 @@ def pick_identities(pids, modalities, samples, n: int = 6, *, seed: int = 0) -> 
     return np.sort(rng.choice(np.asarray(eligible), min(n, len(eligible)), replace=False))
 
 
-def sample_links(coords, pids, modalities, samples, ids) -> tuple[np.ndarray, np.ndarray]:
+def sample_links(coords, pids, samples, ids) -> tuple[np.ndarray, np.ndarray]:
     """Segments joining each point of the identities `ids` to the centre of its sample's points (a star per
     sample: short when the modalities of one sample land together, long when they land apart).
 
     Args:
-        coords: (N, 2) map coordinates. pids, modalities, samples: (N,) labels (see `pick_identities`).
+        coords: (N, 2) map coordinates. pids, samples: (N,) labels (see `pick_identities`).
         ids: the identities to join.
 
     Returns:
@@ -299,7 +303,7 @@ def plot_by_modality(coords, modalities, *, ax=None, title: str = "", s: float =
         _, ax = plt.subplots(figsize=(4, 4))
     for j, m in enumerate(pd.unique(modalities)):
         sel = modalities == m
-        ax.scatter(*coords[sel].T, s=s, marker=MARKERS[j % len(MARKERS)], c=MODALITY_COLOURS[j % 6], alpha=0.55,
+        ax.scatter(*coords[sel].T, s=s, marker=MARKERS[j % len(MARKERS)], c=MODALITY_COLOURS[j % len(MODALITY_COLOURS)], alpha=0.55,
                    linewidths=0, label=str(m).upper())
     _bare(ax, title)
     if legend:
@@ -328,7 +332,7 @@ def plot_linked_identities(coords, pids, modalities, samples, ids, *, ax=None, t
     colour = {p: IDENTITY_COLOURS[i] for i, p in enumerate(ids.tolist())}
     shown = np.isin(pids, ids)
     ax.scatter(*coords[~shown].T, s=s / 6, c=FAINT, alpha=0.6, linewidths=0, marker="o", label="other identities")
-    segments, owners = sample_links(coords, pids, modalities, samples, ids)
+    segments, owners = sample_links(coords, pids, samples, ids)
     ax.add_collection(LineCollection(segments, colors=[colour[p] for p in owners.tolist()], linewidths=0.7,
                                      alpha=0.45, label="sample's views to their centre"))
     for j, m in enumerate(pd.unique(modalities)):

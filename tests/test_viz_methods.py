@@ -83,7 +83,7 @@ def test_hslm_masks_hide_the_same_share_of_every_aligned_modality():
     assert axes.shape == (2, 9) and axes[1, 3].get_title() == "RGB guided" and axes[0, 8].get_title() == "TIR random"
 
 
-def test_robustness_and_code_map_views():
+def test_robustness_view_draws_one_line_per_model_and_corruption():
     from workbench.viz import sd2
 
     level = pd.Index([0.0, 0.5], name="occluded area")
@@ -92,13 +92,93 @@ def test_robustness_and_code_map_views():
     axes = sd2.plot_robustness(curves)
     assert len(axes) == 2 and [len(ax.lines) for ax in axes] == [2, 2]
     assert axes[1].get_title() == "test-time style" and list(axes[0].lines[1].get_ydata()) == [0.5, 0.4]
-    rng = np.random.default_rng(0)
-    pids, mods = np.repeat(np.arange(6), 3), np.tile(np.array(["rgb", "nir", "tir"]), 6)
-    codes = {"a": (rng.normal(size=(18, 8)), pids, mods), "b": (rng.normal(size=(18, 8)), pids, mods)}
-    report = sd2.code_reports(codes)
-    axes = sd2.plot_code_maps(codes, report, names=["b"])
-    assert len(axes) == 1 and axes[0].get_title().startswith("b\nid probe")
-    assert f"{report.loc['b', 'identity_probe_acc']:.2f}" in axes[0].get_title()
+
+
+def test_identity_draw_is_seeded_and_only_takes_identities_seen_in_every_modality():
+    from workbench.viz.embedding import pick_identities
+
+    # ids 0-5, two samples each; id 3's samples are never complete (sample 6: rgb + nir only, sample 7: tir only)
+    rows = [(p, 2 * p + j, m) for p in range(6) for j in range(2) for m in ("rgb", "nir", "tir")
+            if not (p == 3 and (j, m) in {(0, "tir"), (1, "rgb"), (1, "nir")})]
+    pids, samples, mods = (np.array(c) for c in zip(*rows))
+    draws = [pick_identities(pids, mods, samples, 3, seed=s) for s in range(40)]
+    assert all(len(d) == 3 and list(d) == sorted(set(d)) for d in draws)
+    assert 3 not in np.concatenate(draws) and set(np.concatenate(draws)) == {0, 1, 2, 4, 5}
+    assert np.array_equal(pick_identities(pids, mods, samples, 3, seed=7), draws[7])
+    assert list(pick_identities(pids, mods, samples, 10, seed=0)) == [0, 1, 2, 4, 5]
+    with pytest.raises(ValueError, match="same length"):
+        pick_identities(pids, mods[:-1], samples, 3)
+
+
+def test_sample_links_join_each_point_to_its_samples_centre():
+    from workbench.viz.embedding import sample_links
+
+    coords = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0], [9.0, 9.0], [5.0, 5.0], [7.0, 5.0]])
+    pids = np.array([1, 1, 1, 1, 2, 2])
+    samples = np.array([0, 0, 0, 1, 2, 2])  # sample 1 has one point: nothing to join
+    segments, owners = sample_links(coords, pids, samples, [1, 2])
+    assert segments.shape == (5, 2, 2) and list(owners) == [1, 1, 1, 2, 2]
+    np.testing.assert_allclose(segments[:, 0], coords[[0, 1, 2, 4, 5]])
+    np.testing.assert_allclose(segments[:, 1], [[1, 1]] * 3 + [[6, 5]] * 2)
+    assert sample_links(coords, pids, samples, [2])[0].shape == (2, 2, 2)
+
+
+@pytest.mark.slow
+def test_code_maps_draw_a_trained_sd2_runs_codes(tmp_path):
+    import re
+
+    from matplotlib.collections import LineCollection
+
+    from workbench.evaluate import open_run
+    from workbench.train import fit
+    from workbench.viz import embedding, sd2
+
+    cfg = get_config("sd2reid", "synthetic-rgbnt", "smoke").override(
+        **{"run.out_dir": str(tmp_path), "run.device": "cpu", "run.name": "sd2", "optim.epochs": 1,
+           "data.batches_per_epoch": 2})
+    run = open_run(fit(cfg, progress=False))
+    ds = load_dataset(cfg.data.dataset, **cfg.data.options)
+    codes = sd2.extract_codes(run.model(), list(ds.query), run.config)
+    views = {"CLS": codes.view("cls"), "semantic": codes.view("sem"), "style": codes.view("sty")}
+    report = sd2.code_reports(views)
+    maps = sd2.code_maps(views, seed=0)
+    axes = maps.plot(report, highlight=1, seed=0)
+    assert axes.shape == (2, 3) and [ax.get_title() for ax in axes[0]] == list(views)
+
+    ids = embedding.pick_identities(codes.pids, codes.modality, codes.samples, 1, seed=0)
+    shown = np.isin(codes.pids, ids)
+    assert 0 < shown.sum() < len(shown), "the smoke test set has identities left faint"
+    faint = mcolors.to_rgba(embedding.FAINT, 0.6)
+    for c, name in enumerate(views):
+        xy = maps.coords[name]
+        top, low = axes[:, c]
+        # under each panel, the report's numbers for what its row shows: modality on top, identity below
+        for ax, keys in ((top, ["modality_probe_acc", "modality_probe_chance", "silhouette_modality"]),
+                         (low, ["identity_probe_acc", "identity_probe_chance", "silhouette_identity",
+                                "cross_modal_purity"])):
+            assert re.findall(r"-?\d+\.\d\d", ax.get_xlabel()) == [f"{v:.2f}" for v in report.loc[name, keys]]
+            assert ax.get_xlabel().startswith(keys[0].split("_")[0] + " probe")
+        # top: one colour and one marker shape per modality, every point once
+        assert sum(len(pc.get_offsets()) for pc in top.collections) == len(xy)
+        assert len({mcolors.to_hex(pc.get_facecolor()[0]) for pc in top.collections}) == 3
+        assert len({pc.get_paths()[0].vertices.tobytes() for pc in top.collections}) == 3
+        # bottom: one line from each point of the followed identity to its sample's centre
+        (lines,) = [col for col in low.collections if isinstance(col, LineCollection)]
+        segments = lines.get_segments()
+        assert len(segments) == shown.sum() == (np.isin(codes.pids, ids) & (codes.modality == "rgb")).sum() * 3
+        for seg in segments:
+            row = np.flatnonzero(np.all(np.isclose(xy, seg[0]), axis=1) & shown)[0]
+            np.testing.assert_allclose(seg[1], xy[codes.samples == codes.samples[row]].mean(0), rtol=1e-5)
+        # faint points: small and grey; followed points: larger, in the identity's colour
+        dots = {pc.get_label(): pc for pc in low.collections if not isinstance(pc, LineCollection)}
+        grey = dots.pop("other identities")
+        assert len(grey.get_offsets()) == (~shown).sum() and np.allclose(grey.get_facecolor(), faint)
+        assert sorted(dots) == ["NIR", "RGB", "TIR"]
+        for pc in dots.values():
+            assert pc.get_sizes()[0] > 2 * grey.get_sizes()[0]
+            assert np.allclose(pc.get_facecolor(), mcolors.to_rgba(embedding.IDENTITY_COLOURS[0]))
+    with pytest.raises(ValueError, match="same samples"):
+        sd2.code_maps({"a": codes.view("sem"), "b": (codes.sty, codes.pids[::-1], codes.modality, codes.samples)})
 
 
 def test_modality_centres_draw_one_line_per_identity_between_its_centres():

@@ -6,6 +6,10 @@ deterministic single-threaded path) and scores it with `workbench.metrics.disent
 draws the branches side by side with the same colour per identity and marker per modality in every panel, and the
 disentanglement numbers in each panel's title. Used for SD2-ReID (semantic vs style codes), ICRE (shallow clue vs
 enhanced), DAKD (teacher vs student) and any run's retrieval feature.
+
+`ModalityMaps` / `plot_modality_maps` draw maps of multi-modal samples (one point per sample and modality) for a
+reader asking whether a code brings one object's views in different modalities together: a row coloured by
+modality, and a row following a seeded draw of identities with each sample's views joined.
 """
 
 from __future__ import annotations
@@ -223,3 +227,225 @@ def plot_modality_centres(feats, pids, modalities, *, pair: tuple[str, str] = ("
         ax.plot([centres[0][0], centres[1][0]], [centres[0][1], centres[1][1]], color=colour, lw=2)
     ax.set_title(title, fontsize=10)
     return ax
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Modality maps: one row coloured by modality, one row following a few identities across modalities
+
+# Okabe & Ito (2008), "Color Universal Design": distinguishable under the common colour-vision deficiencies
+MODALITY_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00")
+# Paul Tol's "bright" qualitative scheme (colour-blind safe; its grey is kept for the faint points), then two
+# Okabe-Ito hues for a seventh and eighth identity
+IDENTITY_COLOURS = ("#4477AA", "#EE6677", "#228833", "#CCBB44", "#66CCEE", "#AA3377", "#E69F00", "#000000")
+FAINT = "#BBBBBB"
+
+
+def pick_identities(pids, modalities, samples, n: int = 6, *, seed: int = 0) -> np.ndarray:
+    """`n` identities drawn at random (seeded) among those with at least one sample seen in every modality of the
+    data, so the draw is representative rather than picked for how it looks. Returns their sorted pids.
+
+    Args:
+        pids, modalities, samples: (N,) labels of the points: identity, modality, and which sample (the same
+            object at the same time, e.g. one aligned RGB/NIR/TIR triplet) the point is a view of.
+        n: how many (fewer when fewer identities qualify).
+    """
+    pids, modalities, samples = (_array(k, v, 1) for k, v in
+                                 (("pids", pids), ("modalities", modalities), ("samples", samples)))
+    if not len(pids) == len(modalities) == len(samples):
+        raise ValueError(f"pids, modalities and samples must have the same length, got "
+                         f"{len(pids)}, {len(modalities)}, {len(samples)}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    every = set(np.unique(modalities).tolist())
+    seen: dict = {}
+    for p, m, s in zip(pids.tolist(), modalities.tolist(), samples.tolist()):
+        seen.setdefault((p, s), set()).add(m)
+    eligible = sorted({p for (p, _), mods in seen.items() if mods == every})
+    if not eligible:
+        raise ValueError(f"no identity has a sample seen in every modality {sorted(every)}; check samples")
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(np.asarray(eligible), min(n, len(eligible)), replace=False))
+
+
+def sample_links(coords, pids, samples, ids) -> tuple[np.ndarray, np.ndarray]:
+    """Segments joining each point of the identities `ids` to the centre of its sample's points (a star per
+    sample: short when the modalities of one sample land together, long when they land apart).
+
+    Args:
+        coords: (N, 2) map coordinates. pids, samples: (N,) labels (see `pick_identities`).
+        ids: the identities to join.
+
+    Returns:
+        segments (L, 2, 2), one per point of `ids` whose sample has at least two points; pids (L,) of each segment.
+    """
+    coords = _array("coords", coords, 2)
+    pids, samples = _array("pids", pids, 1), _array("samples", samples, 1)
+    segments, owners = [], []
+    for p in np.asarray(ids).tolist():
+        for s in np.unique(samples[pids == p]).tolist():
+            rows = np.flatnonzero((pids == p) & (samples == s))
+            if len(rows) < 2:
+                continue
+            centre = coords[rows].mean(0)
+            segments += [np.stack([coords[r], centre]) for r in rows]
+            owners += [p] * len(rows)
+    return np.asarray(segments, dtype=float).reshape(-1, 2, 2), np.asarray(owners)
+
+
+def plot_by_modality(coords, modalities, *, ax=None, title: str = "", s: float = 16, legend: bool = True):
+    """Every point coloured and shaped by its modality (`MODALITY_COLOURS`, `MARKERS`). Returns the Axes.
+
+    Args:
+        coords: (N, 2) map coordinates. modalities: (N,) modality names.
+    """
+    coords, modalities = _array("coords", coords, 2), _array("modalities", modalities, 1)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 4))
+    for j, m in enumerate(pd.unique(modalities)):
+        sel = modalities == m
+        ax.scatter(*coords[sel].T, s=s, marker=MARKERS[j % len(MARKERS)], c=MODALITY_COLOURS[j % len(MODALITY_COLOURS)], alpha=0.55,
+                   linewidths=0, label=str(m).upper())
+    _bare(ax, title)
+    if legend:
+        ax.legend(title="modality", markerscale=1.6, fontsize=9, title_fontsize=9, loc="best")
+    return ax
+
+
+def plot_linked_identities(coords, pids, modalities, samples, ids, *, ax=None, title: str = "", s: float = 40,
+                           legend: bool = True):
+    """The identities `ids` in distinct colours (`IDENTITY_COLOURS`), shaped by modality, each sample's points
+    joined to their centre by thin lines (`sample_links`); every other point small and grey. Returns the Axes.
+
+    Args:
+        coords: (N, 2) map coordinates. pids, modalities, samples: (N,) labels (see `pick_identities`).
+        ids: the identities to follow (at most len(IDENTITY_COLOURS)), e.g. `pick_identities(...)`.
+    """
+    from matplotlib.collections import LineCollection
+
+    coords = _array("coords", coords, 2)
+    pids, modalities = _array("pids", pids, 1), _array("modalities", modalities, 1)
+    ids = np.asarray(ids)
+    if len(ids) > len(IDENTITY_COLOURS):
+        raise ValueError(f"at most {len(IDENTITY_COLOURS)} identities can get distinct colours, got {len(ids)}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 4))
+    colour = {p: IDENTITY_COLOURS[i] for i, p in enumerate(ids.tolist())}
+    shown = np.isin(pids, ids)
+    ax.scatter(*coords[~shown].T, s=s / 6, c=FAINT, alpha=0.6, linewidths=0, marker="o", label="other identities")
+    segments, owners = sample_links(coords, pids, samples, ids)
+    ax.add_collection(LineCollection(segments, colors=[colour[p] for p in owners.tolist()], linewidths=0.7,
+                                     alpha=0.45, label="sample's views to their centre"))
+    for j, m in enumerate(pd.unique(modalities)):
+        sel = shown & (modalities == m)
+        ax.scatter(*coords[sel].T, s=s, marker=MARKERS[j % len(MARKERS)], c=[colour[p] for p in pids[sel].tolist()],
+                   edgecolors="k", linewidths=0.4, label=str(m).upper())
+    _bare(ax, title)
+    if legend:
+        ax.legend(handles=_identity_handles(ids, modalities), fontsize=9, loc="best")
+    return ax
+
+
+def _identity_handles(ids: np.ndarray, modalities: np.ndarray) -> list:
+    handles = [plt.Line2D([], [], marker="o", ls="", color=IDENTITY_COLOURS[i], markeredgecolor="k", markersize=7,
+                          label=f"id {p}") for i, p in enumerate(ids.tolist())]
+    handles += [plt.Line2D([], [], marker=MARKERS[j % len(MARKERS)], ls="", color="0.35", markersize=7,
+                           label=str(m).upper()) for j, m in enumerate(pd.unique(modalities))]
+    handles += [plt.Line2D([], [], color="0.35", lw=0.9, label="sample's views\nto their centre"),
+                plt.Line2D([], [], marker="o", ls="", color=FAINT, markersize=4, label="other identities")]
+    return handles
+
+
+def score_text(scores: Mapping[str, float], by: str) -> str:
+    """The numbers that measure what one row of `plot_modality_maps` shows, from `DisentanglementReport.as_dict()`
+    or a row of `viz.sd2.code_reports`: by "modality", its probe accuracy (chance in brackets) and silhouette; by
+    "identity", the same and the cross-modal kNN purity (do an identity's other-modality views sit nearby?)."""
+    if by not in ("identity", "modality"):
+        raise ValueError(f"by must be 'identity' or 'modality', got {by!r}")
+    text = (f"{by} probe {scores[f'{by}_probe_acc']:.2f} (chance {scores[f'{by}_probe_chance']:.2f})\n"
+            f"silhouette by {by} {scores[f'silhouette_{by}']:.2f}")
+    if by == "identity":
+        text += f"\ncross-modal kNN purity {scores['cross_modal_purity']:.2f}"
+    return text
+
+
+def _bare(ax, title: str) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_aspect("equal", adjustable="datalim")
+    if title:
+        ax.set_title(title, fontsize=13)
+
+
+@dataclass
+class ModalityMaps:
+    """2-D maps of several codes of the same multi-modal samples, one point per (sample, modality); `plot` draws
+    them as a 2 x K grid (`plot_modality_maps`).
+
+    Attributes:
+        coords: code name -> (N, 2) map coordinates (e.g. `umap_2d`), the same N points in every code.
+        pids, modalities, samples: (N,) labels of the points (see `pick_identities`).
+    """
+
+    coords: dict[str, np.ndarray]
+    pids: np.ndarray
+    modalities: np.ndarray
+    samples: np.ndarray
+
+    def plot(self, scores: Mapping[str, Mapping[str, float]] | pd.DataFrame | None = None, *, highlight: int = 6,
+             seed: int = 0, axes=None) -> np.ndarray:
+        """`plot_modality_maps` of these maps. Returns the Axes (2, K)."""
+        return plot_modality_maps(self.coords, self.pids, self.modalities, self.samples, scores=scores,
+                                  highlight=highlight, seed=seed, axes=axes)
+
+
+def plot_modality_maps(coords: Mapping[str, object], pids, modalities, samples, *,
+                       scores: Mapping[str, Mapping[str, float]] | pd.DataFrame | None = None, highlight: int = 6,
+                       seed: int = 0, axes=None) -> np.ndarray:
+    """One column per code. Top row: every point coloured and shaped by modality (`plot_by_modality`). Bottom row:
+    `highlight` identities drawn at random (seeded, `pick_identities`: any identity with a sample seen in every
+    modality may come up, none is picked by hand) in distinct colours, each sample's modality points joined to
+    their centre, the rest faint (`plot_linked_identities`). With `scores` (code name -> `DisentanglementReport`
+    keys, e.g. `viz.sd2.code_reports`), each panel carries under it the numbers that measure what its row shows
+    (`score_text`): the modality probe and silhouette on top; the identity probe, silhouette and cross-modal kNN
+    purity below. Returns the Axes (2, K).
+
+    A code that keeps identity and drops modality shows mixed colours on top and short stars below; one that
+    keeps modality shows one island per colour on top and stars spanning the islands below.
+
+    Args:
+        coords: code name -> (N, 2) map coordinates of the same N points.
+        pids, modalities, samples: (N,) labels of the points (see `pick_identities`).
+    """
+    names = list(coords)
+    pids, modalities = _array("pids", pids, 1), _array("modalities", modalities, 1)
+    samples = _array("samples", samples, 1)
+    for name in names:
+        if _array(f"coords[{name!r}]", coords[name], 2).shape != (len(pids), 2):
+            raise ValueError(f"coords[{name!r}] must be ({len(pids)}, 2) like pids, got {np.shape(coords[name])}")
+    if scores is not None:
+        table = pd.DataFrame(scores).T if not isinstance(scores, pd.DataFrame) else scores
+        missing = [n for n in names if n not in table.index]
+        if missing:
+            raise ValueError(f"scores has no row for {missing}; pass code_reports of the same codes")
+    ids = pick_identities(pids, modalities, samples, highlight, seed=seed)
+    if axes is None:
+        fig, axes = plt.subplots(2, len(names), figsize=(3.5 * len(names) + 1.5, 8.4), squeeze=False,
+                                 layout="constrained")
+        fig.suptitle(f"one point per (sample, modality): {len(pids)} points, {len(np.unique(pids))} identities",
+                     fontsize=11)
+    for c, name in enumerate(names):
+        last = c == len(names) - 1
+        xy = _array(f"coords[{name!r}]", coords[name], 2)
+        top = plot_by_modality(xy, modalities, ax=axes[0, c], title=name, legend=False)
+        low = plot_linked_identities(xy, pids, modalities, samples, ids, ax=axes[1, c], legend=False)
+        if scores is not None:
+            for ax, by in ((top, "modality"), (low, "identity")):
+                ax.set_xlabel(score_text(table.loc[name], by), fontsize=10.5, linespacing=1.35)
+        if last:
+            top.legend(title="modality", markerscale=1.6, fontsize=10, title_fontsize=10, loc="upper left",
+                       bbox_to_anchor=(1.02, 1))
+            low.legend(handles=_identity_handles(ids, modalities), fontsize=10, loc="upper left",
+                       bbox_to_anchor=(1.02, 1), title=f"{len(ids)} identities\n(seeded draw)", title_fontsize=10)
+    axes[0, 0].set_ylabel("coloured by modality", fontsize=12)
+    axes[1, 0].set_ylabel(f"{len(ids)} identities followed", fontsize=12)
+    return axes

@@ -2,8 +2,9 @@
 test-time corruption, and the HSLM masks drawn over the aligned images.
 
     codes = sd2.extract_codes(model, samples, cfg)                  # one row per (sample, modality)
-    table = sd2.code_reports({"baseline CLS": (base.cls, base.pids, base.modality), ...})
-    sd2.plot_code_maps(views, table)                                # UMAP per code, identity colour, modality marker
+    views = {"baseline CLS": base.view("cls"), "SD2 semantic": codes.view("sem"), "SD2 style": codes.view("sty")}
+    table = sd2.code_reports(views)                                 # probes, silhouettes, ... per code
+    sd2.code_maps(views).plot(table)                                # one UMAP per code; by modality / by identity
     curve = sd2.robustness_curve(model, cfg, dataset, "occlusion", [0, 0.2, 0.4])
     sd2.plot_robustness({("SD2-ReID", "occlusion"): curve, ...})
     masks = sd2.hslm_masks(model, samples, cfg); sd2.plot_hslm_masks(masks)
@@ -11,7 +12,8 @@ test-time corruption, and the HSLM masks drawn over the aligned images.
 Robustness: the test protocol of the dataset (RGBNT201-style for the synthetic preset) evaluated with every query and
 gallery image corrupted by `workbench.data.occlusion` (seeded, the same corruption for every model compared), so
 the SD2-ReID claims of robustness to occlusion and to style change become mAP-against-level curves. The maps are
-`workbench.viz.embedding`'s (one projection and one scatter for every instrument).
+`workbench.viz.embedding`'s (`umap_2d`, `plot_modality_maps`), which take plain arrays and so draw any
+multi-modal dataset's codes.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from workbench.metrics.disentanglement import disentanglement_report
 from workbench.models.output import ReIDOutput
 from workbench.utils import to_numpy, unwrap_model
 from workbench.viz.data import to_image
-from workbench.viz.embedding import scatter, umap_2d
+from workbench.viz.embedding import ModalityMaps, umap_2d
 
 # ----------------------------------------------------------------------------------------------------------------
 # Robustness
@@ -138,7 +140,7 @@ class Codes:
 
     Attributes:
         cls: (M*N, D) CLS features; sem: (M*N, D) semantic codes or None; sty: (M*N, D) style codes or None.
-        pids: (M*N,) identities; modality: (M*N,) modality names.
+        pids: (M*N,) identities; modality: (M*N,) modality names; samples: (M*N,) the sample j of each row.
     """
 
     cls: np.ndarray
@@ -146,6 +148,16 @@ class Codes:
     sty: np.ndarray | None
     pids: np.ndarray
     modality: np.ndarray
+    samples: np.ndarray
+
+    def view(self, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(feats, pids, modality, samples) of one code: kind "cls", "sem" or "sty" (`code_reports`, `code_maps`)."""
+        if kind not in ("cls", "sem", "sty"):
+            raise ValueError(f"kind must be 'cls', 'sem' or 'sty', got {kind!r}")
+        feats = getattr(self, kind)
+        if feats is None:
+            raise ValueError(f"these codes have no {kind!r} features (not an SD2-ReID model); use kind='cls'")
+        return feats, self.pids, self.modality, self.samples
 
 
 def extract_codes(model: nn.Module, samples: Sequence, cfg: Config,
@@ -161,43 +173,49 @@ def extract_codes(model: nn.Module, samples: Sequence, cfg: Config,
     cls = stack("cls")
     if cls is None:
         raise ValueError(f"the model exposes no per-modality CLS features for {list(modalities)}; got {sorted(b)}")
-    n = len(samples)
-    return Codes(cls=cls, sem=stack("sem"), sty=stack("sty"), pids=np.tile(feats.pids, len(modalities)),
-                 modality=np.repeat(np.asarray(modalities), n))
+    n, m = len(samples), len(modalities)
+    return Codes(cls=cls, sem=stack("sem"), sty=stack("sty"), pids=np.tile(feats.pids, m),
+                 modality=np.repeat(np.asarray(modalities), n), samples=np.tile(np.arange(n), m))
 
 
-def code_reports(codes: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]], *, seed: int = 0) -> pd.DataFrame:
+def code_reports(codes: Mapping[str, tuple[np.ndarray, ...]], *, seed: int = 0) -> pd.DataFrame:
     """Disentanglement scores (`workbench.metrics.disentanglement`) of named codes, one row each.
 
     Args:
-        codes: name -> (feats (N, D), pids (N,), modality (N,)).
+        codes: name -> (feats (N, D), pids (N,), modality (N,)[, samples (N,), not used here]), e.g.
+            `Codes.view`.
     """
-    rows = {name: disentanglement_report(f, p, m, seed=seed).as_dict() for name, (f, p, m) in codes.items()}
+    rows = {name: disentanglement_report(v[0], v[1], v[2], seed=seed).as_dict() for name, v in codes.items()}
     return pd.DataFrame(rows).T
 
 
-def plot_code_maps(codes: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]], report: pd.DataFrame | None = None,
-                   *, names: Sequence[str] | None = None, seed: int = 0, axes=None):
-    """A seeded UMAP of each named code (`viz.embedding.umap_2d`), identity by colour and modality by marker
-    (`viz.embedding.scatter`), titled with its identity and modality probe accuracies from `report` (`code_reports`)
-    when given. Returns the Axes.
+def code_maps(codes: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], *,
+              names: Sequence[str] | None = None, seed: int = 0) -> ModalityMaps:
+    """A seeded UMAP (`viz.embedding.umap_2d`) of each named code of the same points, computed once; draw it with
+    `.plot(code_reports(...))` (`viz.embedding.plot_modality_maps`: a row by modality, a row following a few
+    identities with each sample's modality points joined).
 
     Args:
-        codes: name -> (feats (N, D), pids (N,), modality (N,)).
-        names: which codes to draw, in order (default all).
+        codes: name -> (feats (N, D), pids (N,), modality (N,), samples (N,)), e.g. `Codes.view`; the drawn codes
+            must label the same N points alike (extract them from the same samples).
+        names: which codes to map, in order (default all).
     """
     names = list(codes) if names is None else list(names)
-    if axes is None:
-        _, axes = plt.subplots(1, len(names), figsize=(4.3 * len(names), 4.3), squeeze=False)
-        axes = axes[0]
-    for ax, name in zip(axes, names):
-        f, pids, mod = codes[name]
-        title = name
-        if report is not None:
-            r = report.loc[name]
-            title = f"{name}\nid probe {r.identity_probe_acc:.2f} · modality probe {r.modality_probe_acc:.2f}"
-        scatter(umap_2d(f, seed=seed), pids, mod, ax=ax, title=title)
-    return axes
+    unknown = [n for n in names if n not in codes]
+    if unknown or not names:
+        raise ValueError(f"names must name at least one of the codes {list(codes)}; got {names}")
+    labels = None
+    for name in names:
+        if len(codes[name]) != 4:
+            raise ValueError(f"codes[{name!r}] must be (feats, pids, modality, samples), e.g. Codes.view(...); "
+                             f"got {len(codes[name])} items")
+        these = tuple(np.asarray(a) for a in codes[name][1:])
+        if labels is not None and not all(np.array_equal(a, b) for a, b in zip(labels, these)):
+            raise ValueError(f"codes[{name!r}] labels other points than codes[{names[0]!r}]; extract both codes "
+                             "from the same samples, in the same order")
+        labels = these
+    coords = {name: umap_2d(codes[name][0], seed=seed) for name in names}
+    return ModalityMaps(coords, *labels)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -279,13 +279,14 @@ def test_a_stored_evaluation_is_found_by_its_protocol_options(tmp_path):
     assert E.load_evaluation(run).key == default.key  # the default protocol, whatever else is stored
     mm, *_ = _untrained_run(tmp_path, "mm", "synthetic-rgbnt")
     h = E.open_run(mm.path)
+    nir = h.evaluation(branches=["nir"], device="cpu", progress=False)  # before the default one: the oldest
     default = h.evaluation(device="cpu", progress=False)
-    nir = h.evaluation(branches=["nir"], device="cpu", progress=False)
     assert nir.key != default.key and nir.identity["branches"] == ["nir"] and nir.branches == ["nir"]
     assert nir.mean == pytest.approx(E.evaluate(mm, branches=["nir"], device="cpu", cache=False,
                                                 progress=False).mean, abs=1e-12)
-    assert nir.mean != default.mean
-    assert {e.key for e in h.evaluations()} == {default.key, nir.key}
+    assert nir.mean != default.mean and default.identity["branches"] == ["feats"]
+    assert [e.key for e in h.evaluations()] == [nir.key, default.key]
+    assert E.load_evaluation(mm).key == default.key and h.test.key == default.key  # the default, not the oldest
 
 
 def test_an_interrupted_re_evaluation_is_not_read_as_complete(tmp_path, monkeypatch):

@@ -17,6 +17,10 @@ to measure the tests as they were ("before") against today's library.
 
 Before mutating, each area's tests run once on the unmutated copy; an area whose tests already fail is reported
 as "baseline fails" and its mutants are not counted (a failing suite would "kill" every mutant).
+
+An area's tests are files or pytest node ids (`tests/test_x.py::test_name`). Those absent from the measured tests
+(a file added after `--tests-from`'s commit) are left out of the run and listed; an area with none left has no
+test, and each of its mutants survives.
 """
 
 from __future__ import annotations
@@ -58,12 +62,24 @@ AREA_TESTS: dict[str, tuple[str, ...]] = {
     "sd2reid": ("tests/test_sd2reid.py",),
     "options_parser": ("tests/test_config.py",),
     "method_options": ("tests/test_cli.py", "tests/test_icre.py", "tests/test_dakd.py"),
+    # issue 22 item 5 (helper audit): the run store, the selection and the evaluation store after the refactor
+    "overwrite": ("tests/test_run_store.py", "tests/test_runs.py"),
+    "selected_weights": ("tests/test_selected_weights.py", "tests/test_evaluate.py", "tests/test_runs.py",
+                         "tests/test_train.py::test_fit_selects_on_validation_and_reports_test_separately"),
+    "protocol_identity": ("tests/test_evaluate.py",
+                          "tests/test_dashboard.py::test_runs_under_different_protocols_are_refused_with_the_reason"),
+    "evaluation_store": ("tests/test_evaluate.py",),
+    "standin_fingerprint": ("tests/test_standin_fingerprint.py", "tests/test_pretrain.py"),
+    "train_log": ("tests/test_train_log.py", "tests/test_train.py::"
+                  "test_a_resume_may_change_log_every_and_logs_what_an_uninterrupted_run_logs"),
 }
 
 MEM, DAKD = "workbench/losses/memory.py", "workbench/methods/dakd.py"
 TF, PROT = "workbench/data/transforms.py", "workbench/metrics/protocols.py"
 SAMP, REND = "workbench/data/samplers.py", "workbench/data/synthetic_render.py"
 SD2, CONF = "workbench/methods/sd2reid.py", "workbench/config.py"
+RUNS, TRAIN, EVAL = "workbench/runs.py", "workbench/train.py", "workbench/evaluate.py"
+PRETRAIN = "workbench/pretrain.py"
 
 MUTANTS: tuple[Mutant, ...] = (
     # --- the MCE teacher's memories (memory.py, DAKDTeacher)
@@ -189,6 +205,87 @@ MUTANTS: tuple[Mutant, ...] = (
            "return {k: counts[k] / (sum(v) / len(v)) for k, v in times.items()}", "mean instead of median"),
     Mutant("profiling", "workbench/profiling.py", "    for _ in range(warmup):\n        for fn in fns.values():\n            fn()\n",
            "", "warm-up calls dropped"),
+    # --- issue 22 item 5 (helper audit) ------------------------------------------------------------------------
+    # --- overwrite guard: only folders the run store made are replaced
+    Mutant("overwrite", RUNS, "(path / MARKER).is_file() or ((path / CONFIG).is_file() and (path / ENV).is_file()))",
+           "(path / MARKER).is_file() or (path / CONFIG).is_file())",
+           "a user folder holding a config.json counts as a run folder"),
+    Mutant("overwrite", RUNS, "(path / MARKER).is_file() or ((path / CONFIG).is_file() and (path / ENV).is_file()))",
+           "(path / MARKER).is_file())", "a run written before the marker cannot be overwritten"),
+    Mutant("overwrite", RUNS, "if path.exists() and not (path.is_dir() and not any(path.iterdir())):",
+           "if path.exists():", "an empty folder counts as an existing run"),
+    Mutant("overwrite", RUNS, "if path.exists() and any(path.iterdir()):  # check_target allowed it",
+           "if path.exists() and (path / MARKER).exists():  # check_target allowed it", "overwrite keeps a pre-marker run's files"),
+    # --- best versus last: everything uses the validation-selected weights
+    Mutant("selected_weights", RUNS, "if self.best_weights.exists():\n            return self.best_weights\n"
+           "        if self.last_checkpoint.exists():\n            return self.last_checkpoint",
+           "if self.last_checkpoint.exists():\n            return self.last_checkpoint\n"
+           "        if self.best_weights.exists():\n            return self.best_weights",
+           "weights_path prefers last.pt"),
+    Mutant("selected_weights", TRAIN, "        save_weights(unwrap_model(t.parts.model).state_dict(), t.run.best_weights",
+           "    save_weights(unwrap_model(t.parts.model).state_dict(), t.run.best_weights",
+           "every validation overwrites best.safetensors"),
+    Mutant("selected_weights", TRAIN, 'if metrics.get("mAP", 0.0) > best["score"]:',
+           'if metrics.get("rank1", 0.0) > best["score"]:', "selection on rank-1, compared with the best mAP"),
+    Mutant("selected_weights", TRAIN, '"best_epoch": state.best["epoch"]', '"best_epoch": state.epoch',
+           "best_epoch reports the last epoch"),
+    Mutant("selected_weights", TRAIN, "model.load_state_dict(load_weights(run.best_weights))",
+           "load_weights(run.best_weights)", "the final test runs on the last weights"),
+    Mutant("selected_weights", "workbench/checkpoint.py", 'best=saved["best"],', "best=_no_best(),",
+           "a resume forgets the selection made before it"),
+    Mutant("selected_weights", TRAIN, "state.epoch % t.cfg.run.eval_every == 0 or state.epoch == t.cfg.optim.epochs)",
+           "state.epoch % t.cfg.run.eval_every == 0)", "the last epoch is not validated (eval_every does not divide)"),
+    Mutant("selected_weights", "workbench/models/pretrained.py",
+           'RUN_WEIGHTS = ("checkpoints/best.safetensors", "checkpoints/last.pt")',
+           'RUN_WEIGHTS = ("checkpoints/last.pt", "checkpoints/best.safetensors")',
+           "model.pretrained=runs/X starts from last.pt"),
+    Mutant("selected_weights", "workbench/methods/base.py", "model.load_state_dict(load_weights(run.weights_path()))",
+           "model.load_state_dict(load_weights(run.last_checkpoint))", "load_run_model loads last.pt"),
+    # --- protocol identity: evaluations under other protocols or data are never compared
+    Mutant("protocol_identity", EVAL, '"branches": list(branches) if branches else ["feats"],',
+           '"branches": ["feats"],', "the feature branch is not part of the identity"),
+    Mutant("protocol_identity", EVAL, '"root": cfg.data.root,', '"root": None,',
+           "the data root is not part of the identity"),
+    Mutant("protocol_identity", EVAL, '"root", "data_options", "split_options", "rerank", "branches", "spec")',
+           '"root", "data_options", "split_options", "rerank", "spec")', "comparable ignores the branches"),
+    Mutant("protocol_identity", EVAL, '"root", "data_options", "split_options", "rerank", "branches", "spec")',
+           '"root", "split_options", "rerank", "branches", "spec")', "comparable ignores the data options"),
+    Mutant("protocol_identity", EVAL, '("dataset", "layout", "root", "data_options",',
+           '("layout", "root", "data_options",', "comparable ignores the dataset name"),
+    Mutant("protocol_identity", EVAL, 'if a.meta["gallery_fingerprint"] != b.meta["gallery_fingerprint"]:',
+           'if a.meta["query_fingerprint"] != b.meta["query_fingerprint"]:', "comparable ignores the gallery draws"),
+    Mutant("protocol_identity", EVAL,
+           '"gallery_fingerprint": _features.samples_fingerprint([unique[i] for _, g in rows_of for i in g]),',
+           '"gallery_fingerprint": _features.samples_fingerprint([unique[i] for q, _ in rows_of for i in q]),',
+           "the gallery fingerprint is taken of the queries"),
+    Mutant("protocol_identity", EVAL,
+           "identity = protocol_identity(cfg, spec, split_options=split_options, branches=branches)",
+           "identity = protocol_identity(cfg, spec, split_options=split_options)",
+           "a branch evaluation is stored under the default protocol"),
+    # --- the evaluation store: the stored evaluation of exactly the protocol asked for
+    Mutant("evaluation_store", EVAL, ' and ident["rerank"] == rerank\n', "\n",
+           "a re-ranked evaluation is answered with the plain one"),
+    Mutant("evaluation_store", EVAL, '                    and ident.get("branches", ["feats"]) == wanted_branches):',
+           "                    ):", "a branch evaluation is answered with the default one"),
+    Mutant("evaluation_store", EVAL,
+           'split_options, rerank, branches = ident["split_options"] or None, ident["rerank"], ident["branches"]',
+           'split_options, rerank, branches = ident["split_options"] or None, False, ident["branches"]',
+           "recomputing a stored protocol by key drops its re-ranking"),
+    Mutant("evaluation_store", EVAL,
+           '    (out / "protocol.json").unlink(missing_ok=True)  # incomplete until the new files are all written\n',
+           "", "a half-written re-evaluation reads as complete"),
+    Mutant("evaluation_store", EVAL, 'return not ident["split_options"] and not ident["rerank"] and ident.get(',
+           'return not ident["split_options"] and not ident["rerank"] or ident.get(',
+           "a branch evaluation is taken for the default protocol"),
+    # --- the stand-in's cache fingerprint
+    Mutant("standin_fingerprint", PRETRAIN, "synthetic_render):", "):", "the renderer is not fingerprinted"),
+    Mutant("standin_fingerprint", PRETRAIN, "    h.update(Path(__file__).read_bytes())\n", "",
+           "pretrain.py (the attribute training) is not fingerprinted"),
+    Mutant("standin_fingerprint", PRETRAIN, '"arch": arch, "kwargs": kwargs,', '"arch": arch,',
+           "the backbone's timm arguments are not fingerprinted"),
+    # --- step logging (issue 23): run.log_every is a display option
+    Mutant("train_log", TRAIN, '("run", "log_every"), ("run", "out_dir")}', '("run", "out_dir")}',
+           "a resume with another run.log_every is refused"),
 )
 
 
@@ -208,9 +305,21 @@ def copy_repository(dest: Path, tests_from: str | None) -> None:
         subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
 
 
+def present_tests(copy: Path, tests: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(tests present in the copy, tests absent from it); a test is a file or a node id `file::test_function`."""
+    def present(test: str) -> bool:
+        path, _, name = test.partition("::")
+        return (copy / path).is_file() and (not name or f"def {name}(" in (copy / path).read_text())
+
+    return tuple(t for t in tests if present(t)), tuple(t for t in tests if not present(t))
+
+
 def run_tests(copy: Path, files: tuple[str, ...], timeout: float, env: dict[str, str]) -> tuple[str, float]:
-    """'pass', 'fail' or 'timeout', and the seconds taken."""
+    """'pass', 'fail' or 'timeout', and the seconds taken. No tests at all: 'pass' (nothing fails)."""
     start = time.monotonic()
+    files, _ = present_tests(copy, files)
+    if not files:
+        return "pass", 0.0
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *files]
     try:
         proc = subprocess.run(cmd, cwd=copy, env=env, capture_output=True, text=True, timeout=timeout)
@@ -243,7 +352,7 @@ def main() -> None:
     check_mutants(mutants, ROOT)
     if args.list:
         for m in mutants:
-            print(f"{m.area:14s} {m.path:36s} {m.what}")
+            print(f"{m.area:19s} {m.path:36s} {m.what}")
         return
 
     copy = Path(tempfile.mkdtemp(prefix="mut-"))
@@ -256,7 +365,9 @@ def main() -> None:
         baseline = {}
         for area in areas:
             baseline[area], secs = run_tests(copy, AREA_TESTS[area], args.timeout, env)
-            print(f"baseline {area:14s} {baseline[area]} ({secs:.0f}s)", flush=True)
+            absent = present_tests(copy, AREA_TESTS[area])[1]
+            note = f"; not in the measured tests: {', '.join(absent)}" if absent else ""
+            print(f"baseline {area:19s} {baseline[area]} ({secs:.0f}s){note}", flush=True)
         for m in mutants:
             if baseline[m.area] != "pass":
                 continue
@@ -269,19 +380,19 @@ def main() -> None:
                 target.write_text(original)
             killed = status != "pass"
             outcomes.append({"area": m.area, "path": m.path, "what": m.what, "status": status, "killed": killed})
-            print(f"{'killed ' if killed else 'SURVIVED'} {m.area:14s} {m.what} ({status}, {secs:.0f}s)", flush=True)
+            print(f"{'killed ' if killed else 'SURVIVED'} {m.area:19s} {m.what} ({status}, {secs:.0f}s)", flush=True)
     finally:
         shutil.rmtree(copy, ignore_errors=True)
 
     print(f"\nmutation audit, tests from {args.tests_from or 'the working tree'}")
-    print(f"{'area':14s} {'tried':>5s} {'killed':>6s}  survivors")
+    print(f"{'area':19s} {'tried':>5s} {'killed':>6s}  survivors")
     for area in areas:
         rows = [o for o in outcomes if o["area"] == area]
         if baseline.get(area) != "pass":
-            print(f"{area:14s} {'-':>5s} {'-':>6s}  baseline {baseline.get(area)}: tests fail without a mutant")
+            print(f"{area:19s} {'-':>5s} {'-':>6s}  baseline {baseline.get(area)}: tests fail without a mutant")
             continue
         survivors = "; ".join(o["what"] for o in rows if not o["killed"])
-        print(f"{area:14s} {len(rows):5d} {sum(o['killed'] for o in rows):6d}  {survivors}")
+        print(f"{area:19s} {len(rows):5d} {sum(o['killed'] for o in rows):6d}  {survivors}")
     if args.json:
         Path(args.json).write_text(json.dumps({"tests_from": args.tests_from, "baseline": baseline,
                                                "mutants": outcomes}, indent=1))

@@ -167,3 +167,142 @@ def test_comparable_says_which_protocol_field_differs(two_runs, tmp_path):
 def test_load_evaluation_names_the_fix_when_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="open_run"):
         E.load_evaluation(tmp_path)
+
+
+# ------------------------------------------------------------------------------- protocol identity (issue 22 item 5)
+
+def _untrained_run(root, name, dataset="synthetic-vi"):
+    """A finished run folder whose selected weights are an untrained model's (no training: fast), and its parts:
+    (run, cfg, model, method, loaded dataset)."""
+    import torch
+
+    from workbench.data import load_dataset
+    from workbench.methods import get_method
+    from workbench.runs import Run, save_weights
+
+    cfg = get_config("baseline", dataset, "smoke").override(
+        **{"run.out_dir": str(root), "run.name": name, "run.device": "cpu"})
+    run = Run.create(cfg)
+    run.start_attempt(num_classes=12)
+    method = get_method(cfg.run.method)
+    torch.manual_seed(0)
+    model = method.build_model(cfg, 12).eval()
+    save_weights(model.state_dict(), run.best_weights)
+    run.set_status("finished")
+    return run, cfg, model, method, load_dataset(cfg.data.dataset, cfg.data.root, **cfg.data.options)
+
+
+def _stored(root, run_name, identity, query="q", gallery="g"):
+    """An `Evaluation` with this identity and these list fingerprints, as protocol.json would hold them."""
+    key = E.protocol_key(identity)
+    meta = {"identity": identity, "key": key, "label": E.protocol_label(identity), "run": run_name,
+            "query_fingerprint": query, "gallery_fingerprint": gallery, "num_trials": 1}
+    return E.Evaluation(root / run_name / E.EVALUATIONS / key, meta)
+
+
+_SMOKE = get_config("baseline", "synthetic-vi", "smoke")
+_DIFFERENT = {  # protocol field -> (config, protocol_identity keywords) of an evaluation that differs in it
+    "split_options": [(_SMOKE, {"split_options": {"mode": "indoor"}}),
+                      (_SMOKE, {"split_options": {"trials": [0, 1]}}),   # other gallery draws, asked for
+                      (_SMOKE, {"split_options": {"shot": 10}})],
+    "rerank": [(_SMOKE, {"rerank": True})],
+    "branches": [(_SMOKE, {"branches": ["rgb"]})],
+    "data_options": [(_SMOKE.override(**{"data.options.trial": 2}), {}),
+                     (_SMOKE.override(**{"data.options.ids": 20}), {}),
+                     (_SMOKE.override(**{"data.options.difficulty": "hard"}), {}),
+                     (_SMOKE.override(**{"data.options.seed": 1}), {})],
+    "root": [(_SMOKE.override(**{"data.root": "/data/elsewhere"}), {})],
+    "dataset": [(_SMOKE.override(**{"data.dataset": "synthetic-sysu-mm01"}), {})],
+}
+
+
+def _identity(cfg, rerank=False, **kwargs):
+    return E.protocol_identity(cfg, E.protocol_spec(cfg, rerank=rerank), **kwargs)
+
+
+@pytest.mark.parametrize("field,case", [(f, i) for f, cases in _DIFFERENT.items() for i in range(len(cases))])
+def test_evaluations_that_differ_in_one_protocol_field_are_refused_naming_it(tmp_path, field, case):
+    cfg, kwargs = _DIFFERENT[field][case]
+    base, other = _identity(_SMOKE), _identity(cfg, **kwargs)
+    assert base[field] != other[field], f"protocol_identity must hold {field}"
+    assert E.protocol_key(base) != E.protocol_key(other)  # stored apart, never one over the other
+    a, b = _stored(tmp_path, "a", base), _stored(tmp_path, "b", other)
+    ok, reason = E.comparable(a, b)
+    assert not ok and f"{field}: " in reason and "(run a)" in reason and "(run b)" in reason
+    with pytest.raises(dashboard.IncomparableRuns, match=f"{field}: "):
+        dashboard.compare(a, b)
+    assert E.comparable(a, _stored(tmp_path, "c", _identity(_SMOKE))) == (
+        True, "same protocol, same queries and gallery draws")
+
+
+def test_evaluations_of_other_gallery_draws_are_refused(tmp_path):
+    """Same protocol options, other gallery draws (the drawing code changed): the stored gallery lists tell them
+    apart; fewer draws change the lists too."""
+    run, cfg, model, method, dataset = _untrained_run(tmp_path, "a")
+
+    def store(name, trials=None):
+        from workbench.data import load_dataset
+
+        ds = load_dataset(cfg.data.dataset, cfg.data.root, **cfg.data.options)
+        if trials is not None:
+            draw = ds.eval_splits
+            ds.eval_splits = lambda: draw(trials=trials)
+        return E.evaluate_and_store(tmp_path / name, model, ds, cfg, method=method, progress=False)
+
+    a, same = store("a"), store("same")
+    assert E.comparable(a, same) == (True, "same protocol, same queries and gallery draws")
+    other = store("other", trials=range(10, 20))
+    assert other.identity == a.identity and other.key == a.key and other.num_trials == a.num_trials
+    assert other.meta["query_fingerprint"] == a.meta["query_fingerprint"]  # SYSU: one query list
+    assert other.meta["gallery_fingerprint"] != a.meta["gallery_fingerprint"]
+    ok, reason = E.comparable(a, other)
+    assert not ok and "different gallery draws" in reason
+    with pytest.raises(dashboard.IncomparableRuns, match="different gallery draws"):
+        dashboard.compare(a, other)
+    fewer = store("fewer", trials=range(5))
+    assert fewer.num_trials == 5 and not E.comparable(a, fewer)[0]
+
+
+def test_a_stored_evaluation_is_found_by_its_protocol_options(tmp_path):
+    """open_run(p).evaluation(...) reads the stored evaluation of exactly that protocol, computes (and stores) one
+    that is missing, and recomputing a stored protocol by its key keeps its options."""
+    run, *_ = _untrained_run(tmp_path, "vi")
+    h = E.open_run(run.path)
+    default = h.evaluation(device="cpu", progress=False)
+    rerank = h.evaluation(rerank=True, device="cpu", progress=False)
+    assert rerank.key != default.key and rerank.identity["rerank"] and rerank.spec == with_rerank(default.spec)
+    assert rerank.mean == pytest.approx(E.evaluate(run, rerank=True, device="cpu", cache=False,
+                                                   progress=False).mean, abs=1e-12)
+    assert h.evaluation(rerank=True).path == rerank.path and h.evaluation().path == default.path
+    again = h.evaluation(key=rerank.key, recompute=True, device="cpu", progress=False)
+    assert again.key == rerank.key and again.identity == rerank.identity and again.mean == rerank.mean
+    assert E.load_evaluation(run).key == default.key  # the default protocol, whatever else is stored
+    mm, *_ = _untrained_run(tmp_path, "mm", "synthetic-rgbnt")
+    h = E.open_run(mm.path)
+    nir = h.evaluation(branches=["nir"], device="cpu", progress=False)  # before the default one: the oldest
+    default = h.evaluation(device="cpu", progress=False)
+    assert nir.key != default.key and nir.identity["branches"] == ["nir"] and nir.branches == ["nir"]
+    assert nir.mean == pytest.approx(E.evaluate(mm, branches=["nir"], device="cpu", cache=False,
+                                                progress=False).mean, abs=1e-12)
+    assert nir.mean != default.mean and default.identity["branches"] == ["feats"]
+    assert [e.key for e in h.evaluations()] == [nir.key, default.key]
+    assert E.load_evaluation(mm).key == default.key and h.test.key == default.key  # the default, not the oldest
+
+
+def test_an_interrupted_re_evaluation_is_not_read_as_complete(tmp_path, monkeypatch):
+    """protocol.json is written last and removed first: a re-evaluation that fails half-way leaves no evaluation
+    that mixes new files with the old protocol record."""
+    run, cfg, model, method, dataset = _untrained_run(tmp_path, "half")
+    ev = E.evaluate_and_store(run, model, dataset, cfg, method=method, progress=False)
+    assert [e.key for e in E.list_evaluations(run)] == [ev.key]
+    real = E.atomic_write_bytes
+
+    def fail_at_per_query(path, data):
+        if path.name == "per_query.csv":
+            raise OSError("disk full")
+        real(path, data)
+
+    monkeypatch.setattr(E, "atomic_write_bytes", fail_at_per_query)
+    with pytest.raises(OSError, match="disk full"):
+        E.evaluate_and_store(run, model, dataset, cfg, method=method, progress=False)
+    assert E.list_evaluations(run) == []

@@ -67,6 +67,48 @@ def test_overwrite_refuses_a_folder_the_run_store_did_not_create(tmp_path):
     assert (folder / "notes.txt").read_text() == "not a run"
 
 
+def test_overwrite_refuses_a_user_folder_that_merely_holds_a_config(tmp_path):
+    """A config.json alone (a user's folder of configs, a copied config) does not make a run folder: the run store
+    wrote the folder (its marker), or, for runs older than the marker, config.json *and* environment.json."""
+    from workbench.runs import is_run_folder
+    from workbench.train import fit
+
+    cfg = smoke(tmp_path, "mine")
+    folder = tmp_path / "runs" / "mine"
+    folder.mkdir(parents=True)
+    cfg.save(folder / "config.json")
+    (folder / "notes.txt").write_text("my experiment log")
+    assert not is_run_folder(folder)
+    with pytest.raises(ValueError, match="not a run folder"):
+        Run.check_target(cfg, overwrite=True)
+    with pytest.raises(ValueError, match="not a run folder"):
+        fit(cfg, overwrite=True, progress=False)
+    assert (folder / "notes.txt").read_text() == "my experiment log" and (folder / "config.json").exists()
+
+
+def test_overwrite_replaces_a_run_written_before_the_marker(tmp_path):
+    """A run folder from before the marker (config.json and environment.json) is a run: overwrite replaces it
+    whole, nothing of the old run stays."""
+    from workbench.runs import MARKER, is_run_folder
+
+    old = finished_run(tmp_path, "old")
+    (old.path / MARKER).unlink()
+    old.log(step=1, **{"loss/total": 9.0})
+    assert is_run_folder(old.path)
+    new = Run.create(smoke(tmp_path, "old"), overwrite=True)
+    assert new.path == old.path and new.status == "created" and new.metrics.empty and new.results == {}
+    assert sorted(p.name for p in new.path.iterdir()) == sorted([MARKER, "config.json", "environment.json",
+                                                                 "status.json"])
+
+
+def test_an_empty_folder_is_used_without_overwrite(tmp_path):
+    (tmp_path / "runs" / "made-by-hand").mkdir(parents=True)
+    run = Run.create(smoke(tmp_path, "made-by-hand"))
+    assert run.status == "created"
+    with pytest.raises(FileExistsError):  # now it holds a run
+        Run.create(smoke(tmp_path, "made-by-hand"))
+
+
 def test_overwrite_with_a_typo_in_the_method_keeps_the_finished_run(tmp_path):
     from workbench.train import fit
 

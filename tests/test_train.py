@@ -177,3 +177,19 @@ def test_cli_dakd_teacher_then_student(tmp_path):
         logged = run.metrics.dropna(subset=["loss/total"])
         assert len(logged) == run.results["steps"] > 0
         np.testing.assert_allclose(logged["loss/total"], logged[[f"loss/{n}" for n in names]].sum(axis=1), rtol=1e-5)
+
+
+def test_a_resume_may_change_log_every_and_logs_what_an_uninterrupted_run_logs(tmp_path):
+    """run.log_every is a display option: a run stopped mid-epoch with its last steps kept on the device (every 4
+    steps) and resumed writing every 2 steps leaves the same metrics.jsonl as a run never stopped."""
+    import re
+
+    def untimed(run):
+        return [re.sub(r', "train_time_s": [0-9.e-]+', "", ln) for ln in
+                (run.path / "metrics.jsonl").read_text().splitlines()]
+
+    full = fit(smoke(tmp_path, name="full"), progress=False)
+    fit(smoke(tmp_path, name="part", **{"run.max_steps": 4, "run.log_every": 4}), progress=False)
+    resumed = fit(smoke(tmp_path, name="part", **{"run.log_every": 2}), resume=True, progress=False)
+    assert resumed.config.run.log_every == 2 and resumed.status == "finished"
+    assert untimed(resumed) == untimed(full) and len(untimed(full)) == 6 + 2 + 1  # steps, validations, test

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "workbench"
 FLOORS = {
     "config": 0, "utils": 0, "profiling": 0,
     "data": 1, "models": 1, "losses": 1, "metrics": 1,
-    "features": 2, "runs": 2, "pretrain": 2, "optim": 2, "evaluation_store": 2,
+    "features": 2, "runs": 2, "pretrain": 2, "pretrain_distill": 2, "optim": 2, "evaluation_store": 2,
     "methods": 3,
     "train": 4, "recipe": 4,
     "viz": 5, "sd2_analysis": 5, "dashboard": 6,

@@ -158,6 +158,8 @@ def test_missing_package_error_names_the_pip_command(monkeypatch):
 def test_named_source_refuses_other_architectures():
     with pytest.raises(ValueError, match="agw_lite0"):
         models.create_model("test_vi_resnet", pretrained="imagenet-lite0")
+    with pytest.raises(ValueError, match="efficientnet_lite0"):  # same keys, but not the TF conventions
+        models.create_model("vi_lite0", arch="efficientnet_lite0", pretrained="imagenet-lite0")
 
 
 # ------------------------------------------------------------------------------------------------- the Lite0 trunk

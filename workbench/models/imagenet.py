@@ -225,5 +225,7 @@ def lite0_imagenet_state_dict(source: str | Path | None = None) -> dict[str, Ten
     return converted
 
 
-# Named offline sources for `pretrained=`: name -> (timm architectures they fit, loader).
-NAMED_SOURCES = {"imagenet-lite0": (("tf_efficientnet_lite0", "efficientnet_lite0"), lite0_imagenet_state_dict)}
+# Named offline sources for `pretrained=`: name -> (timm architectures they fit, loader). Only the TF-convention
+# Lite0: `efficientnet_lite0` has the same keys but PyTorch padding and eps 1e-5, which these weights were not
+# trained with (see the module docstring).
+NAMED_SOURCES = {"imagenet-lite0": ((LITE0_ARCH,), lite0_imagenet_state_dict)}

@@ -8,6 +8,12 @@ and the last 3 of layer3, GeM (p=3), BN-neck, bias-free classifier on the BN fea
 DAKD's network (`vi_r50`, METHODS.md 2.3) [CODE: Fouroy4/DAKD, model.py + resnet.py] is the same trunk as one
 stream (no modality-specific stem; the modality argument is ignored), with a learnable GeM exponent and no classifier.
 
+The same network runs on a timm EfficientNet trunk (`agw_lite0`, `vi_lite0`: EfficientNet-Lite0, whose ImageNet
+weights install offline, `workbench.models.imagenet`): its blocks are grouped into five stages that end at timm's
+feature levels, so "stem", "layer1".."layer4" keep their strides and their meaning (`efficientnet_stages`).
+`modality_bn="per_modality"` gives every BatchNorm of the shared stages one set of statistics per modality
+(`layers.ModalityBatchNorm2d`); the default "shared" is what the AGW, MCE and DAKD code do.
+
 Data flow (shapes for ResNet-50 at 288x144, see METHODS.md 1.1):
 
     images (B,3,288,144), modality (B,) 0=rgb 1=ir

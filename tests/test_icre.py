@@ -160,6 +160,22 @@ def test_stage_sets_feed_the_named_stages():
         assert tuple(block[0].in_channels for block in model.mpfr.align) == channels
 
 
+def test_icre_lite0_reads_the_stride_4_8_16_stages_and_enhances_the_last():
+    torch.manual_seed(0)
+    model = create_model("icre_lite0", num_classes=N_IDS).eval()
+    assert tuple(block[0].in_channels for block in model.mpfr.align) == (24, 40, 112)  # strides 4, 8, 16
+    assert model.mpfr.align[0][0].out_channels == 112 and model.mpfr.fuse[0].out_channels == 1280
+    assert model.sdce.q_proj.in_features == 1280 and model.sdce.q_proj.out_features == 256
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 128, 64), torch.tensor([0, 1]), return_stages=True, return_attn=True)
+    assert out.parts["layer4"].shape == out.parts["shallow"].shape == out.parts["enhanced"].shape == (2, 1280, 8, 4)
+    assert out.attn.shape == (2, 32, 32) and out.logits.shape == (2, N_IDS)
+    names = [n for n, p in model.named_parameters()]
+    trunk = [n for n in names if n.startswith(model.backbone_prefixes)]
+    assert trunk and all(n.startswith(("specific.", "shared.")) for n in trunk)
+    assert not any(n.startswith(model.backbone_prefixes) for n in names if n.startswith(("mpfr.", "sdce.")))
+
+
 # ------------------------------------------------------------------------------------------------ invariants
 
 

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from .layers import BNNeck, bias_free_classifier
 from .output import ReIDOutput
 from .registry import register_model
-from .vi_cnn import VIReIDNet
+from .vi_cnn import LITE0_TRUNK, VIReIDNet
 
 # The two readings of the digests' "stages 2-4" (METHODS.md 3.2, open question 4).
 STAGE_SETS: dict[str, tuple[str, ...]] = {
@@ -235,7 +235,7 @@ class ICRENet(VIReIDNet):
             raise ValueError("inference='enhanced+global' needs global_head=True")
         self.stage_set = STAGE_SETS[stage_set]
         self.inference = inference
-        channels = self._stage_channels()
+        channels = self.stage_channels
         self.mpfr = None
         if mpfr:
             mid = mpfr_channels or channels["layer3"]
@@ -251,15 +251,6 @@ class ICRENet(VIReIDNet):
         # Pre-trainable trunk for param_groups (backbone lr x backbone_lr_mult); MPFR, SDCE and the heads are new
         # layers (METHODS.md 3.3: "lr 0.1 head / 0.01 backbone and new modules at 0.1").
         self.backbone_prefixes = ("specific.", "shared.")
-
-    def _stage_channels(self) -> dict[str, int]:
-        """Output channels of layer1..layer4, read from the last BatchNorm of each stage's last block."""
-        out = {}
-        for name in ("layer1", "layer2", "layer3", "layer4"):
-            stage = self.shared[name] if name in self.shared else self.specific[0][name]
-            norms = [m for m in stage.blocks[-1].modules() if isinstance(m, nn.BatchNorm2d)]
-            out[name] = norms[-1].num_features
-        return out
 
     def _heads(self, maps: dict[str, Tensor], return_attn: bool) -> tuple[dict[str, Tensor], Tensor | None]:
         deep = maps["layer4"]
@@ -330,4 +321,20 @@ def test_icre_resnet(**kwargs) -> ICRENet:
     SDCE d=64 x 4 heads; for tests and the cpu-demo profile."""
     args = dict(arch="test_resnet", modality_specific="stem", non_local=True, non_local_quirk=True,
                 gem_p=3.0, last_stride=1, bnneck=True, sdce_dim=64, sdce_heads=4)
+    return ICRENet(**{**args, **kwargs})
+
+
+@register_model
+def icre_lite0(**kwargs) -> ICRENet:
+    """ICRE on the `agw_lite0` trunk (EfficientNet-Lite0, two stems, last stride 1, non-local, GeM p=3; ImageNet
+    weights offline with pretrained="imagenet-lite0").
+
+    MPFR reads layer1, layer2 and layer3 (the "layer1-3" reading of the digests' "stages 2-4", METHODS.md 3.2):
+    on Lite0 these are blocks.1 (24 ch, stride 4), blocks.2 (40 ch, stride 8) and blocks.3-4 (112 ch, stride 16),
+    the strides of ResNet-50's layer1-3, so the three maps play the parts they play in `icre_r50` (the shallow
+    maps below the deep stage SDCE enhances); MPFR aligns them at layer3's width (112) and fuses them to the deep
+    map's 1280 channels. SDCE on layer4 (1280 ch) with d=256 and 8 heads (INFERRED: ResNet-50's 768 of 2048 scaled
+    to the narrower trunk, 32 channels per head)."""
+    args = dict(**LITE0_TRUNK, modality_specific="stem", non_local=True, non_local_quirk=True, gem_p=3.0,
+                learn_gem_p=False, last_stride=1, bnneck=True, sdce_dim=256, sdce_heads=8)
     return ICRENet(**{**args, **kwargs})

@@ -97,10 +97,10 @@ def teacher_key(recipe: DistillRecipe) -> str:
 
 def fingerprint(arch: str, kwargs: dict, recipe: DistillRecipe) -> str:
     """SHA-1 of what determines the distilled weights (see the module docstring)."""
-    from workbench.data import synthetic, synthetic_render
+    from workbench.data import synthetic_render, synthetic_world
 
     h = hashlib.sha1()
-    for path in (synthetic.__file__, synthetic_render.__file__, pretrain.__file__, __file__):
+    for path in (synthetic_world.__file__, synthetic_render.__file__, pretrain.__file__, __file__):
         h.update(Path(path).read_bytes())
     h.update(json.dumps({"version": DISTILL_VERSION, "arch": arch, "kwargs": kwargs,
                          "recipe": dataclasses.asdict(recipe), "teacher": teacher_key(recipe)},

@@ -199,6 +199,10 @@ class VIReIDNet(nn.Module):
         input_mean_std: (mean, std) the trunk's weights expect on 0-1 pixels when it is not the ImageNet
             normalisation the workbench's transforms apply; the input is re-normalised to it (`layers.InputNorm`).
             The Lite0 models pass TF EfficientNet-Lite's (`imagenet.LITE0_MEAN_STD`).
+        frozen_stages: how many leading stages ("stem", "layer1", ...) keep their pre-trained weights: no gradient
+            (so no backward pass through them) and their BatchNorms stay in eval mode (the pre-trained statistics).
+            A CPU economy of the demo regime study [INFERRED, our choice; the references train every stage]; with the
+            stem frozen, both stems of a two-stem network stay the pre-trained one.
 
     Output keys (`forward`): `feats` (B, D) BN feature, `pooled` (B, D) GeM feature, `logits` (B, num_classes) or
     None, `parts["bn"]` (B, D); with `return_stages=True` also `parts["stem"]`, `parts["layer1"]`..`["layer4"]`
@@ -216,8 +220,10 @@ class VIReIDNet(nn.Module):
                  non_local_layers: tuple[int, int, int, int] = (0, 2, 3, 0), gem_p: float = 3.0,
                  learn_gem_p: bool = False, last_stride: int = 1, bnneck: bool = True,
                  pretrained: bool | str | None = None, timm_kwargs: dict | None = None,
-                 modality_bn: str = "shared", input_mean_std: tuple | None = None) -> None:
+                 modality_bn: str = "shared", input_mean_std: tuple | None = None, frozen_stages: int = 0) -> None:
         super().__init__()
+        if not 0 <= frozen_stages <= len(STAGES):
+            raise ValueError(f"frozen_stages must be between 0 and {len(STAGES)} (stages {STAGES}), got {frozen_stages}")
         if modality_specific not in SPLIT_POINTS:
             raise ValueError(f"modality_specific must be one of {SPLIT_POINTS}, got {modality_specific!r}")
         if modality_bn not in MODALITY_BN:
@@ -258,6 +264,22 @@ class VIReIDNet(nn.Module):
         self.bnneck = BNNeck(self.feat_dim) if bnneck else None
         self.classifier = bias_free_classifier(self.feat_dim, num_classes) if num_classes > 0 else None
         self.load_report = finish_pretrained(self, resolved, backbone_report)  # checks how much was filled
+        self.frozen_stages = frozen_stages
+        for module in self._frozen_modules():
+            module.requires_grad_(False)
+        self.train(self.training)
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        frozen = set(STAGES[:self.frozen_stages])
+        mods = [stage for copies in self.specific for name, stage in copies.items() if name in frozen]
+        return mods + [stage for name, stage in self.shared.items() if name in frozen]
+
+    def train(self, mode: bool = True) -> VIReIDNet:
+        """`nn.Module.train`, with the frozen stages kept in eval mode (their pre-trained BatchNorm statistics)."""
+        super().train(mode)
+        for module in self._frozen_modules() if getattr(self, "frozen_stages", 0) else ():
+            module.eval()
+        return self
 
     @property
     def two_stream(self) -> bool:

@@ -13,9 +13,9 @@ DAKD (Dual-Aligned Knowledge self-Distillation, KBS 330, 114525, 2025) [CODE: Fo
         data.cutswap=code_faithful
 
 Both methods build the model named by `cfg.model.name` with no classifier (DAKD `model.py`: `classification=False`)
-and, for the workbench's VI CNNs (`vi_r50`, `agw_r50`, `test_vi_resnet`), DAKD's single stream (no modality-specific
-stem, modality argument ignored) with a learnable GeM exponent, unless `cfg.model.kwargs` says otherwise or
-`method_options["single_stream"]` is False.
+and, for the workbench's VI CNNs (`vi_r50`, `agw_r50`, `test_vi_resnet`, `agw_lite0`, `vi_lite0`), DAKD's single
+stream (no modality-specific stem, modality argument ignored) with a learnable GeM exponent, unless
+`cfg.model.kwargs` says otherwise or `method_options["single_stream"]` is False.
 
 `cfg.method_options` keys
 
@@ -67,7 +67,7 @@ from workbench.models.output import ReIDOutput
 from workbench.utils import unwrap_model
 
 # Registered VI CNN entry points that accept `modality_specific` / `learn_gem_p` (workbench.models.vi_cnn).
-VI_CNN_MODELS = ("vi_r50", "agw_r50", "test_vi_resnet")
+VI_CNN_MODELS = ("vi_r50", "agw_r50", "test_vi_resnet", "agw_lite0", "vi_lite0")
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -239,7 +238,7 @@ def distilled_weights(model_name: str, recipe: DistillRecipe = DistillRecipe(), 
 
 def _distilled_weights(model_name: str, recipe: DistillRecipe, progress: bool, force: bool) -> Path:
     from safetensors import SafetensorError
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     path, key = _cache_entry(model_name, recipe)
     with build_lock(path, "the distilled stand-in"):  # two processes missing it: one distils, the other reads it

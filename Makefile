@@ -2,6 +2,7 @@
 #   make demo   create .venv if missing, install, execute the notebooks headless on synthetic data,
 #               then write them as HTML handouts (outputs/handouts/index.html)
 #   make test   create .venv if missing, install, run the test suite
+#   make claims after make demo: check each statement of the notebooks' prose against $(OUT)/records.json
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -9,7 +10,7 @@ PY := $(VENV)/bin/python
 OUT ?= outputs
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast lab lint strip bench clean-outputs
+.PHONY: venv demo test test-fast claims lab lint strip bench clean-outputs
 
 venv: $(STAMP)
 
@@ -30,7 +31,12 @@ test: venv
 	$(PY) -m pytest -q
 
 test-fast: venv
-	$(PY) -m pytest -q -m "not slow and not notebooks and not browser"
+	$(PY) -m pytest -q -m "not slow and not notebooks and not browser and not claims"
+
+# The notebooks' prose against the numbers of their cpu-demo run (tests/test_claims.py); a notebook that ran with
+# SMOKE, or not at all, is skipped with the reason.
+claims: venv
+	WORKBENCH_CLAIMS_RECORDS=$(OUT)/records.json $(PY) -m pytest -q -rs -m claims tests/test_claims.py
 
 lab: venv
 	$(VENV)/bin/jupyter lab --notebook-dir=.

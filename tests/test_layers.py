@@ -26,7 +26,7 @@ FLOORS = {
     "train": 4, "recipe": 4,
     "viz": 5, "dashboard": 6,
     "viz.curves": 2,  # training curves drawn from a run's log: the engine's live plot uses them
-    "__main__": 7, "notebooks": 7, "handouts": 7, "lab": 7, "__init__": 7,
+    "__main__": 7, "notebooks": 7, "handouts": 7, "lab": 7, "claims": 7, "__init__": 7,
 }
 
 

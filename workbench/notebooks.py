@@ -5,7 +5,9 @@
 
 Each notebook has a cell tagged `parameters` (SMOKE, seeds, sizes); papermill injects overrides after it. Executed
 copies go to `<out>/notebooks/`, and the values each notebook records with `workbench.utils.record()` are collected
-into `<out>/records.json`. Figures that notebooks save with `workbench.viz.savefig` land in `<out>/figures/`
+into `<out>/records.json`, one entry per notebook: `{"smoke": ..., "profile": ..., "records": {name: value}}`. A run
+replaces the entries of the notebooks it ran and keeps the others, so `--only 05` after `make demo` leaves the other
+notebooks' numbers in place; `tests/test_claims.py` checks the notebooks' prose against the cpu-demo entries. Figures that notebooks save with `workbench.viz.savefig` land in `<out>/figures/`
 (the notebook reads `WORKBENCH_FIGURES`). `<out>` defaults to the project's outputs folder
 (`workbench.utils.outputs_dir()`), whatever the working directory. `handouts` then writes each executed copy as
 one self-contained HTML page, and an index, into `<out>/handouts/` (`workbench.handouts`).
@@ -139,6 +141,56 @@ def stamp_provenance(executed: Path, provenance: dict) -> None:
     atomic_write_bytes(Path(executed), (json.dumps(nb, indent=1, ensure_ascii=False) + "\n").encode())
 
 
+RECORDS_FILE = "records.json"
+ENTRY_KEYS = ("smoke", "profile", "records")
+
+
+def runner_profile(smoke: bool) -> str:
+    """The profile a notebook's `PROFILE = "cpu-demo"` default resolves to when the runner executes it here
+    (`lab.notebook_profile`): "smoke" with `--smoke`, "paper" on a machine with a GPU, else "cpu-demo"."""
+    from workbench.lab import notebook_profile
+
+    return notebook_profile(smoke)
+
+
+def read_records_file(path: Path) -> dict[str, dict]:
+    """The entries of a `records.json` the runner wrote: `{notebook stem: {"smoke": bool, "profile": str,
+    "records": {name: value}}}`; {} when the file does not exist.
+
+    A file from before the entries had a `smoke` flag (`{stem: {name: value}}`) is read with `smoke` and `profile`
+    None: nothing tells whether those numbers came from a SMOKE run.
+
+    Raises:
+        ValueError: the file is not JSON, or not an object of notebook entries (the message names the file and
+            says to move it aside).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    fix = f"move {path} aside (or delete it) and run the notebooks again"
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}); {fix}") from exc
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise ValueError(f"{path} should map each notebook to its entry, got {type(raw).__name__}; {fix}")
+    entries = {}
+    for stem, entry in raw.items():
+        if set(entry) == set(ENTRY_KEYS) and isinstance(entry["records"], dict):
+            entries[stem] = entry
+        else:  # the older flat form: the records alone
+            entries[stem] = {"smoke": None, "profile": None, "records": entry}
+    return entries
+
+
+def write_records_file(path: Path, entries: dict[str, dict]) -> None:
+    """Write the notebook entries to `path` atomically (readers never see half a file), notebooks in order."""
+    from workbench.runs import atomic_write_bytes
+
+    text = json.dumps({stem: entries[stem] for stem in sorted(entries)}, indent=2)
+    atomic_write_bytes(Path(path), (text + "\n").encode())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workbench.notebooks", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -167,16 +219,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no notebooks matched in {NOTEBOOK_DIR}", file=sys.stderr)
         return 2
     out = outputs_dir(args.out)
-    all_records = {}
+    records_path = out / RECORDS_FILE
+    try:
+        entries = read_records_file(records_path)  # before any notebook runs: a damaged file stops us here
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    profile = runner_profile(args.smoke)
     for nb in notebooks:
         start = time.perf_counter()
         print(f"[{nb.name}] running{' (SMOKE)' if args.smoke else ''} ...", flush=True)
         params = {"RUNS_DIR": str(out / "runs")} if args.smoke else {}
-        records = execute(nb, out / "notebooks", parameters=params | ({"SMOKE": True} if args.smoke else {}))
-        all_records[nb.stem] = records
+        try:
+            records = execute(nb, out / "notebooks", parameters=params | ({"SMOKE": True} if args.smoke else {}))
+        except BaseException:
+            # Its old numbers no longer describe its executed copy (now the failing one): drop them.
+            if entries.pop(nb.stem, None) is not None:
+                write_records_file(records_path, entries)
+            raise
+        entries[nb.stem] = {"smoke": bool(args.smoke), "profile": profile, "records": records}
+        write_records_file(records_path, entries)  # after each notebook: a later failure keeps these
         print(f"[{nb.name}] done in {time.perf_counter() - start:.0f} s: {records}", flush=True)
-    (out / "records.json").write_text(json.dumps(all_records, indent=2))
-    print(f"executed notebooks in {out / 'notebooks'}, figures in {out / 'figures'}, records in {out / 'records.json'}")
+    print(f"executed notebooks in {out / 'notebooks'}, figures in {out / 'figures'}, records in {records_path}")
     return 0
 
 

@@ -1,0 +1,292 @@
+"""What the notebooks' prose says about their own numbers, checked against the numbers (issue 22 item 4).
+
+Each `Claim` below is one statement of a notebook's markdown, with the expression over the values the notebook
+records and the tolerance its wording allows (`workbench.claims` gives the convention). The `claims` tier checks them
+on the cpu-demo entries of `outputs/records.json` that `make demo` writes (`make claims`; another file with
+`WORKBENCH_CLAIMS_RECORDS=path`); a notebook with no entry, or one that ran with SMOKE or another profile, is skipped
+with the reason. A statement that no longer holds fails under its own name, with the numbers it read.
+
+Adding a notebook's claims: record every number its prose rests on with `utils.record()` in its last cell, and add
+one `Claim` per statement to its block below (the test `test_every_claim_reads_names_its_notebook_records` checks
+that the names exist in the notebook's source).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from workbench.claims import (
+    Claim,
+    about_fraction,
+    above,
+    at_least,
+    at_most,
+    below,
+    between,
+    claim_records,
+    equal,
+    load_claim_records,
+    recordable_names,
+    rounds_to,
+)
+from workbench.notebooks import NOTEBOOK_DIR, list_notebooks, write_records_file
+from workbench.utils import outputs_dir
+
+pytest_plugins = ["pytester"]  # the tier is run in a pytester session below
+
+RECORDS = Path(os.environ.get("WORKBENCH_CLAIMS_RECORDS") or outputs_dir() / "records.json")
+
+# -- 01 · data tour -------------------------------------------------------------------------------------------------
+NB01 = "01_data_tour"
+CLAIMS_01 = [
+    Claim("vi_visible_cameras_are_1_2_4_5", NB01, "visible cameras 1, 2, 4, 5", "vi_rgb_cameras", equal([1, 2, 4, 5])),
+    Claim("vi_infrared_cameras_are_3_and_6", NB01, "near-infrared cameras 3 and 6", "vi_ir_cameras", equal([3, 6])),
+    Claim("ten_gallery_trials", NB01, "draws a fresh gallery ... for each of ten trials", "vi_trials", equal(10)),
+    Claim("one_gallery_image_per_identity_and_camera", NB01, "one visible image per identity and camera",
+          "vi_gallery - vi_gallery_identity_cameras", equal(0)),
+    Claim("indoor_gallery_is_cameras_1_and_2", NB01, "Indoor-search keeps only cameras 1 and 2 in the gallery",
+          "vi_indoor_gallery_cameras", equal([1, 2])),
+]
+
+# -- 02, 03, 04 · baselines, DAKD, ICRE: the lead's -------------------------------------------------------------------
+CLAIMS_02: list[Claim] = []
+CLAIMS_03: list[Claim] = []
+CLAIMS_04: list[Claim] = []
+
+# -- 05 · SD2-ReID ----------------------------------------------------------------------------------------------------
+NB05 = "05_sd2reid"
+# Retention under a corruption: mAP at the strongest level over mAP at level 0.
+_KEEP = "sd2_{kind}_{who}_mAP_max_level / sd2_{kind}_{who}_mAP_level0"
+KEEP = {(kind, who): _KEEP.format(kind=kind, who=who) for kind in ("style", "occlusion") for who in ("sd2", "baseline")}
+_ROWS = ["sd2_ablation_" + row + "_mAP" for row in ("full", "no_hslm", "random_mask", "separate_vits", "one_vit")]
+CLAIMS_05 = [
+    Claim("hmfe_shares_half_of_the_demo_vit", NB05, "shared depth $L_s$ = half the ViT's blocks ... 2 of the tiny demo ViT's 4",
+          "[sd2_shared_depth, sd2_depth]", equal([2, 4])),
+    Claim("demo_baseline_has_the_same_shared_depth", NB05, "which is also the demo baseline's",
+          "sd2_baseline_shared_depth - sd2_shared_depth", equal(0)),
+    Claim("semantic_distillation_starts_near_zero", NB05, "$L_{sem}$ starts near zero", "sd2_init_sem_kd", below(0.01)),
+    Claim("training_loop_computes_the_same_terms", NB05,
+          "The training loop computes the same terms (its own mask draw, so `intra` differs a little)",
+          "sd2_loop_live_max_diff", at_most(1e-4)),
+    # "moves by several percent between runs": the README measured 0.85-1.03 for this ratio under load
+    Claim("no_extra_inference_cost", NB05, "No extra inference cost", "sd2_inference_ratio", at_least(0.85)),
+    Claim("rgbnt_protocol_has_one_gallery", NB05, "The RGBNT201 protocol has one gallery", "sd2_paired_gallery_draws",
+          equal(1)),
+    Claim("random_mask_hides_about_30pct_of_attention", NB05, "a random 30% mask hides about 30% of it on average",
+          "sd2_mask_random_hidden", rounds_to("0.3")),
+    Claim("guided_mask_hides_more_attention", NB05, "the guided one hides more",
+          "sd2_mask_attention_hidden - sd2_mask_random_hidden", above(0)),
+    Claim("modality_probe_reads_1_on_every_code", NB05, "the modality probe reads 1.00 on every code",
+          "min(sd2_semantic_modality_probe, sd2_style_modality_probe, sd2_baseline_cls_modality_probe)",
+          rounds_to("1.00")),
+    Claim("semantic_codes_lowest_modality_silhouette", NB05, "the semantic codes have the lowest modality silhouette",
+          "sd2_semantic_modality_silhouette - min(sd2_style_modality_silhouette, sd2_baseline_cls_modality_silhouette)",
+          below(0)),
+    Claim("semantic_modality_silhouette_about_0_6", NB05, "(about 0.6", "sd2_semantic_modality_silhouette",
+          rounds_to("0.6")),
+    Claim("baseline_cls_modality_silhouette_about_0_9", NB05, "against about 0.9 for the baseline CLS",
+          "sd2_baseline_cls_modality_silhouette", rounds_to("0.9")),
+    Claim("style_modality_silhouette_about_0_9", NB05, "against about 0.9 for ... the style codes",
+          "sd2_style_modality_silhouette", rounds_to("0.9")),
+    Claim("semantic_codes_highest_cross_modal_purity", NB05, "the highest cross-modal kNN purity",
+          "sd2_semantic_cross_modal_purity - max(sd2_style_cross_modal_purity, sd2_baseline_cls_cross_modal_purity)",
+          above(0)),
+    Claim("semantic_cross_modal_purity_about_0_13", NB05, "(about 0.13", "sd2_semantic_cross_modal_purity",
+          rounds_to("0.13")),
+    Claim("style_cross_modal_purity_0_03_to_0_04", NB05, "against 0.03 to 0.04", "sd2_style_cross_modal_purity",
+          between(0.025, 0.045)),
+    Claim("baseline_cls_cross_modal_purity_0_03_to_0_04", NB05, "against 0.03 to 0.04",
+          "sd2_baseline_cls_cross_modal_purity", between(0.025, 0.045)),
+    Claim("semantic_codes_best_identity_probe", NB05, "and the best identity probe",
+          "sd2_semantic_identity_probe - max(sd2_style_identity_probe, sd2_baseline_cls_identity_probe)", above(0)),
+    # "almost as well": within 0.1 of the semantic codes' held-out accuracy
+    Claim("style_codes_carry_identity_almost_as_well", NB05, "the style codes carry identity almost as well",
+          "sd2_semantic_identity_probe - sd2_style_identity_probe", at_most(0.1)),
+    Claim("sd2_keeps_most_of_its_map_under_tir_shift", NB05, "Under the thermal style shift SD2-ReID keeps most of its mAP",
+          KEEP["style", "sd2"], above(0.5)),
+    Claim("baseline_loses_about_half_under_tir_shift", NB05,
+          "the baseline loses about half of its mAP at full strength", f"1 - {KEEP['style', 'baseline']}",
+          about_fraction(1 / 2)),
+    Claim("sd2_keeps_more_than_the_baseline_under_tir_shift", NB05, "SD2-ReID keeps most ..., while the baseline loses",
+          f"{KEEP['style', 'sd2']} - {KEEP['style', 'baseline']}", above(0)),
+    # "collapse": less than half the mAP left at the strongest occlusion
+    Claim("both_collapse_under_occlusion", NB05, "Under occlusion both models collapse together",
+          f"max({KEEP['occlusion', 'sd2']}, {KEEP['occlusion', 'baseline']})", below(0.5)),
+    # "together" / "did not buy occlusion robustness": retentions within 0.1 of each other
+    Claim("masking_bought_no_occlusion_robustness", NB05,
+          "collapse together ... Masking during training did not buy occlusion robustness",
+          f"abs({KEEP['occlusion', 'sd2']} - {KEEP['occlusion', 'baseline']})", at_most(0.1)),
+    Claim("sd2_above_baseline_at_every_occlusion_level", NB05, "SD2-ReID starts higher and stays a little above at "
+          "every level", "sd2_occlusion_margin_min", above(0)),
+    # "a little": a few points of mAP
+    Claim("sd2_only_a_little_above_under_occlusion", NB05, "stays a little above", "sd2_occlusion_margin_max",
+          at_most(0.05)),
+    Claim("removing_ddm_costs_the_most", NB05, "Removing DDM ... costs the most",
+          f"sd2_ablation_no_ddm_mAP - min({', '.join(_ROWS)})", below(0)),
+    Claim("removing_ddm_costs_about_a_third", NB05, "about a third of the mAP",
+          "1 - sd2_ablation_no_ddm_mAP / sd2_ablation_full_mAP", about_fraction(1 / 3)),
+    Claim("hslm_adds_little", NB05, "HSLM adds little at this budget",
+          "sd2_ablation_full_mAP - sd2_ablation_no_hslm_mAP", at_most(0.05)),
+    Claim("guided_masks_do_not_beat_random_masks", NB05, "attention-guided masks do *not* beat random masks",
+          "sd2_ablation_full_mAP - sd2_ablation_random_mask_mAP", at_most(0)),
+    Claim("separate_vits_above_half_shared", NB05, "both ends (three separate ViTs, ...) score above the half-shared",
+          "sd2_ablation_separate_vits_mAP - sd2_ablation_full_mAP", above(0)),
+    Claim("one_vit_above_half_shared", NB05, "both ends (..., one shared ViT) score above the half-shared default",
+          "sd2_ablation_one_vit_mAP - sd2_ablation_full_mAP", above(0)),
+]
+
+# -- 06 · failure analysis ---------------------------------------------------------------------------------------------
+NB06 = "06_failure_analysis"
+CLAIMS_06 = [
+    Claim("deletion_blanks_10pct_of_pixels", NB06, "blank the 10% of pixels", "deletion_fraction", equal(0.1)),
+]
+
+# -- 07 · ablation dashboard -------------------------------------------------------------------------------------------
+NB07 = "07_ablation_dashboard"
+CLAIMS_07 = [
+    Claim("sysu_protocol_has_ten_gallery_draws", NB07, "(SYSU-MM01: ten seeded draws)", "paired_gallery_draws",
+          equal(10)),
+    Claim("dakd_ablations_form_one_family_of_four", NB07, "notebook 03's four DAKD ablations form one",
+          "family_size", equal(4)),
+    # "many": at least half of the rows compared with run B have an interval that includes 0
+    Claim("many_ablation_differences_within_noise", NB07,
+          "many of the ablation differences of notebook 03 are within that noise",
+          "family_pairs_within_noise / family_pairs", at_least(0.5)),
+]
+
+# -- 08: its author's ----------------------------------------------------------------------------------------------------
+CLAIMS_08: list[Claim] = []
+
+CLAIMS = CLAIMS_01 + CLAIMS_02 + CLAIMS_03 + CLAIMS_04 + CLAIMS_05 + CLAIMS_06 + CLAIMS_07 + CLAIMS_08
+
+
+def check_claim(claim: Claim, records_path: Path) -> None:
+    """Skip when `records_path` holds no cpu-demo entry for the claim's notebook (saying why); fail, naming the
+    claim and its numbers, when the statement does not hold."""
+    entries, missing = load_claim_records(records_path)
+    if missing:
+        pytest.skip(missing)
+    records, reason = claim_records(entries, claim.notebook, records_path)
+    if records is None:
+        pytest.skip(reason)
+    failure = claim.failure(records)
+    if failure:
+        pytest.fail(failure, pytrace=False)
+
+
+@pytest.mark.claims
+@pytest.mark.parametrize("claim", CLAIMS, ids=[f"{c.notebook[:2]}-{c.name}" for c in CLAIMS])
+def test_claim(claim):
+    check_claim(claim, RECORDS)
+
+
+# -- the machinery (default suite) -------------------------------------------------------------------------------------
+
+def test_claims_are_named_once_and_quote_their_notebook():
+    """Each claim id is unique, its notebook exists, and its quote (ellipses aside) is in that notebook's markdown."""
+    import json
+
+    assert len({(c.notebook, c.name) for c in CLAIMS}) == len(CLAIMS)
+    stems = {nb.stem: nb for nb in list_notebooks()}
+    for claim in CLAIMS:
+        assert claim.notebook in stems, f"{claim.name}: no notebook {claim.notebook} in {NOTEBOOK_DIR}"
+        cells = json.loads(stems[claim.notebook].read_text())["cells"]
+        prose = " ".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+        prose = re.sub(r"\s+", " ", prose)
+        for part in re.split(r"\s*\.\.\.\s*", claim.quote.strip("()")):
+            assert part.strip(" ,(") in prose, f"{claim.name}: {part!r} is not in {claim.notebook}'s markdown"
+
+
+def test_every_claim_reads_names_its_notebook_records():
+    """A claim reads only names its notebook's source can record (a typo or a dropped record fails here, not
+    only on the cpu-demo run)."""
+    stems = {nb.stem: nb for nb in list_notebooks()}
+    patterns = {}
+    for claim in CLAIMS:
+        if claim.notebook not in patterns:
+            patterns[claim.notebook] = recordable_names(stems[claim.notebook])
+        for name in claim.names:
+            assert any(re.fullmatch(p, name) for p in patterns[claim.notebook]), \
+                f"{claim.name} reads {name!r}, which {claim.notebook} never records"
+
+
+FAKE_TRUE = Claim("half_is_kept", "05_sd2reid", "keeps about half", "kept / start", about_fraction(1 / 2))
+FAKE_FALSE = Claim("most_is_kept", "05_sd2reid", "keeps most of its mAP", "kept / start", above(0.5))
+
+
+def _write(path: Path, smoke=False, profile="cpu-demo", records=None) -> Path:
+    write_records_file(path, {"05_sd2reid": {"smoke": smoke, "profile": profile,
+                                             "records": records or {"kept": 0.25, "start": 0.5}}})
+    return path
+
+
+def test_a_true_claim_passes_and_a_false_one_fails_by_name(tmp_path):
+    path = _write(tmp_path / "records.json")
+    check_claim(FAKE_TRUE, path)  # 0.25 / 0.5 = 0.5: about half
+    with pytest.raises(pytest.fail.Exception) as failed:
+        check_claim(FAKE_FALSE, path)  # 0.5 is not more than 0.5
+    message = str(failed.value)
+    assert "most_is_kept" in message and "keeps most of its mAP" in message
+    assert "kept = 0.25" in message and "start = 0.5" in message and "> 0.5" in message
+
+
+def test_a_claim_fails_by_name_when_its_notebook_did_not_record_a_name(tmp_path):
+    path = _write(tmp_path / "records.json", records={"kept": 0.25})
+    with pytest.raises(pytest.fail.Exception, match="half_is_kept.*recorded no start"):
+        check_claim(FAKE_TRUE, path)
+
+
+@pytest.mark.parametrize("smoke, profile, reason", [
+    (True, "smoke", "ran with SMOKE=True"), (None, None, "does not say whether"),
+    (False, "paper", "'paper' profile")])
+def test_smoke_unknown_and_other_profile_entries_are_skipped(tmp_path, smoke, profile, reason):
+    path = _write(tmp_path / "records.json", smoke=smoke, profile=profile)
+    with pytest.raises(pytest.skip.Exception, match=reason):
+        check_claim(FAKE_FALSE, path)
+
+
+def test_a_missing_file_or_notebook_entry_is_skipped(tmp_path):
+    with pytest.raises(pytest.skip.Exception, match="make demo"):
+        check_claim(FAKE_TRUE, tmp_path / "nothing.json")
+    path = _write(tmp_path / "records.json")
+    other = Claim("x", "07_ablation_dashboard", "q", "paired_queries", equal(25))
+    with pytest.raises(pytest.skip.Exception, match="no entry for 07_ablation_dashboard.*--only 07"):
+        check_claim(other, path)
+
+
+def test_the_claim_tier_reports_each_statement_by_name(pytester, tmp_path):
+    """Run as pytest runs it: one fake records file, one claim true and one false -> one passed, one failed, and
+    the failure's line names the statement."""
+    path = _write(tmp_path / "records.json")
+    pytester.makepyfile(f"""
+        import pytest
+        from pathlib import Path
+        from workbench.claims import Claim, about_fraction, above
+        from test_claims import check_claim
+        CLAIMS = [Claim("half_is_kept", "05_sd2reid", "q", "kept / start", about_fraction(0.5)),
+                  Claim("most_is_kept", "05_sd2reid", "keeps most", "kept / start", above(0.5))]
+        @pytest.mark.parametrize("claim", CLAIMS, ids=[c.name for c in CLAIMS])
+        def test_claim(claim):
+            check_claim(claim, Path({str(path)!r}))
+    """)
+    pytester.syspathinsert(Path(__file__).parent)  # `test_claims` is this module, already imported
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-rf")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["FAILED *test_claim?most_is_kept?*"])
+    assert 'the prose says "keeps most"' in result.stdout.str()
+
+
+def test_bounds_follow_the_wording():
+    assert rounds_to("0.13") == between(0.125, 0.135) and rounds_to("0.6") == between(0.55, 0.65)
+    assert about_fraction(0.5).low == pytest.approx(0.4) and about_fraction(0.5).high == pytest.approx(0.6)
+    assert below(0.5).holds(0.49) and not below(0.5).holds(0.5) and at_most(0.5).holds(0.5)
+    assert not above(0).holds(float("nan")) and not at_least(0).holds(True)  # a flag is not a number
+    assert equal([1, 2]).holds([1, 2]) and not equal([1, 2]).holds([2, 1])
+    with pytest.raises(ValueError, match="calls open"):
+        Claim("bad", NB05, "q", "open('x')", equal(0))
+    with pytest.raises(ValueError, match="uses Attribute"):
+        Claim("bad", NB05, "q", "x.__class__", equal(0))

@@ -40,6 +40,40 @@ def plot_curves(metrics: pd.DataFrame, *, axes=None, smooth: int = 5):
     return axes
 
 
+def plot_regime_study(rows: list[dict], *, band: tuple[float, float] = (0.40, 0.80), chosen: str | None = None,
+                      ax=None):
+    """Validation rank-1 against the CPU minutes spent, one line per regime of `benchmarks/regime_study.py`.
+
+    Each marker is one epoch: x = CPU minutes used so far (training and validation), y = validation rank-1, the mean
+    over the gallery draws, with their spread as a band. The shaded strip is the calibration band. Returns the Axes.
+
+    Args:
+        rows: the study's rows (its JSON): "regime", "what", "val_rank1", "val_rank1_std", "cpu_s_per_epoch".
+        chosen: the regime key to draw thicker (the study's choice), or None.
+    """
+    import numpy as np
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 4))
+    ax.axhspan(*band, color="tab:green", alpha=0.08, lw=0)
+    ax.text(0.01, band[0] + 0.01, f"band {band[0]:.2f}-{band[1]:.2f}", transform=ax.get_yaxis_transform(),
+            fontsize=8, color="tab:green", va="bottom")
+    for row in rows:
+        if len(row["val_rank1"]) != len(row["cpu_s_per_epoch"]):
+            raise ValueError(f"regime {row['regime']!r}: {len(row['val_rank1'])} validation scores for "
+                             f"{len(row['cpu_s_per_epoch'])} epochs; expected one per epoch")
+        minutes = np.cumsum(row["cpu_s_per_epoch"]) / 60
+        mean = np.asarray(row["val_rank1"], dtype=float)
+        std = np.asarray(row.get("val_rank1_std") or [0.0] * len(mean), dtype=float)
+        width = 2.6 if row["regime"] == chosen else 1.4
+        (line,) = ax.plot(minutes, mean, marker="o", ms=4, lw=width, label=f"({row['regime']}) {row['what']}")
+        ax.fill_between(minutes, mean - std, mean + std, color=line.get_color(), alpha=0.15, lw=0)
+    ax.set(xlabel="CPU minutes (one process, training + validation)", ylabel="validation rank-1 (mean of draws)",
+           ylim=(0, 1), title="VI baseline per regime: one marker per epoch")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return ax
+
+
 class LiveCurves:
     """Redraw `plot_curves` in one notebook output area, at most every `every` seconds."""
 

@@ -1,0 +1,32 @@
+"""The regime-study figure: one point per epoch at the cumulative CPU minutes, the band, the chosen line."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from workbench.viz.curves import plot_regime_study  # noqa: E402
+
+ROWS = [{"regime": "a", "what": "tiny", "val_rank1": [0.1, 0.3, 0.35], "val_rank1_std": [0.01, 0.02, 0.03],
+         "cpu_s_per_epoch": [60, 60, 60]},
+        {"regime": "b", "what": "big", "val_rank1": [0.45, 0.6], "val_rank1_std": [0.02, 0.02],
+         "cpu_s_per_epoch": [300, 240]}]
+
+
+def test_each_epoch_sits_at_the_cpu_minutes_spent_so_far():
+    ax = plot_regime_study(ROWS, chosen="b")
+    lines = {line.get_label()[:3]: line for line in ax.get_lines()}
+    np.testing.assert_allclose(lines["(a)"].get_xdata(), [1, 2, 3])
+    np.testing.assert_allclose(lines["(b)"].get_xdata(), [5, 9])
+    np.testing.assert_allclose(lines["(b)"].get_ydata(), [0.45, 0.6])
+    assert lines["(b)"].get_linewidth() > lines["(a)"].get_linewidth()  # the chosen regime stands out
+    band = [p for p in ax.patches if np.allclose([p.get_y(), p.get_y() + p.get_height()], [0.40, 0.80])]
+    assert band, "the calibration band is not drawn"
+
+
+def test_a_row_whose_scores_and_costs_disagree_is_refused_by_name():
+    bad = [{**ROWS[0], "cpu_s_per_epoch": [60, 60]}]
+    with pytest.raises(ValueError, match="regime 'a'"):
+        plot_regime_study(bad)

@@ -51,10 +51,12 @@ def plot_regime_study(rows: list[dict], *, band: tuple[float, float] = (0.40, 0.
         rows: the study's rows (its JSON): "regime", "what", "val_rank1", "val_rank1_std", "cpu_s_per_epoch".
         chosen: the regime key to draw thicker (the study's choice), or None.
     """
+    import textwrap
+
     import numpy as np
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(8, 4))
+        _, ax = plt.subplots(figsize=(9, 4.2), layout="constrained")
     ax.axhspan(*band, color="tab:green", alpha=0.08, lw=0)
     ax.text(0.01, band[0] + 0.01, f"band {band[0]:.2f}-{band[1]:.2f}", transform=ax.get_yaxis_transform(),
             fontsize=8, color="tab:green", va="bottom")
@@ -66,7 +68,13 @@ def plot_regime_study(rows: list[dict], *, band: tuple[float, float] = (0.40, 0.
         mean = np.asarray(row["val_rank1"], dtype=float)
         std = np.asarray(row.get("val_rank1_std") or [0.0] * len(mean), dtype=float)
         width = 2.6 if row["regime"] == chosen else 1.4
-        (line,) = ax.plot(minutes, mean, marker="o", ms=4, lw=width, label=f"({row['regime']}) {row['what']}")
+        label = f"({row['regime']}) {row['what']}"
+        if row.get("stopped_after"):
+            label += f" [stopped after epoch {row['stopped_after']}; wall minutes]"
+        if row["regime"] == chosen:
+            label += " [chosen]"
+        label = textwrap.fill(label, 52, subsequent_indent="   ")
+        (line,) = ax.plot(minutes, mean, marker="o", ms=4, lw=width, label=label)
         ax.fill_between(minutes, mean - std, mean + std, color=line.get_color(), alpha=0.15, lw=0)
     ax.set(xlabel="CPU minutes (one process, training + validation)", ylabel="validation rank-1 (mean of draws)",
            ylim=(0, 1), title="VI baseline per regime: one marker per epoch")

@@ -6,6 +6,7 @@ a changed start.
 """
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -230,3 +231,38 @@ def test_two_processes_missing_the_same_stand_in_build_it_once(tmp_path):
     assert paths[0] == paths[1]
     assert sum(o[0].count("pre-training the stand-in") for o in outs) == 1  # one build, the other waited and read
     assert len(list((tmp_path / "cache" / "standin").glob("*.safetensors"))) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+def test_the_command_line_and_a_notebook_log_the_same_first_steps(tmp_path):
+    """Issue 22: the same configuration from `python -m workbench train` and from a notebook cell that calls
+    `train.fit` logs identical losses at steps 1 to 5 (a notebook kernel imports more, and must not draw more)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "WORKBENCH_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    runs = tmp_path / "runs"
+    changes = {"run.max_steps": "5", "run.out_dir": str(runs), "run.device": "cpu", "data.batches_per_epoch": "5"}
+    done = subprocess.run([sys.executable, "-m", "workbench", "train", "--dataset", "synthetic-vi", "--profile", "smoke",
+                           "--name", "cli", *[f"{k}={v}" for k, v in changes.items()]],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    typed = {"run.max_steps": 5, "run.out_dir": str(runs), "run.device": "cpu", "data.batches_per_epoch": 5,
+             "run.name": "notebook"}
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import matplotlib.pyplot as plt\nfrom workbench import config, train, viz"),
+        nbformat.v4.new_code_cell(f"cfg = config.get_config('baseline', 'synthetic-vi', 'smoke').override(**{typed!r})\n"
+                                  "train.fit(cfg, progress=False)")])
+    old = dict(os.environ)
+    os.environ.update(env)
+    try:
+        NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    losses = {name: load_run(runs / name).metrics.dropna(subset=["loss/total"]) for name in ("cli", "notebook")}
+    terms = [c for c in losses["cli"].columns if c.startswith("loss/")]
+    assert len(losses["cli"]) == 5 and terms
+    for term in terms:
+        assert losses["cli"][term].tolist() == losses["notebook"][term].tolist(), term

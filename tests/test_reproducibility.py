@@ -266,3 +266,18 @@ def test_the_command_line_and_a_notebook_log_the_same_first_steps(tmp_path):
     assert len(losses["cli"]) == 5 and terms
     for term in terms:
         assert losses["cli"][term].tolist() == losses["notebook"][term].tolist(), term
+
+
+def test_the_demo_reproducibility_check_separates_numbers_from_timings():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_repro", REPO / "benchmarks" / "bench_reproducible_demo.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    first = {"02": {"records": {"vi_mAP": 0.25, "vi_train_time_s": 100.0, "ci": [0.1, 0.2], "n": float("nan")}}}
+    same = {"02": {"records": {"vi_mAP": 0.25, "vi_train_time_s": 93.0, "ci": [0.1, 0.2], "n": float("nan")}}}
+    numbers, timings = bench.differences(first, same)
+    assert numbers == [] and len(timings) == 1 and "vi_train_time_s" in timings[0]
+    moved = {"02": {"records": {"vi_mAP": 0.25, "vi_train_time_s": 100.0, "ci": [0.1, 0.2000001]}}}
+    numbers, _ = bench.differences(first, moved)
+    assert [line.split(": ")[1] for line in numbers] == ["ci", "n"]  # a changed interval, a missing record

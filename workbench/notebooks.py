@@ -199,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
                      help="folder for executed copies, figures and records.json (default: the project's outputs/)")
     run.add_argument("--smoke", action="store_true", help="run with SMOKE=True (seconds per notebook)")
     run.add_argument("--only", nargs="*", default=None, help="notebooks to run, by number or name, e.g. 1 02 03_dakd")
+    run.add_argument("--runs", default=None, help="the notebooks' RUNS_DIR (default: the project's runs/, or "
+                                                  "<out>/runs with --smoke); a fresh folder trains every run again")
     handouts = sub.add_parser("handouts", help="write each executed notebook as one self-contained HTML page, and "
                                                "an index (after `run`)")
     handouts.add_argument("--out", default=None,
@@ -230,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         print(f"[{nb.name}] running{' (SMOKE)' if args.smoke else ''} ...", flush=True)
         params = {"RUNS_DIR": str(out / "runs")} if args.smoke else {}
+        if args.runs is not None:
+            params["RUNS_DIR"] = str(Path(args.runs).resolve())
         try:
             records = execute(nb, out / "notebooks", parameters=params | ({"SMOKE": True} if args.smoke else {}))
         except BaseException:

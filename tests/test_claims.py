@@ -53,7 +53,28 @@ CLAIMS_01 = [
 ]
 
 # -- 02, 03, 04 · baselines, DAKD, ICRE: the lead's -------------------------------------------------------------------
-CLAIMS_02: list[Claim] = []
+NB02 = "02_baselines"
+CLAIMS_02 = [
+    Claim("no_regime_reaches_the_band", NB02, "No regime reaches the band",
+          "max(study_a_best_val_rank1, study_c3_best_val_rank1, study_c4_best_val_rank1, study_d_best_val_rank1, "
+          "study_e_best_val_rank1)", below(0.40)),
+    Claim("both_stand_ins_top_out_at_0_32", NB02, "to a best validation rank-1 of 0.32",
+          "min(study_a_best_val_rank1, study_d_best_val_rank1)", rounds_to("0.32")),
+    Claim("both_stand_ins_top_out_at_0_32_too", NB02, "to a best validation rank-1 of 0.32",
+          "max(study_a_best_val_rank1, study_d_best_val_rank1)", rounds_to("0.32")),
+    Claim("in_about_3_7_cpu_minutes", NB02, "in about 3.7 CPU minutes", "(study_a_cpu_min + study_d_cpu_min) / 2",
+          rounds_to("3.7")),
+    Claim("four_more_epochs_add_0_06", NB02, "Four more epochs (e) add 0.06",
+          "study_e_best_val_rank1 - study_d_best_val_rank1", rounds_to("0.06")),
+    Claim("longer_run_still_below_the_band", NB02, "still below 0.40", "study_e_best_val_rank1", below(0.40)),
+    Claim("for_80pct_more_cpu", NB02, "for 80 % more CPU", "study_e_cpu_min / study_d_cpu_min - 1",
+          about_fraction(0.8, rel=0.125)),
+    Claim("cheaper_lite0_forms_stay_near_0_1", NB02, "stay near 0.1 after 3 to 6 epochs",
+          "max(study_c3_best_val_rank1, study_c4_best_val_rank1)", at_most(0.15)),
+    Claim("the_fallback_keeps_a", NB02, "That is (a), the regime the demo already used", "study_chosen", equal("a")),
+    Claim("vi_baseline_stays_under_the_band", NB02, "The visible-infrared baseline below therefore stays under the band",
+          "vi_val_rank1", below(0.40)),
+]
 CLAIMS_03: list[Claim] = []
 CLAIMS_04: list[Claim] = []
 

@@ -751,3 +751,39 @@ def test_option_values_keep_their_meaning():
         "method_options.mask_mode": "none", "method_options.temperatures": "3"}))
     assert (opts.teacher, opts.ablation, opts.mask_mode, opts.temperatures) == ("runs/t", "no_instance", "none", (3.0,))
     assert DAKDTeacher().options({"channels": "2", "hard_global": "false"}).channels == 2
+
+
+def test_teacher_memories_from_training_images_are_the_augmented_class_means_and_keep_the_run_rng(vi_samples):
+    """`memory_images="train"` (issue 19's hypothesis test): each memory row is the normalised mean of eval-mode
+    features of one draw of the training augmentation, seeded by (run seed, epoch), and building it leaves the
+    run's random state alone; the default is MCE's resize-only images."""
+    from torch.utils.data import DataLoader
+
+    from workbench.data import torch_datasets
+    from workbench.data.transforms import build_train_transform
+    from workbench.utils import seed_everything
+
+    torch.manual_seed(4)
+    cfg = smoke_cfg("dakd_teacher", memory_images="train")
+    assert DAKDTeacher().options(smoke_cfg("dakd_teacher")).memory_images == "test"
+    method = DAKDTeacher()
+    model = method.build_model(cfg, N_IDS)
+    method.setup(model, cfg, vi_samples, torch.device("cpu"))
+    state = torch.get_rng_state()
+    mem0 = method.build_memories(model, 0)
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.testing.assert_close(method.build_memories(model, 0).rgb.centers, mem0.rgb.centers)  # seeded per epoch
+    assert not torch.allclose(method.build_memories(model, 1).rgb.centers, mem0.rgb.centers)
+    # independent oracle: the same draw by hand, over the method's infrared list (its order fixes which image gets
+    # which draw)
+    ir = method.ir_samples
+    seed_everything(cfg.run.seed * 100_003 + 1)
+    loader = DataLoader(torch_datasets.ImageDataset(ir, build_train_transform("vi_ir", cfg.data.height, cfg.data.width)),
+                        batch_size=len(ir), collate_fn=torch_datasets.collate, generator=torch.Generator())
+    model.eval()
+    with torch.no_grad():
+        feats = model(next(iter(loader))["images"]["ir"], torch.ones(len(ir), dtype=torch.long)).feats
+    torch.testing.assert_close(mem0.ir.centers, oracle_prototypes(feats, ir, "ir"), rtol=1e-4, atol=1e-5)
+    test_mem = DAKDTeacher()
+    test_mem.setup(model, smoke_cfg("dakd_teacher"), vi_samples, torch.device("cpu"))
+    assert not torch.allclose(test_mem.build_memories(model, 0).ir.centers, mem0.ir.centers, atol=1e-4)

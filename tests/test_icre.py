@@ -118,7 +118,7 @@ def test_shapes_for_every_switch_combination(switches, size, grid):
     model = create_model("test_icre_resnet", num_classes=N_IDS, **switches).eval()
     x, m = torch.randn(2, 3, *size), torch.tensor([0, 1])
     with torch.no_grad():
-        out = model(x, m, return_stages=True, return_attn=True)
+        out = model(x, m, return_stages=True, with_attention=True)
     d = model.feat_dim
     assert out.feats.shape == (2, d) and out.pooled.shape == (2, d) and out.logits.shape == (2, N_IDS)
     assert out.parts["enhanced"].shape == (2, d, *grid) == out.parts["layer4"].shape
@@ -146,7 +146,7 @@ def test_paper_size_resnet50_maps_are_24_by_9():
     torch.manual_seed(0)
     model = create_model("icre_r50", num_classes=N_IDS, global_head=True).eval()
     with torch.no_grad():
-        out = model(torch.randn(2, 3, 384, 144), torch.tensor([0, 1]), return_stages=True, return_attn=True)
+        out = model(torch.randn(2, 3, 384, 144), torch.tensor([0, 1]), return_stages=True, with_attention=True)
     assert out.parts["layer3"].shape == (2, 1024, 24, 9) and out.parts["layer4"].shape == (2, 2048, 24, 9)
     assert out.parts["shallow"].shape == out.parts["enhanced"].shape == (2, 2048, 24, 9)
     assert out.parts["masks"].shape == (2, 3, 24, 9) and out.attn.shape == (2, 216, 216)
@@ -158,6 +158,22 @@ def test_stage_sets_feed_the_named_stages():
     for name, channels in (("layer1-3", (32, 48, 192)), ("layer2-4", (48, 192, 96))):
         model = create_model("test_icre_resnet", num_classes=N_IDS, stage_set=name)
         assert tuple(block[0].in_channels for block in model.mpfr.align) == channels
+
+
+def test_icre_lite0_reads_the_stride_4_8_16_stages_and_enhances_the_last():
+    torch.manual_seed(0)
+    model = create_model("icre_lite0", num_classes=N_IDS).eval()
+    assert tuple(block[0].in_channels for block in model.mpfr.align) == (24, 40, 112)  # strides 4, 8, 16
+    assert model.mpfr.align[0][0].out_channels == 112 and model.mpfr.fuse[0].out_channels == 1280
+    assert model.sdce.q_proj.in_features == 1280 and model.sdce.q_proj.out_features == 256
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 128, 64), torch.tensor([0, 1]), return_stages=True, with_attention=True)
+    assert out.parts["layer4"].shape == out.parts["shallow"].shape == out.parts["enhanced"].shape == (2, 1280, 8, 4)
+    assert out.attn.shape == (2, 32, 32) and out.logits.shape == (2, N_IDS)
+    names = [n for n, p in model.named_parameters()]
+    trunk = [n for n in names if n.startswith(model.backbone_prefixes)]
+    assert trunk and all(n.startswith(("specific.", "shared.")) for n in trunk)
+    assert not any(n.startswith(model.backbone_prefixes) for n in names if n.startswith(("mpfr.", "sdce.")))
 
 
 # ------------------------------------------------------------------------------------------------ invariants

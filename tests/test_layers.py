@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "workbench"
 FLOORS = {
     "config": 0, "utils": 0, "profiling": 0, "distributed": 0,
     "data": 1, "models": 1, "losses": 1, "metrics": 1,
-    "features": 2, "runs": 2, "checkpoint": 2, "pretrain": 2, "optim": 2,
+    "features": 2, "runs": 2, "checkpoint": 2, "pretrain": 2, "pretrain_distill": 2, "optim": 2,
     "methods": 3,
     "evaluate": 3.5, "evaluation_store": 3.5,  # the one evaluation path: below the engine, which calls it
     "train": 4, "recipe": 4,

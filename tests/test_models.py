@@ -200,6 +200,151 @@ def test_agw_r50_stage_shapes_match_the_methods_table():
     assert out.feats.shape == (1, 2048)
 
 
+# ---------------------------------------------------------------- EfficientNet-Lite0 trunk
+
+def test_lite0_stages_sit_at_resnet_strides_and_last_stride_one_doubles_the_final_grid():
+    x, mod = torch.randn(2, 3, 128, 64), torch.tensor([0, 1])
+    shapes = {}
+    for last_stride in (1, 2):
+        model = models.create_model("agw_lite0", last_stride=last_stride).eval()
+        with torch.no_grad():
+            out = model(x, mod, return_stages=True)
+        shapes[last_stride] = {k: tuple(v.shape[1:]) for k, v in out.parts.items() if k != "bn"}
+        assert model.stage_channels == {"stem": 16, "layer1": 24, "layer2": 40, "layer3": 112, "layer4": 1280}
+    assert shapes[2] == {"stem": (16, 64, 32), "layer1": (24, 32, 16), "layer2": (40, 16, 8),
+                         "layer3": (112, 8, 4), "layer4": (1280, 4, 2)}
+    assert shapes[1]["layer4"] == (1280, 8, 4) and shapes[1]["layer3"] == shapes[2]["layer3"]
+
+
+def test_lite0_models_follow_their_references():
+    agw = models.create_model("agw_lite0", num_classes=3)
+    assert agw.two_stream and list(agw.specific[0]) == ["stem"] and not isinstance(agw.pool.p, torch.nn.Parameter)
+    nl = [m for m in agw.modules() if isinstance(m, models.NonLocal)]
+    assert [m.in_channels for m in nl] == [40, 40, 112, 112, 112]  # AGW: after 2 blocks of layer2, 3 of layer3
+    assert all(m.inter_channels == 1 for m in nl)
+    vi = models.create_model("vi_lite0")
+    assert not vi.two_stream and isinstance(vi.pool.p, torch.nn.Parameter) and vi.classifier is None
+    # both stems are the whole stride-2 part of the trunk: the stem conv, its BN and the depthwise-separable block
+    stem = agw.specific[0]["stem"]
+    assert isinstance(stem[0], torch.nn.Conv2d) and stem[0].stride == (2, 2) and len(stem) == 3
+    for a, b in zip(agw.specific[0].parameters(), agw.specific[1].parameters()):
+        assert a.data_ptr() != b.data_ptr() and torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["agw_lite0", "vi_lite0"])
+def test_lite0_eval_features_do_not_depend_on_batch_composition(name):
+    torch.manual_seed(0)
+    model = models.create_model(name, num_classes=5).eval()
+    x, mod = torch.randn(3, 3, 64, 32), torch.tensor([1, 0, 1])
+    with torch.no_grad():
+        full = model(x, mod).feats
+        single = torch.cat([model(x[i:i + 1], mod[i:i + 1]).feats for i in range(3)])
+    torch.testing.assert_close(single, full, atol=1e-5, rtol=1e-5)
+
+
+def test_vi_trunk_without_extras_is_the_timm_backbone():
+    """Shared BatchNorm, no non-local block, last stride 2: the trunk is timm's forward_features, exactly."""
+    torch.manual_seed(0)
+    model = models.create_model("test_vi_resnet", modality_specific="none", non_local=False, last_stride=2).eval()
+    reference = timm.create_model("test_resnet", num_classes=0, global_pool="").eval()
+    reference.load_state_dict(_timm_names(model))  # strict: every timm tensor is one of the trunk's
+    x = torch.randn(2, 3, 64, 32)
+    with torch.no_grad():
+        assert torch.equal(model.forward_features(x), reference.forward_features(x))
+    assert not any(isinstance(m, models.layers.ModalityBatchNorm2d) for m in model.modules())
+
+
+def _timm_names(model) -> dict:
+    """The trunk's tensors under timm ResNet names (shared.stem.k -> conv1/bn1, shared.layerK.blocks -> layerK)."""
+    stem = {"0": "conv1", "1": "bn1"}
+    out = {}
+    for k, v in model.state_dict().items():
+        if k.startswith("shared.stem."):
+            idx, rest = k[len("shared.stem."):].split(".", 1)
+            out[f"{stem[idx]}.{rest}"] = v
+        elif k.startswith("shared.layer"):
+            layer, rest = k[len("shared."):].split(".blocks.", 1)
+            out[f"{layer}.{rest}"] = v
+    return out
+
+
+# ---------------------------------------------------------------- per-modality BatchNorm
+
+def test_modality_batchnorm_equals_one_batchnorm_per_modality():
+    """Oracle: per-modality statistics are those of a plain BatchNorm that sees only that modality's rows."""
+    torch.manual_seed(0)
+    base = torch.nn.BatchNorm2d(4)
+    base.weight.data.uniform_(0.5, 1.5)
+    base.bias.data.normal_()
+    router = models.layers.ModalityRouter(2)
+    mbn = models.layers.ModalityBatchNorm2d(copy.deepcopy(base), router).train()
+    refs = [copy.deepcopy(base).train() for _ in range(2)]
+    g = torch.Generator().manual_seed(1)
+    for step in range(4):
+        x = torch.randn(6, 4, 3, 2, generator=g) * (1 + torch.arange(6).view(6, 1, 1, 1))
+        x[3:] += 5.0 * (step + 1)  # the infrared rows live elsewhere
+        mod = torch.tensor([0, 0, 0, 1, 1, 1]) if step % 2 == 0 else torch.tensor([1, 0, 1, 0, 1, 0])
+        router.route(mod)
+        out = mbn(x)
+        for m in range(2):
+            rows = mod == m
+            torch.testing.assert_close(out[rows], refs[m](x[rows]))
+    for m in range(2):
+        torch.testing.assert_close(mbn.running_mean[m], refs[m].running_mean)
+        torch.testing.assert_close(mbn.running_var[m], refs[m].running_var)
+        assert int(mbn.num_batches_tracked[m]) == int(refs[m].num_batches_tracked) == 4
+    mbn.eval()
+    x = torch.randn(4, 4, 3, 2, generator=g)
+    router.route(torch.tensor([1, 0, 0, 1]))
+    out = mbn(x)
+    torch.testing.assert_close(out[[0, 3]], refs[1].eval()(x[[0, 3]]))
+    torch.testing.assert_close(out[[1, 2]], refs[0].eval()(x[[1, 2]]))
+    router.clear()
+    with pytest.raises(RuntimeError, match="modality"):
+        mbn(x)
+
+
+@pytest.mark.parametrize("name", ["test_vi_resnet", "vi_lite0"])
+def test_per_modality_running_statistics_are_each_modalitys_own(name):
+    """Model-level oracle: after training-mode forwards on [rgb; ir] batches, every per-modality BatchNorm holds the
+    running statistics that the shared-BN model (same weights) gets from the rows of that modality alone."""
+    hw = (64, 32)
+    torch.manual_seed(0)
+    shared = models.create_model(name, modality_specific="none").train()
+    per = models.create_model(name, modality_specific="none", modality_bn="per_modality").train()
+    per.load_state_dict({k: v for k, v in shared.state_dict().items() if k in per.state_dict()
+                         and per.state_dict()[k].shape == v.shape}, strict=False)
+    only = [copy.deepcopy(shared) for _ in range(2)]
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for _ in range(3):
+            rgb, ir = torch.randn(4, 3, *hw, generator=g), torch.randn(4, 3, *hw, generator=g) * 0.5 + 1.0
+            out = per(torch.cat([rgb, ir]), torch.tensor([0] * 4 + [1] * 4))
+            solo = [only[0](rgb, torch.zeros(4, dtype=torch.long)), only[1](ir, torch.ones(4, dtype=torch.long))]
+            torch.testing.assert_close(out.pooled, torch.cat([solo[0].pooled, solo[1].pooled]), atol=1e-4, rtol=1e-4)
+    converted = {n: m for n, m in per.named_modules() if isinstance(m, models.layers.ModalityBatchNorm2d)}
+    plain = [dict(o.named_modules()) for o in only]
+    assert len(converted) == sum(isinstance(m, torch.nn.BatchNorm2d) for m in shared.shared.modules())
+    for n, mbn in converted.items():
+        for m in range(2):
+            torch.testing.assert_close(mbn.running_mean[m], plain[m][n].running_mean, atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(mbn.running_var[m], plain[m][n].running_var, atol=1e-5, rtol=1e-4)
+
+
+def test_per_modality_bn_needs_the_modality_and_keeps_the_parameters():
+    per = models.create_model("vi_lite0", modality_bn="per_modality")
+    shared = models.create_model("vi_lite0")
+    assert [n for n, _ in per.named_parameters()] == [n for n, _ in shared.named_parameters()]
+    with pytest.raises(ValueError, match="modality is required when modality_bn='per_modality'"):
+        per(torch.randn(2, 3, 64, 32))
+    with pytest.raises(ValueError, match="modality_bn must be one of"):
+        models.create_model("agw_lite0", modality_bn="split")
+    # two stems: the stems stay plain BatchNorm (they see one modality each), the shared stages are converted
+    agw = models.create_model("test_vi_resnet", modality_bn="per_modality")
+    assert not any(isinstance(m, models.layers.ModalityBatchNorm2d) for m in agw.specific.modules())
+    assert any(isinstance(m, models.layers.ModalityBatchNorm2d) for m in agw.shared.modules())
+
+
 # ---------------------------------------------------------------- layers
 
 def test_gem_is_average_at_p1_and_tends_to_max():

@@ -1,12 +1,16 @@
-"""The cpu-demo stand-in for ImageNet weights: attribute targets, cache reuse keyed by the fingerprint, rebuild of
-a damaged file, and weights that fill the whole backbone of the demo models."""
+"""The cpu-demo stand-ins for ImageNet weights: attribute targets, cache reuse keyed by the fingerprint, rebuild of
+a damaged file, weights that fill the whole backbone of the demo models; the distilled stand-in's teacher features,
+fingerprint and cache, and cold builds that leave the caller's random state alone."""
 
 from __future__ import annotations
 
+import random
+
+import numpy as np
 import pytest
 import torch
 
-from workbench import pretrain
+from workbench import pretrain, pretrain_distill
 from workbench.models import create_model
 
 TINY = pretrain.StandInRecipe(pool_ids=8, images_per_id=2, holdout_ids=2, epochs=1, batch_size=4)
@@ -88,3 +92,77 @@ def test_models_on_one_backbone_share_one_standin_and_the_demo_selects_it():
                             ("icre", "synthetic-vi"), ("baseline", "synthetic-rgbnt"), ("sd2reid", "synthetic-rgbnt")):
         assert get_config(method, dataset, "cpu-demo").model.pretrained == "synthetic", (method, dataset)
         assert get_config(method, dataset, "smoke").model.pretrained is None, "smoke stays from scratch"
+
+
+# ------------------------------------------------------------------------ the distilled stand-in (ImageNet teacher)
+
+TINY_DISTILL = pretrain_distill.DistillRecipe(standin=TINY, teacher_height=64, teacher_width=32)
+
+
+def _global_draws() -> tuple:
+    return random.random(), float(np.random.rand()), float(torch.rand(1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("source", "recipe"), [("synthetic-distilled", TINY_DISTILL), ("synthetic", TINY)])
+def test_cold_builds_leave_the_callers_random_state_alone(monkeypatch, tmp_path, source, recipe):
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
+    random.seed(3), np.random.seed(3), torch.manual_seed(3)
+    expected = _global_draws()
+    random.seed(3), np.random.seed(3), torch.manual_seed(3)
+    path = pretrain_distill.standin_path(source, "test_vi_resnet", recipe, progress=False)
+    assert path.is_file() and path.is_relative_to(tmp_path)  # built here, cold
+    assert _global_draws() == expected, f"building the {source} stand-in moved the caller's random state"
+    with pytest.raises(ValueError, match="takes a"):
+        pretrain_distill.standin_path(source, "test_vi_resnet", TINY if recipe is TINY_DISTILL else TINY_DISTILL)
+
+
+@pytest.mark.slow
+def test_distilled_cache_reuse_fingerprint_and_whole_backbone(monkeypatch, tmp_path):
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
+    calls = []
+    real = pretrain_distill.distill_backbone
+    monkeypatch.setattr(pretrain_distill, "distill_backbone", lambda *a, **k: calls.append(a) or real(*a, **k))
+    first = pretrain_distill.distilled_weights("test_vi_resnet", TINY_DISTILL, progress=False)
+    assert first.name.startswith("test_resnet-distilled-") and len(calls) == 1
+    report = pretrain_distill.distilled_report("test_vi_resnet", TINY_DISTILL)
+    assert report["images"] == 16 and report["teacher"].startswith("imagenet-lite0:tf_efficientnet_lite0-")
+    assert pretrain_distill.distilled_weights("test_vi_resnet", TINY_DISTILL, progress=False) == first
+    assert len(calls) == 1, "same fingerprint: reused"
+    other = pretrain_distill.dataclasses.replace(TINY_DISTILL, teacher_height=32, teacher_width=16)
+    assert pretrain_distill.distilled_weights("test_vi_resnet", other, progress=False) != first and len(calls) == 2
+    # another teacher file (its hash is in the converted file's name) is another fingerprint
+    monkeypatch.setattr(pretrain_distill, "teacher_key", lambda recipe: "imagenet-lite0:another-file")
+    assert pretrain_distill._cache_entry("test_vi_resnet", TINY_DISTILL)[0] != first
+    monkeypatch.undo()
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
+    from safetensors.torch import load_file
+
+    state = load_file(str(first))
+    model = create_model("test_vi_resnet", num_classes=5, pretrained=str(first))
+    assert set(model.load_report.loaded) == set(state) and not model.load_report.mismatched
+    plain = pretrain._cache_path("test_vi_resnet", TINY)
+    assert plain.parent == first.parent and plain.name != first.name, "the plain stand-in keeps its own file"
+
+
+def test_teacher_features_are_the_lite0_pooled_features_of_image_and_mirror():
+    images = np.random.default_rng(0).integers(0, 256, size=(3, 16, 8, 3), dtype=np.uint8)
+    feats = pretrain_distill.teacher_features(images, TINY_DISTILL, progress=False)
+    assert feats.shape == (3, 2, 1280)
+    mirrored = pretrain_distill.teacher_features(images[:, :, ::-1].copy(), TINY_DISTILL, progress=False)
+    torch.testing.assert_close(mirrored[:, 0], feats[:, 1], atol=1e-5, rtol=1e-5)
+    assert (feats >= 0).all(), "average of ReLU6 maps"
+
+
+def test_the_methods_select_either_stand_in_by_name(monkeypatch, tmp_path):
+    from workbench.config import get_config
+    from workbench.methods import get_method
+
+    seen = []
+    monkeypatch.setattr(pretrain_distill, "distilled_weights", lambda name, *a, **k: seen.append(name) or tmp_path / "d")
+    cfg = get_config("baseline", "synthetic-vi", "cpu-demo").override(**{"model.pretrained": "synthetic-distilled"})
+    assert get_method("baseline").pretrained_weights(cfg) == str(tmp_path / "d") and seen == ["test_vi_resnet"]
+    with pytest.raises(ValueError, match="synthetic-distilled"):
+        pretrain_distill.standin_path("synthetic-imagenet", "test_vi_resnet")
+    lite = cfg.override(**{"model.name": "agw_lite0", "model.pretrained": "imagenet-lite0"})
+    assert get_method("baseline").pretrained_weights(lite) == "imagenet-lite0"  # the model resolves it

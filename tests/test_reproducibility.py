@@ -166,3 +166,67 @@ def test_environment_json_is_json(tmp_path):
     with pytest.raises(ValueError, match="initial weights"):
         run.check_start({"weights": "x" * 40, "data": "d" * 40})
     run.check_start({"weights": "w" * 40, "data": "d" * 40})
+
+
+_TINY_STANDIN = {"pool_ids": 24, "images_per_id": 2, "holdout_ids": 4, "height": 64, "width": 32, "epochs": 1,
+                 "batch_size": 16}
+
+
+def _tiny_standin(monkeypatch, tmp_path):
+    """Every default stand-in recipe becomes a seconds-long one, cached under tmp_path (cold at first)."""
+    import dataclasses
+
+    from workbench import pretrain
+
+    tiny = dataclasses.replace(pretrain.StandInRecipe(), **_TINY_STANDIN)
+    monkeypatch.setattr(pretrain, "StandInRecipe", lambda: tiny)
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    return tiny
+
+
+@pytest.mark.slow
+def test_a_cold_stand_in_build_leaves_the_runs_numbers_as_a_warm_cache_gives_them(tmp_path, monkeypatch):
+    """Issue 22: the stand-in's `torch.manual_seed(recipe.seed)` ran inside the run that asked for it, after the run
+    had seeded itself, so a cold cache trained on other random draws than a warm one."""
+    from workbench.train import fit
+
+    _tiny_standin(monkeypatch, tmp_path)
+    cfg = _smoke(tmp_path / "runs", "cold", **{"model.pretrained": "synthetic", "run.max_steps": 4})
+    assert not list((tmp_path / "cache").glob("standin/*.safetensors"))
+    cold = fit(cfg, progress=False)
+    assert len(list((tmp_path / "cache").glob("standin/*.safetensors"))) == 1  # the build happened inside the run
+    warm = fit(cfg.override(**{"run.name": "warm"}), progress=False)
+    losses = [load_run(r.path).metrics["loss/total"].dropna().tolist() for r in (cold, warm)]
+    assert len(losses[0]) == 4 and losses[0] == losses[1]
+    assert load_run(cold.path).test.mean == load_run(warm.path).test.mean
+
+
+_STANDIN_BUILDER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    import dataclasses
+    from workbench import pretrain
+    go = Path(sys.argv[1])
+    while not go.exists():
+        time.sleep(0.01)
+    recipe = dataclasses.replace(pretrain.StandInRecipe(), **{tiny})
+    print(pretrain.standin_weights("test_vi_resnet", recipe, progress=False))
+""")
+
+
+@pytest.mark.slow
+def test_two_processes_missing_the_same_stand_in_build_it_once(tmp_path):
+    script = tmp_path / "standin.py"
+    script.write_text(_STANDIN_BUILDER.replace("{tiny}", repr(_TINY_STANDIN)))
+    go = tmp_path / "go"
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "WORKBENCH_CACHE": str(tmp_path / "cache"),
+           "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, str(script), str(go)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    go.touch()
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    paths = [o[0].strip().splitlines()[-1] for o in outs]
+    assert paths[0] == paths[1]
+    assert sum(o[0].count("pre-training the stand-in") for o in outs) == 1  # one build, the other waited and read
+    assert len(list((tmp_path / "cache" / "standin").glob("*.safetensors"))) == 1

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from workbench.utils import cache_dir
+from workbench.utils import build_lock, cache_dir, preserved_rng
 
 STANDIN_VERSION = 2  # bump when the attribute definitions or the training loop change
 
@@ -290,17 +290,26 @@ def standin_weights(model_name: str, recipe: StandInRecipe = StandInRecipe(), *,
         force: pre-train again even when a valid cached file exists.
     """
     from safetensors import SafetensorError
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
-    path, key = _cache_entry(model_name, recipe)
+    with preserved_rng():  # issue 22: a cold build used to re-seed torch inside the run that asked for it
+        path, key = _cache_entry(model_name, recipe)
+        with build_lock(path, "the stand-in weights"):  # two processes missing them: one pre-trains, one waits
+            if path.exists() and not force:
+                try:
+                    load_file(str(path))
+                    return path
+                except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+                    print(f"stand-in weights {path} are damaged ({exc}); pre-training them again")
+            return _pretrain_and_save(model_name, recipe, path, key, progress)
+
+
+def _pretrain_and_save(model_name: str, recipe: StandInRecipe, path: Path, key: str, progress: bool) -> Path:
+    """Pre-train the stand-in and write its weights and report atomically (the caller holds the build lock)."""
+    from safetensors.torch import save_file
+
     folder = path.parent
     report_path = path.with_suffix(".json")
-    if path.exists() and not force:
-        try:
-            load_file(str(path))
-            return path
-        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-            print(f"stand-in weights {path} are damaged ({exc}); pre-training them again")
     print(f"pre-training the stand-in backbone of {model_name} on a synthetic attribute pool "
           f"({recipe.pool_ids} people, {recipe.pool_ids * recipe.images_per_id} RGB images); cached as {path}")
     state, report = pretrain_backbone(model_name, recipe, progress=progress)

@@ -93,12 +93,13 @@ class Method:
                             **self.model_kwargs(cfg))
 
     def pretrained_weights(self, cfg: Config) -> Any:
-        """`cfg.model.pretrained` as the model constructors take it; "synthetic" names the cpu-demo stand-in for
-        ImageNet weights (`workbench.pretrain`), pre-trained and cached on first use."""
-        if cfg.model.pretrained == "synthetic":
-            from workbench.pretrain import standin_weights
+        """`cfg.model.pretrained` as the model constructors take it; "synthetic" and "synthetic-distilled" name the
+        cpu-demo stand-ins for ImageNet weights (`workbench.pretrain`, `workbench.pretrain_distill`), made and cached
+        on first use without touching the run's random state. ("imagenet-lite0" goes to the model as it is.)"""
+        from workbench.pretrain_distill import STANDIN_SOURCES, standin_path
 
-            return str(standin_weights(cfg.model.name))
+        if cfg.model.pretrained in STANDIN_SOURCES:
+            return str(standin_path(cfg.model.pretrained, cfg.model.name))
         return cfg.model.pretrained
 
     def model_kwargs(self, cfg: Config) -> dict[str, Any]:

@@ -76,6 +76,10 @@ class DAKDTeacherOptions(MCELossConfig):
 
     channels: int = option(3, choices=(2, 3))  # MCE --channel: 3 = visible + infrared + channel-exchanged view
     single_stream: bool = True       # DAKD's one-stream network for the workbench VI CNNs
+    # Images the per-epoch memories are built from: "test" = resize only, as MCE does (`transform_test` in
+    # [CODE: IDLNL/MCE, train.py]); "train" = one draw of the training batches' own augmentation per image, so the
+    # memories and the batch features see the same kind of image (issue 19's hypothesis test, not published).
+    memory_images: str = option("test", choices=("test", "train"))
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,38 @@ def _eval_features(model: nn.Module, samples: list, cfg: Config, method: Method)
     return torch.from_numpy(feats).to(next(model.parameters()).device)
 
 
+@torch.no_grad()
+def _augmented_features(model: nn.Module, samples: list, cfg: Config, method: Method, modality: str,
+                        epoch: int) -> Tensor:
+    """Eval-mode features (N, D) of `samples` under one draw of the training augmentation of their modality stream
+    (`data.train_recipe`), drawn from a seed of (run seed, epoch) while the caller's random state is kept."""
+    from torch.utils.data import DataLoader
+
+    from workbench.data import torch_datasets
+    from workbench.data.loaders import train_recipe_kinds
+    from workbench.data.transforms import build_train_transform
+    from workbench.utils import preserved_rng, seed_everything
+
+    kinds = train_recipe_kinds(cfg)
+    transform = build_train_transform(kinds[0] if modality == "rgb" else kinds[1], cfg.data.height, cfg.data.width)
+    model = unwrap_model(model)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    rows = []
+    with preserved_rng():
+        seed_everything(cfg.run.seed * 100_003 + 7_919 * epoch + (1 if modality == "ir" else 0))
+        dataset = torch_datasets.ImageDataset(samples, transform)
+        loader = DataLoader(dataset, batch_size=cfg.run.test_batch_size, shuffle=False,
+                            collate_fn=torch_datasets.collate, generator=torch.Generator())
+        for batch in loader:
+            images = {m: x.to(device) for m, x in batch["images"].items()}
+            out = method.forward_eval(model, images, modality, None)
+            rows.append(method.retrieval_branches(out)["feats"].float())
+    model.train(was_training)
+    return torch.cat(rows)
+
+
 class _ChannelExchangedEval(Method):
     """Eval forward of channel-exchanged visible images (MCE's third memory: `transform_center` in train.py)."""
 
@@ -167,6 +203,7 @@ class DAKDTeacher(_DAKDModel):
         self.cfg = cfg
         self.loss_cfg = _section(opts, MCELossConfig)
         self.channels = opts.channels
+        self.memory_images = opts.memory_images
         self.rgb_samples, self.ir_samples = _split_by_modality(list(train_samples))
         self.num_classes = len({s.label for s in train_samples})
         self.memories: MCEMemories | None = None
@@ -174,10 +211,15 @@ class DAKDTeacher(_DAKDModel):
         self.device = device
 
     def build_memories(self, model: nn.Module, epoch: int = 0) -> MCEMemories:
-        """Memories from eval-mode features of all training images (resize-only transform)."""
+        """Memories from eval-mode features of all training images: resize-only images (MCE), or with
+        `memory_images="train"` one draw of the training augmentation per image."""
         cfg = self.cfg
-        f_v = _eval_features(model, self.rgb_samples, cfg, self)
-        f_r = _eval_features(model, self.ir_samples, cfg, self)
+        if self.memory_images == "train":
+            f_v, f_r = (_augmented_features(model, samples, cfg, self, modality, epoch)
+                        for modality, samples in (("rgb", self.rgb_samples), ("ir", self.ir_samples)))
+        else:
+            f_v = _eval_features(model, self.rgb_samples, cfg, self)
+            f_r = _eval_features(model, self.ir_samples, cfg, self)
         device = f_v.device
         y_v = torch.tensor([s.label for s in self.rgb_samples], device=device)
         y_r = torch.tensor([s.label for s in self.ir_samples], device=device)
@@ -185,7 +227,10 @@ class DAKDTeacher(_DAKDModel):
         if self.channels == 3:
             # A private generator keeps the global RNG (the augmentations' stream) untouched.
             gen = torch.Generator().manual_seed(cfg.run.seed * 100_003 + epoch)
-            f_ca = _eval_features(model, self.rgb_samples, cfg, _ChannelExchangedEval(gen))
+            if self.memory_images == "train":
+                f_ca = _augmented_features(model, self.rgb_samples, cfg, _ChannelExchangedEval(gen), "rgb", epoch)
+            else:
+                f_ca = _eval_features(model, self.rgb_samples, cfg, _ChannelExchangedEval(gen))
             y_ca = y_v
         return MCEMemories.from_features(f_v, y_v, f_r, y_r, self.num_classes, f_ca, y_ca, self.loss_cfg)
 

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from .layers import BNNeck, bias_free_classifier
 from .output import ReIDOutput
 from .registry import register_model
-from .vi_cnn import VIReIDNet
+from .vi_cnn import LITE0_TRUNK, VIReIDNet
 
 # The two readings of the digests' "stages 2-4" (METHODS.md 3.2, open question 4).
 STAGE_SETS: dict[str, tuple[str, ...]] = {
@@ -114,15 +114,15 @@ class SelfAttentionBlock(nn.Module):
         self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.ffn = FeedForward(dim, ffn_ratio)
 
-    def _attend(self, x: Tensor, kv: Tensor, return_attn: bool) -> Tensor | tuple[Tensor, Tensor]:
-        attended, weights = self.attn(self.norm_q(x), kv, kv, need_weights=return_attn)
+    def _attend(self, x: Tensor, kv: Tensor, with_attention: bool) -> Tensor | tuple[Tensor, Tensor]:
+        attended, weights = self.attn(self.norm_q(x), kv, kv, need_weights=with_attention)
         x = x + attended
         x = x + self.ffn(x)
-        return (x, weights) if return_attn else x
+        return (x, weights) if with_attention else x
 
-    def forward(self, x: Tensor, return_attn: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, with_attention: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """x (B, N, d) -> (B, N, d) [and head-averaged weights (B, N, N)]."""
-        return self._attend(x, self.norm_q(x), return_attn)
+        return self._attend(x, self.norm_q(x), with_attention)
 
 
 class CrossAttentionBlock(SelfAttentionBlock):
@@ -136,9 +136,9 @@ class CrossAttentionBlock(SelfAttentionBlock):
         super().__init__(dim, heads, ffn_ratio)
         self.norm_kv = nn.LayerNorm(dim)
 
-    def forward(self, x: Tensor, ctx: Tensor, return_attn: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, ctx: Tensor, with_attention: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """x (B, N, d) queries, ctx (B, M, d) keys and values -> (B, N, d) [and weights (B, N, M)]."""
-        return self._attend(x, self.norm_kv(ctx), return_attn)
+        return self._attend(x, self.norm_kv(ctx), with_attention)
 
 
 class SDCE(nn.Module):
@@ -172,13 +172,13 @@ class SDCE(nn.Module):
         nn.init.zeros_(self.out_proj.weight)
         nn.init.zeros_(self.out_proj.bias)
 
-    def forward(self, deep: Tensor, shallow: Tensor, return_attn: bool = False):
+    def forward(self, deep: Tensor, shallow: Tensor, with_attention: bool = False):
         """Enhance the deep map with the shallow one.
 
         Args:
             deep: F4 (B, C, h, w).
             shallow: S (B, C_s, h', w') (any grid: its tokens are only keys and values).
-            return_attn: also return the cross-attention weights (B, h*w, h'*w'), averaged over heads.
+            with_attention: also return the cross-attention weights (B, h*w, h'*w'), averaged over heads.
 
         Returns:
             E (B, C, h, w) [, attention].
@@ -186,12 +186,12 @@ class SDCE(nn.Module):
         b, c, h, w = deep.shape
         q = self.q_proj(deep.flatten(2).transpose(1, 2))  # (B, h*w, d)
         kv = self.kv_proj(shallow.flatten(2).transpose(1, 2))  # (B, h'*w', d)
-        x, attn = self.cross(q, kv, return_attn=True) if return_attn else (self.cross(q, kv), None)
+        x, attn = self.cross(q, kv, with_attention=True) if with_attention else (self.cross(q, kv), None)
         if self.self_attn is not None:
             x = self.self_attn(x)
         delta = self.out_proj(self.norm_out(x)).transpose(1, 2).reshape(b, c, h, w)
         enhanced = deep + delta
-        return (enhanced, attn) if return_attn else enhanced
+        return (enhanced, attn) if with_attention else enhanced
 
 
 class ICRENet(VIReIDNet):
@@ -215,7 +215,7 @@ class ICRENet(VIReIDNet):
     Output: `feats` (B, D) or (B, 2D), `pooled` f_e (B, D), `logits` z_e; `parts`: "bn" (B, D) BN(f_e), "enhanced"
     E (B, D, h, w); with MPFR "shallow" S (B, D, h, w), "masks" (B, 3, h, w), "pooled_s", "bn_s", "logits_s"; with
     the global head "pooled_g", "bn_g", "logits_g"; with `return_stages` the stage maps as `VIReIDNet`; with
-    `return_attn` `attn` = SDCE cross-attention weights (B, h*w, h*w).
+    `with_attention` `attn` = SDCE cross-attention weights (B, h*w, h*w).
     """
 
     def __init__(self, *, mpfr: bool = True, stage_set: str = "layer1-3", mpfr_masks: bool = True,
@@ -235,7 +235,7 @@ class ICRENet(VIReIDNet):
             raise ValueError("inference='enhanced+global' needs global_head=True")
         self.stage_set = STAGE_SETS[stage_set]
         self.inference = inference
-        channels = self._stage_channels()
+        channels = self.stage_channels
         self.mpfr = None
         if mpfr:
             mid = mpfr_channels or channels["layer3"]
@@ -252,16 +252,7 @@ class ICRENet(VIReIDNet):
         # layers (METHODS.md 3.3: "lr 0.1 head / 0.01 backbone and new modules at 0.1").
         self.backbone_prefixes = ("specific.", "shared.")
 
-    def _stage_channels(self) -> dict[str, int]:
-        """Output channels of layer1..layer4, read from the last BatchNorm of each stage's last block."""
-        out = {}
-        for name in ("layer1", "layer2", "layer3", "layer4"):
-            stage = self.shared[name] if name in self.shared else self.specific[0][name]
-            norms = [m for m in stage.blocks[-1].modules() if isinstance(m, nn.BatchNorm2d)]
-            out[name] = norms[-1].num_features
-        return out
-
-    def _heads(self, maps: dict[str, Tensor], return_attn: bool) -> tuple[dict[str, Tensor], Tensor | None]:
+    def _heads(self, maps: dict[str, Tensor], with_attention: bool) -> tuple[dict[str, Tensor], Tensor | None]:
         deep = maps["layer4"]
         parts: dict[str, Tensor] = {}
         attn = None
@@ -274,7 +265,7 @@ class ICRENet(VIReIDNet):
             if self.classifier_s is not None:
                 parts["logits_s"] = self.classifier_s(parts["bn_s"])
             if self.sdce is not None:
-                enhanced, attn = self.sdce(deep, shallow, return_attn=True) if return_attn else (
+                enhanced, attn = self.sdce(deep, shallow, with_attention=True) if with_attention else (
                     self.sdce(deep, shallow), None)
         parts["enhanced"] = enhanced
         if self.global_head:
@@ -287,23 +278,23 @@ class ICRENet(VIReIDNet):
     def forward_features(self, images: Tensor, modality: Tensor | None = None) -> Tensor:
         """The enhanced map E (B, C, h, w), the Grad-CAM target (F4 when SDCE is off)."""
         maps = self._forward_stages(images, self._check_inputs(images, modality))
-        return self._heads(maps, return_attn=False)[0]["enhanced"]
+        return self._heads(maps, with_attention=False)[0]["enhanced"]
 
     def forward(self, images: Tensor, modality: Tensor | None = None, *, return_stages: bool = False,
-                return_attn: bool = False) -> ReIDOutput:
+                with_attention: bool = False) -> ReIDOutput:
         """Embed a batch, each sample through the stem of its own modality.
 
         Args:
             images: (B, 3, H, W).
             modality: (B,) long, 0 = rgb, 1 = ir.
             return_stages: also return the stage maps in `parts`.
-            return_attn: `attn` = SDCE cross-attention weights (B, h*w, h*w) (None without SDCE).
+            with_attention: `attn` = SDCE cross-attention weights (B, h*w, h*w) (None without SDCE).
 
         Returns:
             ReIDOutput (see the class docstring for the keys).
         """
         maps = self._forward_stages(images, self._check_inputs(images, modality))
-        parts, attn = self._heads(maps, return_attn)
+        parts, attn = self._heads(maps, with_attention)
         pooled = self.pool(parts["enhanced"])  # f_e (B, D)
         bn = self.bnneck(pooled) if self.bnneck is not None else pooled
         logits = self.classifier(bn) if self.classifier is not None else None
@@ -330,4 +321,20 @@ def test_icre_resnet(**kwargs) -> ICRENet:
     SDCE d=64 x 4 heads; for tests and the cpu-demo profile."""
     args = dict(arch="test_resnet", modality_specific="stem", non_local=True, non_local_quirk=True,
                 gem_p=3.0, last_stride=1, bnneck=True, sdce_dim=64, sdce_heads=4)
+    return ICRENet(**{**args, **kwargs})
+
+
+@register_model
+def icre_lite0(**kwargs) -> ICRENet:
+    """ICRE on the `agw_lite0` trunk (EfficientNet-Lite0, two stems, last stride 1, non-local, GeM p=3; ImageNet
+    weights offline with pretrained="imagenet-lite0").
+
+    MPFR reads layer1, layer2 and layer3 (the "layer1-3" reading of the digests' "stages 2-4", METHODS.md 3.2):
+    on Lite0 these are blocks.1 (24 ch, stride 4), blocks.2 (40 ch, stride 8) and blocks.3-4 (112 ch, stride 16),
+    the strides of ResNet-50's layer1-3, so the three maps play the parts they play in `icre_r50` (the shallow
+    maps below the deep stage SDCE enhances); MPFR aligns them at layer3's width (112) and fuses them to the deep
+    map's 1280 channels. SDCE on layer4 (1280 ch) with d=256 and 8 heads (INFERRED: ResNet-50's 768 of 2048 scaled
+    to the narrower trunk, 32 channels per head)."""
+    args = dict(**LITE0_TRUNK, modality_specific="stem", non_local=True, non_local_quirk=True, gem_p=3.0,
+                learn_gem_p=False, last_stride=1, bnneck=True, sdce_dim=256, sdce_heads=8)
     return ICRENet(**{**args, **kwargs})

@@ -128,3 +128,137 @@ def bias_free_classifier(in_dim: int, num_classes: int) -> nn.Linear:
 def l2_normalize(x: Tensor, dim: int = -1) -> Tensor:
     """Unit-length rows, `x / max(||x||, 1e-12)`."""
     return F.normalize(x, dim=dim)
+
+
+class InputNorm(nn.Module):
+    """Re-normalise images from one mean/std convention to another, exactly: `(x std_in + mean_in - mean) / std`.
+
+    The workbench's visible-infrared transforms normalise with the ImageNet mean/std; a backbone whose weights were
+    trained with another convention (TF EfficientNet-Lite: mean 127, std 128 on 0-255 pixels) gets its own input
+    back through this fixed per-channel affine map (no parameters; buffers are not saved).
+
+    Args:
+        mean, std: the convention the backbone expects, per channel, on 0-1 pixels.
+        mean_in, std_in: the convention of the incoming images.
+    """
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], mean_in: tuple[float, ...],
+                 std_in: tuple[float, ...]) -> None:
+        super().__init__()
+        if min(std) <= 0 or min(std_in) <= 0:
+            raise ValueError(f"std values must be > 0, got std={std}, std_in={std_in}")
+        scale = torch.tensor(std_in) / torch.tensor(std)
+        shift = (torch.tensor(mean_in) - torch.tensor(mean)) / torch.tensor(std)
+        self.register_buffer("scale", scale.view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("shift", shift.view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x (B, C, H, W) -> (B, C, H, W)."""
+        return x * self.scale + self.shift
+
+
+class ModalityRouter:
+    """Which rows of the current batch belong to which modality, shared by the `ModalityBatchNorm2d` layers of one
+    model. The model sets it before running its stages (`route`) and clears it after (`clear`)."""
+
+    def __init__(self, num_modalities: int = 2) -> None:
+        self.num_modalities = num_modalities
+        self.groups: list[tuple[int, slice | Tensor]] | None = None
+
+    def route(self, modality: Tensor) -> None:
+        """Group the rows of a batch by modality.
+
+        Args:
+            modality: (B,) integers in [0, num_modalities). Contiguous runs ([rgb; ir], as the visible-infrared
+                batches are stacked) become slices, anything else index tensors.
+        """
+        values = modality.tolist()
+        groups: list[tuple[int, slice | Tensor]] = []
+        for m in sorted(set(values)):
+            rows = [i for i, v in enumerate(values) if v == m]
+            if rows[-1] - rows[0] + 1 == len(rows):
+                groups.append((m, slice(rows[0], rows[-1] + 1)))
+            else:
+                groups.append((m, torch.tensor(rows, device=modality.device)))
+        self.groups = groups
+
+    def clear(self) -> None:
+        self.groups = None
+
+
+class ModalityBatchNorm2d(nn.Module):
+    """BatchNorm2d with batch and running statistics of its own for each modality, and one shared affine.
+
+    Each modality's rows of a batch are normalised with that modality's batch statistics in training (which also
+    update that modality's running mean and variance) and with its running statistics in evaluation; weight and
+    bias are shared. Built from an existing `nn.BatchNorm2d` (timm's `BatchNormAct2d` keeps its activation):
+    both modalities' running statistics start from its running statistics, the affine is its own.
+
+    Prior art: Modality Batch Normalization (MBN; W. Li, K. Qi, W. Chen, Y. Zhou, "Bridging the Distribution Gap
+    of Visible-Infrared Person Re-identification with Modality Batch Normalization", arXiv 2103.04778, 2021)
+    "normalizes each modality sub-mini-batch respectively instead of the whole mini-batch" [PAPER-ABS; no code seen].
+    INFERRED (our choice, the abstract does not say): the shared affine and the evaluation with each modality's own
+    running statistics. Sharing the affine keeps the layer's parameters those of the shared-BN model (same optimiser
+    groups, same pretrained tensors), so the switch changes statistics and nothing else; separate affines per domain
+    are domain-specific BN (Chang et al., CVPR 2019), a further step towards a two-stream network.
+
+    Args:
+        bn: the BatchNorm2d to replace.
+        router: the model's `ModalityRouter` (set before each forward).
+
+    State: `weight`, `bias` (C,), `running_mean`, `running_var` (M, C), `num_batches_tracked` (M,).
+    """
+
+    def __init__(self, bn: nn.BatchNorm2d, router: ModalityRouter) -> None:
+        super().__init__()
+        if not bn.track_running_stats:
+            raise ValueError("ModalityBatchNorm2d needs a BatchNorm with running statistics")
+        m = router.num_modalities
+        self.num_features, self.eps, self.momentum = bn.num_features, bn.eps, bn.momentum
+        self.weight, self.bias = bn.weight, bn.bias
+        self.register_buffer("running_mean", bn.running_mean.detach().clone().unsqueeze(0).repeat(m, 1))
+        self.register_buffer("running_var", bn.running_var.detach().clone().unsqueeze(0).repeat(m, 1))
+        self.register_buffer("num_batches_tracked", bn.num_batches_tracked.detach().clone().repeat(m))
+        # timm's BatchNormAct2d applies dropout and an activation after normalising (EfficientNet's ReLU6)
+        self.post = nn.Sequential(bn.drop, bn.act) if hasattr(bn, "act") and hasattr(bn, "drop") else None
+        self._router = router
+
+    def _norm(self, x: Tensor, m: int) -> Tensor:
+        factor = 0.0
+        if self.training:
+            self.num_batches_tracked[m].add_(1)
+            factor = 1.0 / float(self.num_batches_tracked[m]) if self.momentum is None else self.momentum
+        return F.batch_norm(x, self.running_mean[m], self.running_var[m], self.weight, self.bias, self.training,
+                            factor, self.eps)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x (B, C, H, W) -> (B, C, H, W), each row normalised with the statistics of its modality."""
+        groups = self._router.groups
+        if groups is None:
+            raise RuntimeError("ModalityBatchNorm2d ran without a modality routing: call the model with its "
+                               "`modality` tensor (0 = rgb, 1 = ir)")
+        if len(groups) == 1:
+            out = self._norm(x, groups[0][0])
+        elif all(isinstance(idx, slice) for _, idx in groups):
+            out = torch.cat([self._norm(x[idx], m) for m, idx in sorted(groups, key=lambda g: g[1].start)])
+        else:
+            out = torch.empty_like(x)
+            for m, idx in groups:
+                index = torch.arange(x.shape[0], device=x.device)[idx] if isinstance(idx, slice) else idx
+                out = out.index_copy(0, index, self._norm(x.index_select(0, index), m))
+        return self.post(out) if self.post is not None else out
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, modalities={self.running_mean.shape[0]}, eps={self.eps}, momentum={self.momentum}"
+
+
+def convert_modality_bn(module: nn.Module, router: ModalityRouter) -> int:
+    """Replace every `nn.BatchNorm2d` inside `module` by a `ModalityBatchNorm2d` (in place); returns how many."""
+    count = 0
+    for name, child in list(module.named_children()):
+        if isinstance(child, nn.BatchNorm2d):
+            setattr(module, name, ModalityBatchNorm2d(child, router))
+            count += 1
+        else:
+            count += convert_modality_bn(child, router)
+    return count

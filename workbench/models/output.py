@@ -25,7 +25,7 @@ class ReIDOutput:
             it holds depends on the model:
             `MultiModalViT` and `SD2ReIDNet`: (B, M, N) the last block's CLS-to-patch attention averaged over heads,
             one row per modality (N patches; rows sum to at most 1, the CLS token's own share left out).
-            `ICRENet` (its flag is still `return_attn`): (B, h*w, h*w) SDCE's cross-attention weights averaged over
+            `ICRENet`: (B, h*w, h*w) SDCE's cross-attention weights averaged over
             heads: for each position of the deep map F4 (query), its weights over the positions of the shallow-clue
             map S (keys); None without SDCE. A patch-to-patch map, not a CLS attention.
             The visible-infrared CNNs return None.

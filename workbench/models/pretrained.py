@@ -1,8 +1,10 @@
 """Loading ImageNet (or any) weights into a backbone: through timm when online, or from a local file.
 
 `pretrained=True` asks timm for its weights (needs the Hugging Face Hub or timm's download URLs); offline, pass a
-local file instead, `pretrained="path/to/weights.safetensors"` (or `.pth` / `.pt` / `.bin`). Files are read with
-safetensors or `torch.load(weights_only=True)`, never with pickle code execution.
+local file instead, `pretrained="path/to/weights.safetensors"` (or `.pth` / `.pt` / `.bin`), or the name of an
+installed offline source, `pretrained="imagenet-lite0"` (ImageNet EfficientNet-Lite0 from a package, see
+`workbench.models.imagenet`). Files are read with safetensors or `torch.load(weights_only=True)`, never with pickle
+code execution.
 
 Key handling: a `{"state_dict": ...}` / `{"model": ...}` wrapper and a `module.` (DataParallel) prefix are removed;
 classifier-head keys (`fc.`, `head.`, `classifier.`, ...) that the target does not have are ignored; an absolute
@@ -22,6 +24,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .imagenet import NAMED_SOURCES
 
 HEAD_PREFIXES: tuple[str, ...] = ("fc.", "head.", "head_dist.", "classifier.", "last_linear.", "pre_logits.")
 _TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar")
@@ -210,8 +214,10 @@ def resolve_pretrained(pretrained: bool | str | Path | Mapping[str, Tensor] | No
     """Turn a `pretrained=` argument into `(state_dict, source)`, or None when nothing is requested.
 
     Args:
-        pretrained: None/False, True (timm weights for `timm_name`, online only), a file path, or a state dict.
-        timm_name: timm name with optional tag; for True it defaults to `model.pretrained_cfg` of a timm model.
+        pretrained: None/False, True (timm weights for `timm_name`, online only), a named offline source
+            ("imagenet-lite0"), a file path, or a state dict.
+        timm_name: timm name with optional tag; for True and named sources it defaults to `model.pretrained_cfg`
+            of a timm model.
         model: the target, only used to find its timm name.
 
     Raises:
@@ -219,11 +225,14 @@ def resolve_pretrained(pretrained: bool | str | Path | Mapping[str, Tensor] | No
     """
     if pretrained is None or pretrained is False:
         return None
+    named = isinstance(pretrained, str) and pretrained in NAMED_SOURCES
+    if (pretrained is True or named) and timm_name is None and model is not None:
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        arch, tag = cfg.get("architecture"), cfg.get("tag")
+        timm_name = f"{arch}.{tag}" if arch and tag else arch
+    if named:
+        return named_state_dict(pretrained, timm_name), pretrained
     if pretrained is True:
-        if timm_name is None and model is not None:
-            cfg = getattr(model, "pretrained_cfg", None) or {}
-            arch, tag = cfg.get("architecture"), cfg.get("tag")
-            timm_name = f"{arch}.{tag}" if arch and tag else arch
         if not timm_name:
             raise ValueError("pretrained=True needs timm_name= (which timm weights to fetch), or pass a file path")
         return timm_state_dict(timm_name), f"timm:{timm_name}"
@@ -232,9 +241,26 @@ def resolve_pretrained(pretrained: bool | str | Path | Mapping[str, Tensor] | No
     if isinstance(pretrained, Mapping):
         return dict(pretrained), "state_dict"
     raise ValueError(
-        f"pretrained must be None, True (timm weights, online), a path to a .safetensors/.pth file or a state dict, "
+        f"pretrained must be None, True (timm weights, online), a named source {sorted(NAMED_SOURCES)}, a path to a "
+        ".safetensors/.pth file or a state dict, "
         f"got {type(pretrained).__name__}"
     )
+
+
+def named_state_dict(name: str, timm_name: str | None) -> dict[str, Tensor]:
+    """The state dict of a named offline source (`imagenet.NAMED_SOURCES`) for the timm architecture `timm_name`.
+
+    Raises:
+        ValueError: the source does not fit the architecture (the message names the models it fits).
+        MissingWeightsPackageError: the package that ships the weights is not installed (with the pip command).
+    """
+    archs, loader = NAMED_SOURCES[name]
+    arch = (timm_name or "").split(".")[0]
+    if arch not in archs:
+        raise ValueError(f"pretrained={name!r} holds weights for the timm architectures {archs}, not {timm_name!r}; "
+                         "use it with the Lite0 models (e.g. 'agw_lite0', 'vi_lite0', 'icre_lite0'), or pass "
+                         "pretrained=True / a weights file for this one")
+    return loader()
 
 
 def load_pretrained(model: nn.Module, pretrained: bool | str | Path | Mapping[str, Tensor] | None,
@@ -243,8 +269,9 @@ def load_pretrained(model: nn.Module, pretrained: bool | str | Path | Mapping[st
 
     Args:
         model: the module whose `state_dict()` keys the weights use (timm naming for timm backbones).
-        pretrained: None/False: nothing. True: timm's weights for `timm_name` (online only). A path: a local
-            `.safetensors` or `.pth` state dict. A mapping: a state dict already in memory.
+        pretrained: None/False: nothing. True: timm's weights for `timm_name` (online only). A named offline
+            source: "imagenet-lite0" (`workbench.models.imagenet`). A path: a local `.safetensors` or `.pth` state
+            dict. A mapping: a state dict already in memory.
         timm_name: timm model name with optional tag ("resnet50.tv_in1k"); defaults to the model's own
             `pretrained_cfg` when it is a timm model.
 

@@ -8,6 +8,12 @@ and the last 3 of layer3, GeM (p=3), BN-neck, bias-free classifier on the BN fea
 DAKD's network (`vi_r50`, METHODS.md 2.3) [CODE: Fouroy4/DAKD, model.py + resnet.py] is the same trunk as one
 stream (no modality-specific stem; the modality argument is ignored), with a learnable GeM exponent and no classifier.
 
+The same network runs on a timm EfficientNet trunk (`agw_lite0`, `vi_lite0`: EfficientNet-Lite0, whose ImageNet
+weights install offline, `workbench.models.imagenet`): its blocks are grouped into five stages that end at timm's
+feature levels, so "stem", "layer1".."layer4" keep their strides and their meaning (`efficientnet_stages`).
+`modality_bn="per_modality"` gives every BatchNorm of the shared stages one set of statistics per modality
+(`layers.ModalityBatchNorm2d`); the default "shared" is what the AGW, MCE and DAKD code do.
+
 Data flow (shapes for ResNet-50 at 288x144, see METHODS.md 1.1):
 
     images (B,3,288,144), modality (B,) 0=rgb 1=ir
@@ -25,7 +31,16 @@ import timm
 import torch
 from torch import Tensor, nn
 
-from .layers import BNNeck, GeM, NonLocal, bias_free_classifier
+from .imagenet import LITE0_ARCH, LITE0_MEAN_STD
+from .layers import (
+    BNNeck,
+    GeM,
+    InputNorm,
+    ModalityRouter,
+    NonLocal,
+    bias_free_classifier,
+    convert_modality_bn,
+)
 from .output import ReIDOutput
 from .pretrained import finish_pretrained, load_state_dict_into, resolve_pretrained
 from .registry import register_model
@@ -33,23 +48,28 @@ from .registry import register_model
 STAGES: tuple[str, ...] = ("stem", "layer1", "layer2", "layer3", "layer4")
 SPLIT_POINTS: tuple[str, ...] = ("none",) + STAGES
 NUM_MODALITIES = 2  # 0 = rgb (visible), 1 = ir (infrared)
+MODALITY_BN = ("shared", "per_modality")
+# What the workbench's visible-infrared transforms feed every CNN (workbench.data.transforms.IMAGENET_MEAN/STD).
+IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 class Stage(nn.Module):
-    """A ResNet stage (timm `layerK`) with optional non-local blocks after chosen residual blocks.
+    """A trunk stage (timm ResNet `layerK`, or a group of EfficientNet blocks) with optional non-local blocks after
+    chosen blocks.
 
     Args:
-        blocks: the stage's residual blocks (timm's `nn.Sequential`; keeps timm's parameter names).
+        blocks: the stage's blocks (timm's `nn.Sequential` for a ResNet, keeping timm's parameter names).
         non_local_after: 0-indexed block positions followed by a `NonLocal`.
-        channels: output channels of the stage.
+        channels: output channels of the stage (ResNet), or of each block (EfficientNet groups).
         quirk: `NonLocal` one-channel quirk (see `NonLocal`).
     """
 
-    def __init__(self, blocks: nn.Sequential, non_local_after: tuple[int, ...] = (), channels: int = 0,
-                 quirk: bool = True) -> None:
+    def __init__(self, blocks: nn.Sequential, non_local_after: tuple[int, ...] = (),
+                 channels: int | tuple[int, ...] = 0, quirk: bool = True) -> None:
         super().__init__()
         self.blocks = blocks
-        self.non_local = nn.ModuleDict({str(i): NonLocal(channels, quirk=quirk) for i in non_local_after})
+        per_block = (channels,) * len(blocks) if isinstance(channels, int) else tuple(channels)
+        self.non_local = nn.ModuleDict({str(i): NonLocal(per_block[i], quirk=quirk) for i in non_local_after})
 
     def forward(self, x: Tensor) -> Tensor:
         for i, block in enumerate(self.blocks):
@@ -71,19 +91,93 @@ def _remove_last_stride(layer: nn.Sequential) -> None:
                 downsample[i] = nn.Identity()
 
 
-def _check_resnet(backbone: nn.Module, arch: str) -> None:
-    needed = ("conv1", "bn1", "act1", "maxpool", *STAGES[1:])
-    absent = [n for n in needed if not hasattr(backbone, n)]
-    if absent:
-        raise ValueError(f"arch={arch!r} is not a timm ResNet-family model (missing {absent}); use e.g. "
-                         "'resnet50', 'resnet18' or 'test_resnet'")
+def _trunk_family(backbone: nn.Module, arch: str) -> str:
+    """"resnet" or "efficientnet" for a timm backbone; a clear error for anything else."""
+    if all(hasattr(backbone, n) for n in ("conv1", "bn1", "act1", "maxpool", *STAGES[1:])):
+        return "resnet"
+    if all(hasattr(backbone, n) for n in ("conv_stem", "bn1", "blocks", "conv_head", "bn2")):
+        return "efficientnet"
+    raise ValueError(f"arch={arch!r} is neither a timm ResNet-family nor an EfficientNet-family model; use e.g. "
+                     f"'resnet50', 'resnet18', 'test_resnet' or {LITE0_ARCH!r}")
+
+
+def _non_local_after(n_blocks: int, count: int, enabled: bool) -> tuple[int, ...]:
+    """AGW's placement: non-local blocks after the last `count` blocks of a stage (clipped to its length)."""
+    n = min(count, n_blocks) if enabled else 0
+    return tuple(range(n_blocks - n, n_blocks))
+
+
+def resnet_stages(backbone: nn.Module, non_local: bool, non_local_layers: tuple[int, ...], quirk: bool,
+                  last_stride: int) -> tuple[dict[str, nn.Module], dict[str, int]]:
+    """A timm ResNet as the five AGW stages: stem (conv1..maxpool), layer1..layer4 (+ non-local blocks).
+
+    Returns:
+        ({stage: module}, {stage: output channels}), in `STAGES` order.
+    """
+    if last_stride == 1:
+        _remove_last_stride(backbone.layer4)
+    channels = [info["num_chs"] for info in backbone.feature_info]  # act1, layer1..layer4
+    stages: dict[str, nn.Module] = {
+        "stem": nn.Sequential(backbone.conv1, backbone.bn1, backbone.act1, backbone.maxpool)}
+    for k in range(4):
+        layer = getattr(backbone, f"layer{k + 1}")
+        after = _non_local_after(len(layer), non_local_layers[k], non_local)
+        stages[f"layer{k + 1}"] = Stage(layer, after, channels[k + 1], quirk=quirk)
+    return stages, dict(zip(STAGES, channels))
+
+
+def _out_channels(block: nn.Module) -> int:
+    """Output channels of an EfficientNet block: those of its last convolution."""
+    return [m for m in block.modules() if isinstance(m, nn.Conv2d)][-1].out_channels
+
+
+def efficientnet_stages(backbone: nn.Module, non_local: bool, non_local_layers: tuple[int, ...], quirk: bool,
+                        last_stride: int) -> tuple[dict[str, nn.Module], dict[str, int]]:
+    """A timm EfficientNet as five stages that end where timm's feature pyramid reads its levels.
+
+    timm reads EfficientNet-Lite0's features after block groups 0, 1, 2, 4 and 6 (strides 2, 4, 8, 16, 32); the
+    stages end there, so "layer1".."layer4" sit at the strides of a ResNet's layer1..layer4 and keep their names:
+
+        stem   conv_stem + bn1 + blocks.0   16 ch, stride 2  (everything before the first expanded block)
+        layer1 blocks.1                     24 ch, stride 4
+        layer2 blocks.2                     40 ch, stride 8
+        layer3 blocks.3 + blocks.4         112 ch, stride 16
+        layer4 blocks.5 + blocks.6 + head 1280 ch, stride 32 (16 with last_stride=1); head = conv_head + bn2
+
+    Non-local blocks follow the last `non_local_layers[k]` blocks of layer k+1 (AGW's (0, 2, 3, 0): both blocks
+    of layer2, the three blocks of blocks.4 in layer3). last_stride=1 makes the first block of blocks.5 stride 1,
+    as AGW does for ResNet-50's layer4 (no dilation).
+
+    Returns:
+        ({stage: module}, {stage: output channels}), in `STAGES` order.
+    """
+    ends = [int(info["module"].split(".")[1]) for info in backbone.feature_info]
+    if len(ends) != len(STAGES):
+        raise ValueError(f"expected {len(STAGES)} feature levels in the EfficientNet, got {backbone.feature_info}")
+    groups = [list(range(0, ends[0] + 1))] + [list(range(ends[k - 1] + 1, ends[k] + 1)) for k in range(1, 5)]
+    if last_stride == 1:
+        _remove_last_stride(backbone.blocks[groups[4][0]])
+    flat = [[block for g in group for block in backbone.blocks[g]] for group in groups]
+    stages: dict[str, nn.Module] = {"stem": nn.Sequential(backbone.conv_stem, backbone.bn1, *flat[0])}
+    channels = {"stem": _out_channels(flat[0][-1])}
+    for k in range(1, 5):
+        blocks = flat[k] + ([nn.Sequential(backbone.conv_head, backbone.bn2)] if k == 4 else [])
+        per_block = tuple(_out_channels(b) for b in blocks)
+        after = _non_local_after(len(blocks), non_local_layers[k - 1], non_local)
+        stages[STAGES[k]] = Stage(nn.Sequential(*blocks), after, per_block, quirk=quirk)
+        channels[STAGES[k]] = per_block[-1]
+    return stages, channels
+
+
+TRUNKS = {"resnet": resnet_stages, "efficientnet": efficientnet_stages}
 
 
 class VIReIDNet(nn.Module):
     """AGW-style visible-infrared network; returns a `ReIDOutput` in training and in evaluation.
 
     Args:
-        arch: timm ResNet-family name, optionally with a weight tag ("resnet50.tv_in1k" = AGW's torchvision weights).
+        arch: timm ResNet-family name, optionally with a weight tag ("resnet50.tv_in1k" = AGW's torchvision weights),
+            or an EfficientNet ("tf_efficientnet_lite0"; stages as `efficientnet_stages` lists them).
         num_classes: identities of the bias-free classifier; 0 builds no classifier (`logits` is None).
         modality_specific: last stage that has one copy per modality: "none" (single stream, DAKD), "stem" (AGW),
             "layer1", ..., "layer4" (two separate networks). Later stages are shared.
@@ -95,9 +189,20 @@ class VIReIDNet(nn.Module):
         learn_gem_p: learnable exponent (DAKD) instead of a constant (AGW).
         last_stride: stride of layer4 (1 in AGW/DAKD, 2 = plain ResNet).
         bnneck: BN-neck after pooling; False makes `feats` the pooled feature.
-        pretrained: None, True (timm weights for `arch`, online only) or a path to a .safetensors/.pth file with
-            timm/torchvision ResNet keys; loaded before the stem is duplicated, so both stems start equal (AGW).
+        pretrained: None, True (timm weights for `arch`, online only), "imagenet-lite0" (offline ImageNet weights
+            of the Lite0 models, `workbench.models.imagenet`) or a path to a .safetensors/.pth file with timm keys;
+            loaded before the stem is duplicated, so both stems start equal (AGW).
         timm_kwargs: extra arguments for `timm.create_model` (e.g. `layers=(1, 1, 1, 1)` for a small ResNet).
+        modality_bn: "shared" (one BatchNorm for both modalities, as the AGW, MCE and DAKD code) or "per_modality"
+            (every BatchNorm of the shared stages keeps batch and running statistics per modality, one affine:
+            `layers.ModalityBatchNorm2d`); needs `modality` in every forward.
+        input_mean_std: (mean, std) the trunk's weights expect on 0-1 pixels when it is not the ImageNet
+            normalisation the workbench's transforms apply; the input is re-normalised to it (`layers.InputNorm`).
+            The Lite0 models pass TF EfficientNet-Lite's (`imagenet.LITE0_MEAN_STD`).
+        frozen_stages: how many leading stages ("stem", "layer1", ...) keep their pre-trained weights: no gradient
+            (so no backward pass through them) and their BatchNorms stay in eval mode (the pre-trained statistics).
+            A CPU economy of the demo regime study [INFERRED, our choice; the references train every stage]; with the
+            stem frozen, both stems of a two-stem network stay the pre-trained one.
 
     Output keys (`forward`): `feats` (B, D) BN feature, `pooled` (B, D) GeM feature, `logits` (B, num_classes) or
     None, `parts["bn"]` (B, D); with `return_stages=True` also `parts["stem"]`, `parts["layer1"]`..`["layer4"]`
@@ -114,10 +219,16 @@ class VIReIDNet(nn.Module):
                  non_local: bool = True, non_local_quirk: bool = True,
                  non_local_layers: tuple[int, int, int, int] = (0, 2, 3, 0), gem_p: float = 3.0,
                  learn_gem_p: bool = False, last_stride: int = 1, bnneck: bool = True,
-                 pretrained: bool | str | None = None, timm_kwargs: dict | None = None) -> None:
+                 pretrained: bool | str | None = None, timm_kwargs: dict | None = None,
+                 modality_bn: str = "shared", input_mean_std: tuple | None = None, frozen_stages: int = 0) -> None:
         super().__init__()
+        if not 0 <= frozen_stages <= len(STAGES):
+            raise ValueError(f"frozen_stages must be between 0 and {len(STAGES)} (stages {STAGES}), got {frozen_stages}")
         if modality_specific not in SPLIT_POINTS:
             raise ValueError(f"modality_specific must be one of {SPLIT_POINTS}, got {modality_specific!r}")
+        if modality_bn not in MODALITY_BN:
+            raise ValueError(f"modality_bn must be one of {MODALITY_BN} ('shared' = one BatchNorm as in AGW/DAKD), "
+                             f"got {modality_bn!r}")
         if last_stride not in (1, 2):
             raise ValueError(f"last_stride must be 1 (AGW) or 2 (plain ResNet), got {last_stride}")
         if num_classes < 0:
@@ -130,20 +241,12 @@ class VIReIDNet(nn.Module):
         self.num_classes = num_classes
 
         backbone = timm.create_model(arch, pretrained=False, num_classes=0, global_pool="", **self.timm_kwargs)
-        _check_resnet(backbone, arch)
+        self.trunk = _trunk_family(backbone, arch)
         resolved = resolve_pretrained(pretrained, arch, backbone)
         backbone_report = load_state_dict_into(backbone, *resolved, warn=False) if resolved else None
-        if last_stride == 1:
-            _remove_last_stride(backbone.layer4)
-        channels = [info["num_chs"] for info in backbone.feature_info]  # act1, layer1..layer4
-
-        stages: dict[str, nn.Module] = {
-            "stem": nn.Sequential(backbone.conv1, backbone.bn1, backbone.act1, backbone.maxpool)}
-        for k in range(4):
-            layer = getattr(backbone, f"layer{k + 1}")
-            n_nl = min(non_local_layers[k], len(layer)) if non_local else 0
-            after = tuple(range(len(layer) - n_nl, len(layer)))  # AGW: the last n blocks
-            stages[f"layer{k + 1}"] = Stage(layer, after, channels[k + 1], quirk=non_local_quirk)
+        stages, self.stage_channels = TRUNKS[self.trunk](backbone, non_local, tuple(non_local_layers),
+                                                         non_local_quirk, last_stride)
+        self.input_norm = InputNorm(*input_mean_std, *IMAGENET_MEAN_STD) if input_mean_std is not None else None
 
         n_specific = SPLIT_POINTS.index(modality_specific)
         specific = STAGES[:n_specific]
@@ -151,12 +254,32 @@ class VIReIDNet(nn.Module):
             [nn.ModuleDict({s: (stages[s] if m == 0 else copy.deepcopy(stages[s])) for s in specific})
              for m in range(NUM_MODALITIES)] if specific else [])
         self.shared = nn.ModuleDict({s: stages[s] for s in STAGES[n_specific:]})
+        self.modality_bn = modality_bn
+        self.modality_router = ModalityRouter(NUM_MODALITIES) if modality_bn == "per_modality" else None
+        if self.modality_router is not None:  # the modality-specific stages already see one modality each
+            convert_modality_bn(self.shared, self.modality_router)
 
-        self.feat_dim = channels[-1]
+        self.feat_dim = self.stage_channels["layer4"]
         self.pool = GeM(gem_p, learn_p=learn_gem_p)
         self.bnneck = BNNeck(self.feat_dim) if bnneck else None
         self.classifier = bias_free_classifier(self.feat_dim, num_classes) if num_classes > 0 else None
         self.load_report = finish_pretrained(self, resolved, backbone_report)  # checks how much was filled
+        self.frozen_stages = frozen_stages
+        for module in self._frozen_modules():
+            module.requires_grad_(False)
+        self.train(self.training)
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        frozen = set(STAGES[:self.frozen_stages])
+        mods = [stage for copies in self.specific for name, stage in copies.items() if name in frozen]
+        return mods + [stage for name, stage in self.shared.items() if name in frozen]
+
+    def train(self, mode: bool = True) -> VIReIDNet:
+        """`nn.Module.train`, with the frozen stages kept in eval mode (their pre-trained BatchNorm statistics)."""
+        super().train(mode)
+        for module in self._frozen_modules() if getattr(self, "frozen_stages", 0) else ():
+            module.eval()
+        return self
 
     @property
     def two_stream(self) -> bool:
@@ -167,10 +290,12 @@ class VIReIDNet(nn.Module):
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (B, 3, H, W), got shape {tuple(images.shape)}")
         if modality is None:
-            if self.two_stream:
+            if self.two_stream or self.modality_router is not None:
+                setting = (f"modality_specific={self.modality_specific!r}" if self.two_stream
+                           else f"modality_bn={self.modality_bn!r}")
                 raise ValueError(
-                    f"modality is required when modality_specific={self.modality_specific!r}: pass a (B,) long "
-                    "tensor with 0 for visible (rgb) and 1 for infrared samples")
+                    f"modality is required when {setting}: pass a (B,) long tensor with 0 for visible (rgb) and 1 "
+                    "for infrared samples")
             return None
         if modality.dim() != 1 or modality.shape[0] != images.shape[0]:
             raise ValueError(f"modality must be (B,) = ({images.shape[0]},), got shape {tuple(modality.shape)}")
@@ -182,6 +307,17 @@ class VIReIDNet(nn.Module):
 
     def _forward_stages(self, images: Tensor, modality: Tensor | None) -> dict[str, Tensor]:
         """Run all stages; returns {stage: (B, C, h, w)} in input order."""
+        if self.input_norm is not None:
+            images = self.input_norm(images)
+        if self.modality_router is None:
+            return self._run_stages(images, modality)
+        self.modality_router.route(modality)
+        try:
+            return self._run_stages(images, modality)
+        finally:
+            self.modality_router.clear()
+
+    def _run_stages(self, images: Tensor, modality: Tensor | None) -> dict[str, Tensor]:
         maps: dict[str, Tensor] = {}
         x = images
         if self.two_stream:
@@ -269,4 +405,37 @@ def test_vi_resnet(**kwargs) -> VIReIDNet:
     in layer2 and layer3; for tests and CPU smoke runs (no pretrained weights exist)."""
     args = dict(arch="test_resnet", modality_specific="stem", non_local=True, non_local_quirk=True,
                 gem_p=3.0, last_stride=1, bnneck=True)
+    return VIReIDNet(**{**args, **kwargs})
+
+
+# EfficientNet-Lite0 trunk: timm's Lite0 with TF's BatchNorm epsilon and padding (the conventions its offline
+# ImageNet weights were trained with, `workbench.models.imagenet`), fed TF-Lite's input normalisation.
+LITE0_TRUNK = dict(arch=LITE0_ARCH, input_mean_std=LITE0_MEAN_STD)
+
+
+@register_model
+def agw_lite0(**kwargs) -> VIReIDNet:
+    """AGW-style two-stem network on EfficientNet-Lite0 (3.4 M parameters in the trunk, 1280-d feature); ImageNet
+    weights offline with pretrained="imagenet-lite0".
+
+    Modality-specific: the stem only, which on Lite0 is conv_stem + bn1 + blocks.0 (the 3x3 stride-2 convolution and
+    the depthwise-separable block at stride 2, 16 channels; `efficientnet_stages`). AGW duplicates ResNet-50's
+    conv1..maxpool and shares layer1 on [CODE: mangye16/Cross-Modal-Re-ID-baseline, model.py::visible_module /
+    thermal_module]: low-level filters and their BatchNorm statistics absorb what differs between a colour and an
+    infrared image (channel correlations, contrast, texture energy), while the identity structure built from them is
+    shared. The Lite0 stem is the same cut: everything before the first feature level timm reads (stride 2),
+    i.e. before the first expanded (inverted-residual) block. Rest as AGW: non-local blocks (one-channel quirk)
+    after both blocks of layer2 and the last three of layer3, GeM p=3, BN-neck, bias-free classifier, last stride 1
+    (an 8x4 final map at 128x64 instead of 4x2)."""
+    args = dict(**LITE0_TRUNK, modality_specific="stem", non_local=True, non_local_quirk=True, gem_p=3.0,
+                learn_gem_p=False, last_stride=1, bnneck=True)
+    return VIReIDNet(**{**args, **kwargs})
+
+
+@register_model
+def vi_lite0(**kwargs) -> VIReIDNet:
+    """DAKD's single-stream network (the MCE teacher and the DAKD student, METHODS.md 2.3) on EfficientNet-Lite0:
+    modality ignored, non-local (quirk), learnable GeM (init 3), BN-neck, no classifier by default, last stride 1."""
+    args = dict(**LITE0_TRUNK, modality_specific="none", non_local=True, non_local_quirk=True, gem_p=3.0,
+                learn_gem_p=True, last_stride=1, bnneck=True, num_classes=0)
     return VIReIDNet(**{**args, **kwargs})

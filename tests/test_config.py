@@ -61,6 +61,56 @@ def test_paper_profiles_follow_the_published_recipes():
     assert smoke.model.name.startswith("test_") and smoke.optim.epochs <= 2
 
 
+@pytest.mark.parametrize("method", ["baseline", "sd2reid"])
+def test_vehicle_presets_have_their_own_size_split_and_recipe(method):
+    """The synthetic vehicle presets: the real identity counts, a fifth of RGBNT100's 50 training vehicles held out,
+    landscape images at every profile (64 x 128 in the demo: the tiny ViT's 8 x 16 patch grid, the 128 tokens of the
+    paper ViT at 128 x 256), the vehicle recipe's per-modality losses (TOP-ReID DIRECT: 0), 8 SIE cameras, and the
+    demo's calibrated difficulty, step count and lr (config.py, VEHICLE_DEMO_BATCHES)."""
+    from workbench.methods import get_method
+    from workbench.models import create_model
+
+    demo = {d: get_config(method, d, "cpu-demo") for d in ("synthetic-rgbnt100", "synthetic-msvr310")}
+    assert demo["synthetic-rgbnt100"].data.options == {"ids": 100, "seed": 0, "difficulty": "easy"}
+    assert demo["synthetic-msvr310"].data.options["ids"] == 310
+    assert [c.data.val_ids for c in demo.values()] == [10, 20]
+    for dataset, cfg in demo.items():
+        assert (cfg.data.height, cfg.data.width) == (64, 128) and cfg.loss.mm_heads == "per_modality"
+        assert cfg.data.batches_per_epoch * cfg.optim.epochs == 720  # twice the people demo's step count
+        assert cfg.optim.lr == 2e-3 and cfg.optim.milestones == (4,) and cfg.optim.warmup_epochs == 1
+        assert cfg.model.name == "test_mm_vit" and cfg.model.sie_camera
+        kwargs = get_method(method).model_kwargs(cfg)
+        assert kwargs["num_cameras"] == 8 and kwargs["img_size"] == (64, 128)
+        paper, smoke = get_config(method, dataset, "paper"), get_config(method, dataset, "smoke")
+        assert (paper.data.height, paper.data.width) == (128, 256) and (smoke.data.height, smoke.data.width) == (32, 64)
+        assert smoke.data.options["ids"] == 16 and smoke.data.val_ids == 4
+    assert create_model("test_mm_vit", img_size=(64, 128)).grid_size == (8, 16)
+    assert get_config(method, "synthetic-rgbnt100", "paper").model.name == "mm_vit_b16"
+    # MSVR310's own recipe items reach the paper profile (lr 0.001, 100 warm-up epochs, 1000 epochs)
+    msvr = get_config(method, "synthetic-msvr310", "paper").optim
+    assert (msvr.lr, msvr.warmup_epochs, msvr.epochs) == (0.001, 100, 1000)
+    # the real vehicle sets keep TOP-ReID's shipped 256 x 128 (configs/RGBNT100/TOP-ReID.yml SIZE_TRAIN)
+    real = get_config(method, "rgbnt100", "paper")
+    assert (real.data.height, real.data.width) == (256, 128) and real.loss.mm_heads == "per_modality"
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu-demo", "paper"])
+def test_people_presets_keep_their_demo_data_and_size(profile):
+    """The vehicle entries leave the people presets as they were: same exports, sizes, held-out identities, losses."""
+    mm = get_config("baseline", "synthetic-rgbnt", profile)
+    ids = {"smoke": 16}.get(profile, 201)
+    assert mm.data.options == {"ids": ids, "seed": 0, "difficulty": "medium"}
+    assert (mm.data.height, mm.data.width) == {"smoke": (64, 32), "cpu-demo": (128, 64), "paper": (256, 128)}[profile]
+    assert mm.data.val_ids == (4 if profile == "smoke" else 20) and mm.loss.mm_heads == "direct"
+    if profile == "cpu-demo":
+        assert mm.optim.lr == 1e-3
+    assert get_config("sd2reid", "synthetic-rgbnt", profile).loss.mm_heads == "direct"
+    vi = get_config("baseline", "synthetic-vi", profile)
+    assert vi.data.options == {"ids": {"smoke": 16}.get(profile, 300), "seed": 0, "difficulty": "default"}
+    assert vi.data.val_ids == (4 if profile == "smoke" else 20)
+    assert mm.data.batches_per_epoch == vi.data.batches_per_epoch == (3 if profile == "smoke" else None)
+
+
 def test_agw_step_schedule_matches_its_formula():
     cfg = get_config("baseline", "sysu-mm01", "paper").optim
     # AGW train.py: lr * (e + 1) / 10 for e < 10, lr for e < 20, lr * 0.1 for e < 50, lr * 0.01 after.

@@ -58,7 +58,7 @@ def test_executed_copy_shows_its_figures(notebook, executed_notebook):
 # The runs whose test scores each notebook records as `<tag>_rank1`, `<tag>_mAP`, `<tag>_mINP`.
 SCORED_RUNS = {"02_baselines": {"vi", "mm", "vi_scratch", "mm_scratch"}, "03_dakd": {"baseline", "teacher", "student", "student_from_baseline"},
                "04_icre": {"icre_baseline", "icre_mpfr", "icre_mpfr_sdce", "icre_icg", "icre_full"},
-               "05_sd2reid": {"sd2_full"}}
+               "05_sd2reid": {"sd2_full"}, "08_vehicles": {"veh_baseline", "veh_sd2", "msvr_baseline", "msvr_sd2"}}
 
 
 def check_recorded_scores_are_run_results(records: dict, runs_dir) -> set[str]:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from workbench.config import get_config
-from workbench.data.occlusion import occlude, occlusion_boxes, style_shift
+from workbench.data.occlusion import night, occlude, occlusion_boxes, style_shift
 from workbench.losses import sd2reid as L
 from workbench.methods import get_method
 from workbench.methods.baseline import Baseline
@@ -472,6 +472,35 @@ def test_style_shift_changes_only_the_named_modality():
     assert torch.allclose(style_shift(x, "tir", 0.0, "mixed")["tir"], x["tir"], atol=1e-6)
     with pytest.raises(ValueError, match="modality"):
         style_shift(x, "ir", 0.5)
+
+
+def test_night_darkens_the_visible_images_alone_by_the_stated_factor():
+    """In pixel units the visible image keeps 1 - 0.9 s of its light, plus N(0, (0.05 s)^2) noise drawn from the
+    generator; NIR and TIR are the same tensors; s = 0 changes nothing."""
+    x = {m: torch.rand(4, 3, 16, 8) * 2 - 1 for m in MODS}
+    out = night(x, 0.5, torch.Generator().manual_seed(3))
+    assert out["nir"] is x["nir"] and out["tir"] is x["tir"]
+    noise = torch.randn(x["rgb"].shape, generator=torch.Generator().manual_seed(3))
+    expected = ((x["rgb"] * 0.5 + 0.5) * 0.55 + 0.025 * noise).clamp(0, 1) * 2 - 1
+    torch.testing.assert_close(out["rgb"], expected)
+    assert (out["rgb"] * 0.5 + 0.5).mean() < 0.6 * (x["rgb"] * 0.5 + 0.5).mean()
+    assert torch.equal(night(x, 0.0)["rgb"], x["rgb"])
+    for bad, match in ((1.5, "strength"), (-0.1, "strength")):
+        with pytest.raises(ValueError, match=match):
+            night(x, bad)
+    with pytest.raises(ValueError, match="'vis'"):
+        night(x, 0.5, modality="vis")
+
+
+def test_night_corruption_is_seeded_and_named():
+    from workbench.viz.sd2 import corruption
+
+    x = {m: torch.rand(2, 3, 8, 4) * 2 - 1 for m in MODS}
+    a, b = corruption("night", 0.7, seed=5)(x), corruption("night", 0.7, seed=5)(x)
+    assert torch.equal(a["rgb"], b["rgb"]) and not torch.equal(a["rgb"], corruption("night", 0.7, seed=6)(x)["rgb"])
+    assert torch.equal(a["tir"], x["tir"])
+    with pytest.raises(ValueError, match="night"):
+        corruption("fog", 0.5)
 
 
 # ------------------------------------------------------------------------------------------------ CLI, layouts

@@ -53,3 +53,25 @@ def test_grid_summary_and_augmentation_sheet(tmp_path):
     assert np.asarray(axes).shape == (2, 3)
     with pytest.raises(ValueError, match="columns"):
         plot_split_summary(pd.DataFrame({"x": [1]}))
+
+
+def test_vehicle_sheet_draws_each_render_in_its_cell():
+    """Each cell shows exactly the image the generator rendered for that (vehicle, time of day, camera, modality),
+    and the labels name them, in the order `data.synthetic.vehicle_sheet` returns them."""
+    from workbench.data.synthetic import VehicleConfig
+    from workbench.data.synthetic import vehicle_sheet as render_sheet
+    from workbench.viz.data import vehicle_sheet
+
+    config = VehicleConfig.smoke(occlusion_rate=0.0)
+    rows, labels, columns = render_sheet(["sedan", "bus"], [1, 3], seed=0, config=config)
+    axes = vehicle_sheet(["sedan", "bus"], [1, 3], seed=0, config=config)
+    assert axes.shape == (4, 6) and len(rows) == 4 and len(columns) == 6
+    for r in range(4):
+        for c in range(6):
+            (shown,) = axes[r, c].get_images()
+            np.testing.assert_array_equal(shown.get_array(), rows[r][c])
+        assert axes[r, 0].get_ylabel() == labels[r].replace(", ", "\n")
+    assert [ax.get_title() for ax in axes[0]] == columns
+    assert labels[0].endswith("day") and labels[1].endswith("night") and "bus" in labels[2]
+    with pytest.raises(ValueError, match="tank"):
+        vehicle_sheet(["tank"], [1], config=config)

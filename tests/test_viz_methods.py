@@ -194,3 +194,24 @@ def test_modality_centres_draw_one_line_per_identity_between_its_centres():
         rgb = ax.collections[2 * p].get_offsets().mean(axis=0)
         ir = ax.collections[2 * p + 1].get_offsets().mean(axis=0)
         np.testing.assert_allclose(np.c_[line.get_xdata(), line.get_ydata()], [rgb, ir], atol=1e-9)
+
+
+def test_sample_factor_reads_each_stored_row_from_its_own_sample():
+    """Rows are matched by their file paths, not by position: a shuffled sample list gives the same answer; a row
+    that is missing, or a factor no sample has, is an error that names it."""
+    import json
+    from types import SimpleNamespace
+
+    from workbench.data.samples import Sample
+    from workbench.viz import sd2
+
+    samples = [Sample({m: f"/d/{i}.jpg" for m in ("rgb", "nir", "tir")}, i % 3, 0, "rgb+nir+tir",
+                      factors={"time_of_day": ("day", "dusk", "night")[i % 3], "pid": i % 3}) for i in range(6)]
+    stored = SimpleNamespace(samples=pd.DataFrame({"row": [0, 1, 2], "paths": [json.dumps(samples[i].paths)
+                                                                              for i in (4, 0, 5)]}))
+    got = sd2.sample_factor(stored, samples[::-1], "time_of_day")
+    assert got.to_dict() == {0: "dusk", 1: "day", 2: "night"} and got.index.name == "sample"
+    with pytest.raises(ValueError, match="row 2"):
+        sd2.sample_factor(stored, samples[:5], "time_of_day")
+    with pytest.raises(ValueError, match="'weather'.*pid"):
+        sd2.sample_factor(stored, samples, "weather")

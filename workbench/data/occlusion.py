@@ -5,7 +5,8 @@ functions turn the claim into a measurement (`workbench.viz.sd2.robustness_curve
 test tensors (`(x - mean) / std`, the ViT family's mean = std = 0.5 by default), are deterministic given a
 `torch.Generator`, and leave the input untouched (they return new tensors). The corruption models are ours
 [INFERRED]: one rectangular occluder hiding the same region of the three pixel-aligned images (a physical object
-is in front of all three cameras), and a sensor change of one modality (gain, contrast, noise).
+is in front of all three cameras), a sensor change of one modality (gain, contrast, noise), and nightfall on the
+visible camera alone (`night`: less light, more noise; near-infrared and thermal cameras do not need daylight).
 """
 
 from __future__ import annotations
@@ -116,4 +117,35 @@ def style_shift(images: Mapping[str, Tensor], modality: str, strength: float, ki
         noise = torch.randn(p.shape, generator=generator).to(p.device, p.dtype)
         p = p + 0.1 * strength * noise
     out[modality] = (p.clamp(0, 1) - mean) / std
+    return out
+
+
+def night(images: Mapping[str, Tensor], strength: float, generator: torch.Generator | None = None,
+          modality: str = "rgb", mean: float = 0.5, std: float = 0.5) -> dict[str, Tensor]:
+    """Nightfall on the visible camera: less light and more sensor noise in `modality`, the others untouched.
+
+    In pixel units p = x * std + mean, with strength s in [0, 1]: p * (1 - 0.9 s) + N(0, (0.05 s)^2), clipped to
+    [0, 1]. At s = 1 a tenth of the light is left, about the synthetic vehicles' night level before street lamps
+    (`synthetic_vehicle_world.draw_scene`: light 0.08-0.14 at night), with the noise a camera shows when it raises its
+    gain. NIR and TIR stay as they are: the NIR camera has its own illuminator and a thermal camera sees emitted heat
+    [INFERRED model, ours: no street lamps, headlights or glare, which the rendered night scenes have].
+
+    Args:
+        images: {modality: (B, 3, H, W)} normalised tensors.
+        strength: s; 0 returns the images unchanged.
+        generator: RNG of the noise.
+        modality: the visible modality's key.
+        mean, std: the normalisation of the tensors.
+    """
+    _check(images)
+    if modality not in images:
+        raise ValueError(f"modality {modality!r} is not in images {sorted(images)}")
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"night strength must be in [0, 1] (1: a tenth of the light left), got {strength}")
+    out = dict(images)
+    if strength == 0:
+        return out
+    p = (images[modality] * std + mean) * (1 - 0.9 * strength)
+    noise = torch.randn(p.shape, generator=generator).to(p.device, p.dtype)
+    out[modality] = ((p + 0.05 * strength * noise).clamp(0, 1) - mean) / std
     return out

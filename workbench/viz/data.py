@@ -138,3 +138,43 @@ def augmentation_sheet(image: Image.Image | Mapping[str, Image.Image],
             ax.set_xticks([])
             ax.set_yticks([])
     return axes
+
+
+def vehicle_sheet(body_types: Sequence[str] = ("sedan", "suv", "van", "truck"),
+                  cameras: Sequence[int] = (1, 5, 3, 7), *, seed: int = 0, config=None, size: float = 1.55,
+                  axes=None):
+    """Synthetic vehicles across RGBNT100-like cameras and the three modalities, by day and by night.
+
+    Rows: one vehicle per body type, each twice with the same pose (a sunny day; a night under a sodium street lamp,
+    headlights on); columns: each camera's own viewpoint x RGB | NIR | TIR, as the real RGBNT100 files hold them
+    (`workbench.data.synthetic.vehicle_sheet` renders them).
+
+    Args:
+        body_types: one vehicle of each (the first of its type in `make_vehicles(60, seed)`).
+        cameras: RGBNT100 camera numbers (1..8), each a viewpoint.
+        config: the `VehicleConfig` to render with (default: the default one without occluders, 128 x 256).
+        size: width in inches of one image column.
+
+    Returns:
+        The (2 * len(body_types), 3 * len(cameras)) array of Axes.
+    """
+    from workbench.data.synthetic import vehicle_sheet as render_sheet
+
+    rows, labels, columns = render_sheet(list(body_types), list(cameras), seed=seed, config=config)
+    if axes is None:
+        _, axes = plt.subplots(len(rows), len(columns), figsize=(size * len(columns), 0.54 * size * len(rows) + 0.3),
+                               squeeze=False, gridspec_kw={"wspace": 0.03, "hspace": 0.06})
+    axes = np.asarray(axes).reshape(len(rows), len(columns))
+    for r, (row, label) in enumerate(zip(rows, labels)):
+        for c, image in enumerate(row):
+            ax = axes[r, c]
+            ax.imshow(image)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if r == 0:
+                ax.set_title(columns[c], fontsize=7)
+            if c == 0:
+                ax.set_ylabel(label.replace(", ", "\n"), fontsize=7, rotation=0, ha="right", va="center")
+    return axes

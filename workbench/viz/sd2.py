@@ -11,7 +11,9 @@ test-time corruption, and the HSLM masks drawn over the aligned images.
 
 Robustness: the test protocol of the dataset (RGBNT201-style for the synthetic preset) evaluated with every query and
 gallery image corrupted by `workbench.data.occlusion` (seeded, the same corruption for every model compared), so
-the SD2-ReID claims of robustness to occlusion and to style change become mAP-against-level curves. The maps are
+the SD2-ReID claims of robustness to occlusion and to style change become mAP-against-level curves ("night" darkens
+the visible images alone). `scores_by_factor` splits a paired comparison's queries by a ground-truth factor of the
+synthetic data (e.g. the vehicles' time of day), so real nightfall in the renders is measured too. The maps are
 `workbench.viz.embedding`'s (`umap_2d`, `plot_modality_maps`), which take plain arrays and so draw any
 multi-modal dataset's codes.
 """
@@ -28,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from workbench.config import Config
-from workbench.data.occlusion import occlude, style_shift
+from workbench.data.occlusion import night, occlude, style_shift
 from workbench.evaluate import evaluate_splits, extract_features, protocol_spec
 from workbench.methods import Method, get_method
 from workbench.metrics.disentanglement import disentanglement_report
@@ -56,15 +58,21 @@ class PerturbedMethod(Method):
         return self.method.retrieval_branches(out)
 
 
+CORRUPTIONS = ("occlusion", "style", "night")
+
+
 def corruption(kind: str, level: float, *, seed: int = 0, modality: str = "tir", shift: str = "mixed"
                ) -> Callable[[dict[str, Tensor]], dict[str, Tensor]]:
-    """A seeded corruption of image batches: kind "occlusion" (area fraction `level`) or "style" (shift of
-    `modality` with strength `level`, `workbench.data.occlusion.style_shift` kind `shift`)."""
-    if kind not in ("occlusion", "style"):
-        raise ValueError(f"kind must be 'occlusion' or 'style', got {kind!r}")
+    """A seeded corruption of image batches: kind "occlusion" (area fraction `level`), "style" (shift of
+    `modality` with strength `level`, `workbench.data.occlusion.style_shift` kind `shift`) or "night" (the RGB images
+    darkened and noisier with strength `level`, NIR and TIR untouched: `workbench.data.occlusion.night`)."""
+    if kind not in CORRUPTIONS:
+        raise ValueError(f"kind must be one of {CORRUPTIONS}, got {kind!r}")
     gen = torch.Generator().manual_seed(seed)
     if kind == "occlusion":
         return lambda images: occlude(images, level, gen)
+    if kind == "night":
+        return lambda images: night(images, level, gen)
     return lambda images: style_shift(images, modality, level, shift, gen)
 
 
@@ -77,8 +85,8 @@ def robustness_curve(model: nn.Module, cfg: Config, dataset, kind: str, levels: 
         model: a trained multi-modal model (eval mode is set by the feature extraction).
         cfg: its configuration (image size, dataset layout, method).
         dataset: the loaded `ReIDDataset` (its `eval_splits`).
-        kind: "occlusion" or "style".
-        levels: occluded area fractions, or style-shift strengths.
+        kind: "occlusion", "style" or "night".
+        levels: occluded area fractions, style-shift strengths, or night strengths (0..1).
         method: the model's method (default `get_method(cfg.run.method)`).
         seed: corruption seed (use the same one for every model compared).
         modality, shift: the style-shifted modality and the shift kind.
@@ -92,18 +100,50 @@ def robustness_curve(model: nn.Module, cfg: Config, dataset, kind: str, levels: 
         result = evaluate_splits(model, splits, cfg, spec=spec, method=wrapped, cache=False, progress=False)
         rows[float(level)] = {k: result.mean[k] for k in ("rank1", "mAP", "mINP")}
     frame = pd.DataFrame(rows).T
-    frame.index.name = "occluded area" if kind == "occlusion" else f"{modality} {shift} shift"
+    frame.index.name = {"occlusion": "occluded area", "night": "RGB night strength"}.get(kind,
+                                                                                       f"{modality} {shift} shift")
     return frame
 
 
+def sample_factor(evaluation, samples: Sequence, factor: str) -> pd.Series:
+    """A ground-truth factor (e.g. the synthetic vehicles' "time_of_day") of every sample a stored evaluation holds,
+    indexed by its sample row (`Evaluation.samples["row"]`, the `sample` column of `per_query` tables and of
+    `dashboard.compare(...).per_query`), found by its file paths among `samples`.
+
+    Args:
+        evaluation: a stored `workbench.evaluate.Evaluation` (e.g. `run.test`).
+        samples: the loaded dataset's evaluation samples (e.g. `list(ds.query) + list(ds.gallery)`); synthetic
+            samples carry their factors (`Sample.factors`).
+        factor: a key of `Sample.factors`.
+
+    Raises:
+        ValueError: a stored sample is not among `samples`, or has no `factor` (naming it and the factors it has).
+    """
+    import json
+
+    lookup = {tuple(sorted(s.paths.items())): s for s in samples}
+    values = {}
+    for row, paths in zip(evaluation.samples["row"], evaluation.samples["paths"]):
+        found = lookup.get(tuple(sorted(json.loads(paths).items())))
+        if found is None:
+            raise ValueError(f"stored sample row {row} ({paths}) is not among the {len(samples)} samples given; pass "
+                             "the evaluated dataset's query and gallery samples")
+        if not found.factors or factor not in found.factors:
+            raise ValueError(f"sample row {row} has no factor {factor!r}; its factors are "
+                             f"{sorted(found.factors or {})} (only synthetic data carries factors)")
+        values[int(row)] = found.factors[factor]
+    return pd.Series(values, name=factor).rename_axis("sample")
+
+
 def plot_robustness(curves: Mapping[tuple[str, str], pd.DataFrame], *, metric: str = "mAP", axes=None):
-    """One panel per corruption kind ("occlusion", "style"), one line per model: `metric` against the corruption
-    level (`robustness_curve` frames keyed by (model name, kind)). Returns the Axes."""
+    """One panel per corruption kind ("occlusion", "style", "night"), one line per model: `metric` against the
+    corruption level (`robustness_curve` frames keyed by (model name, kind)). Returns the Axes."""
     kinds = list(dict.fromkeys(kind for _, kind in curves))
     if axes is None:
         _, axes = plt.subplots(1, len(kinds), figsize=(5 * len(kinds), 3.2), sharey=True, squeeze=False)
         axes = axes[0]
-    xlabels = {"occlusion": "occluded share of the image", "style": "TIR style-shift strength"}
+    xlabels = {"occlusion": "occluded share of the image", "style": "TIR style-shift strength",
+               "night": "RGB night strength (1: a tenth of the light)"}
     for ax, kind in zip(axes, kinds):
         for (name, k), frame in curves.items():
             if k == kind:

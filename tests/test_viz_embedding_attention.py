@@ -115,3 +115,19 @@ def test_distance_distributions_exclude_junk_and_separate_identities():
     assert sep.loc["ir->rgb", "positives"] == len(q_rows) * 1  # one camera-1 image per identity in the gallery
     axes = distances.plot_distance_distributions(d)
     assert "AUC" in axes[0].get_title()
+
+
+def test_a_umap_map_leaves_torch_on_the_threads_it_was_given():
+    """umap-learn's fit resets the OpenMP thread count torch shares: training after a UMAP cell ran on every core
+    (issue 21: 4 s a step instead of 0.45 in notebook 08). The map must hand torch back its own setting."""
+    import torch
+
+    from workbench.viz.embedding import umap_2d
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        umap_2d(np.random.default_rng(0).normal(size=(60, 8)), seed=0, n_neighbors=5)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
 
 from workbench.utils import to_numpy
 
@@ -61,7 +62,13 @@ def umap_2d(feats, *, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.
         raise ValueError(f"UMAP needs at least 4 points, got {len(x)}")
     reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(x) - 1), min_dist=min_dist, metric=metric,
                         random_state=seed, **kwargs)
-    return reducer.fit_transform(x).astype(np.float32)
+    threads = torch.get_num_threads()
+    try:
+        return reducer.fit_transform(x).astype(np.float32)
+    finally:
+        # umap-learn's fit resets the OpenMP thread count torch shares (1 -> all cores here), so every training step
+        # after a UMAP cell ran on more threads than asked for: 3-8x slower on a busy 2-core machine (issue 21).
+        torch.set_num_threads(threads)
 
 
 @dataclass

@@ -75,7 +75,49 @@ CLAIMS_02 = [
     Claim("vi_baseline_stays_under_the_band", NB02, "The visible-infrared baseline below therefore stays under the band",
           "vi_val_rank1", below(0.40)),
 ]
-CLAIMS_03: list[Claim] = []
+NB03 = "03_dakd"
+CLAIMS_03 = [
+    Claim("dakd_does_not_win", NB03, "In this miniature DAKD does not win",
+          "max(student_mAP, student_from_baseline_mAP) - baseline_mAP", below(0)),
+    Claim("teacher_far_below_the_baseline", NB03, "The MCE teacher ends far below the plain baseline",
+          "teacher_mAP / baseline_mAP", below(0.6)),
+    Claim("mce_student_at_about_its_teachers_level", NB03, "The student of the MCE teacher lands at about its teacher's level",
+          "abs(student_mAP - teacher_mAP)", at_most(0.02)),
+    Claim("baseline_student_keeps_less_than_half", NB03, "The student of the baseline keeps less than half of the baseline's mAP",
+          "student_from_baseline_mAP / baseline_mAP", below(0.5)),
+    Claim("students_look_better_on_validation", NB03, "On the validation identities the students look better than on the test split",
+          "student_from_baseline_val_rank1 - student_from_baseline_rank1", above(0)),
+    Claim("mce_student_better_on_101", NB03, "better on 101 of 436 queries", "paired_mce_better", equal(101)),
+    Claim("mce_student_worse_on_335", NB03, "and worse on 335", "paired_mce_worse", equal(335)),
+    Claim("baseline_student_better_on_107", NB03, "the student of the baseline better on 107",
+          "paired_baseline_teacher_better", equal(107)),
+    Claim("baseline_student_worse_on_329", NB03, "and worse on 329", "paired_baseline_teacher_worse", equal(329)),
+    Claim("students_lose_about_three_queries_in_four", NB03, "lose to the baseline on about three queries in four",
+          "min(paired_mce_worse, paired_baseline_teacher_worse) / 436", about_fraction(0.75, rel=0.1)),
+    Claim("sign_tests_below_1e_26", NB03, "sign tests p < 1e-26",
+          "max(paired_mce_sign_p, paired_baseline_teacher_sign_p)", below(1e-26)),
+    Claim("mce_student_delta_minus_0_151", NB03, "Their mAP differences, -0.151 and -0.149", "paired_mce_delta",
+          rounds_to("-0.151")),
+    Claim("baseline_student_delta_minus_0_149", NB03, "Their mAP differences, -0.151 and -0.149",
+          "paired_baseline_teacher_delta", rounds_to("-0.149")),
+    Claim("both_intervals_exclude_zero", NB03, "far from zero",
+          "max(max(paired_mce_ci), max(paired_baseline_teacher_ci))", below(-0.1)),
+    Claim("ablations_within_0_004", NB03, "The four ablations lie within 0.004 mAP of each other",
+          "max(ablation_only_kd_mAP, ablation_no_instance_mAP, ablation_no_class_mAP, ablation_full_mAP) - "
+          "min(ablation_only_kd_mAP, ablation_no_instance_mAP, ablation_no_class_mAP, ablation_full_mAP)",
+          at_most(0.0045)),
+    Claim("bn_switch_within_the_spread_on_validation", NB03, "validation rank-1 0.155 ± 0.024 against 0.156 ± 0.021",
+          "abs(student_bn_per_modality_val_rank1 - student_full_short_val_rank1) - student_full_short_val_rank1_std",
+          below(0)),
+    Claim("bn_switch_val_rank1_0_155", NB03, "validation rank-1 0.155 ± 0.024", "student_bn_per_modality_val_rank1",
+          rounds_to("0.155")),
+    Claim("bn_reference_val_rank1_0_156", NB03, "against 0.156 ± 0.021", "student_full_short_val_rank1",
+          rounds_to("0.156")),
+    Claim("memory_switch_no_gain_on_validation", NB03, "validation rank-1 0.140 ± 0.026 against 0.153 ± 0.019",
+          "teacher_memory_train_val_rank1 - teacher_val_rank1", below(0.0)),
+    Claim("memory_switch_mAP_within_0_005", NB03, "mAP 0.214 against 0.213",
+          "abs(teacher_memory_train_val_mAP - teacher_val_mAP)", at_most(0.005)),
+]
 CLAIMS_04: list[Claim] = []
 
 # -- 05 · SD2-ReID ----------------------------------------------------------------------------------------------------

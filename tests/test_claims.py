@@ -118,7 +118,28 @@ CLAIMS_03 = [
     Claim("memory_switch_mAP_within_0_005", NB03, "mAP 0.214 against 0.213",
           "abs(teacher_memory_train_val_mAP - teacher_val_mAP)", at_most(0.005)),
 ]
-CLAIMS_04: list[Claim] = []
+NB04 = "04_icre"
+CLAIMS_04 = [
+    Claim("mpfr_lifts_0_233_to_0_256", NB04, "+MPFR lifts mAP from 0.233 to 0.256", "icre_mpfr_mAP", rounds_to("0.256")),
+    Claim("grid_baseline_0_233", NB04, "+MPFR lifts mAP from 0.233", "icre_baseline_mAP", rounds_to("0.233")),
+    Claim("mpfr_gain_about_three_spreads", NB04, "about three times the baseline row's spread",
+          "(icre_mpfr_mAP - icre_baseline_mAP) / icre_baseline_mAP_std", about_fraction(3)),
+    Claim("sdce_adds_nothing_measurable", NB04, "SDCE on top adds nothing measurable",
+          "abs(icre_mpfr_sdce_mAP - icre_mpfr_mAP) - icre_mpfr_mAP_std", below(0)),
+    Claim("icg_alone_within_the_spread", NB04, "ICG alone stays within the spread of the baseline row",
+          "abs(icre_icg_mAP - icre_baseline_mAP) - icre_baseline_mAP_std", below(0)),
+    Claim("full_sits_with_mpfr", NB04, "The full model (0.257) sits with +MPFR",
+          "abs(icre_full_mAP - icre_mpfr_mAP) - icre_mpfr_mAP_std", below(0)),
+    Claim("full_better_on_256", NB04, "better on 256 of 436 queries", "icre_queries_improved", equal(256)),
+    Claim("full_worse_on_180", NB04, "worse on 180", "icre_queries_worse", equal(180)),
+    Claim("sign_test_3e_4", NB04, "p = 3e-4", "icre_paired_sign_p", between(2.5e-4, 3.5e-4)),
+    Claim("delta_0_024", NB04, "mAP difference +0.024", "icre_paired_delta", rounds_to("0.024")),
+    Claim("interval_excludes_zero", NB04, "[+0.013, +0.036]", "min(icre_paired_ci)", rounds_to("0.013")),
+    Claim("interval_top", NB04, "[+0.013, +0.036]", "max(icre_paired_ci)", rounds_to("0.036")),
+    Claim("does_not_reach_the_agw_baseline", NB04, "It does not reach notebook 02's longer AGW baseline",
+          "icre_full_mAP - agw_baseline_mAP", below(0)),
+    Claim("agw_baseline_0_276", NB04, "(mAP 0.276 above)", "agw_baseline_mAP", rounds_to("0.276")),
+]
 
 # -- 05 · SD2-ReID ----------------------------------------------------------------------------------------------------
 NB05 = "05_sd2reid"

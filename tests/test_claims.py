@@ -71,7 +71,7 @@ CLAIMS_02 = [
           about_fraction(0.8, rel=0.125)),
     Claim("cheaper_lite0_forms_stay_near_0_1", NB02, "stay near 0.1 after 3 to 6 epochs",
           "max(study_c3_best_val_rank1, study_c4_best_val_rank1)", at_most(0.15)),
-    Claim("the_fallback_keeps_a", NB02, "That is (a), the regime the demo already used", "study_chosen", equal("a")),
+    Claim("the_fallback_keeps_a", NB02, "That is (a), the regime the demo already used", "study_chosen", equal(["a"])),
     Claim("vi_baseline_stays_under_the_band", NB02, "The visible-infrared baseline below therefore stays under the band",
           "vi_val_rank1", below(0.40)),
 ]

@@ -96,3 +96,18 @@ def live_batch(cfg: Config, *, seed: int | None = None, device: str = "cpu") -> 
     model.train()
     loader, _ = build_train_loader(cfg, train_samples)
     return LiveBatch(model, method, next(iter(loader)), train_samples, dataset)
+
+
+REGIME_STUDY = Path(__file__).parent / "results" / "regime_study.json"
+
+
+def regime_study():
+    """The stored table of `benchmarks/regime_study.py` (issue 19) that notebook 02 draws: one row per regime with its
+    validation rank-1 per epoch, CPU seconds per epoch and whether the rule chose it. It ships with the package, so a
+    notebook reads it wherever the project folder is; re-running the study writes a new one under outputs/."""
+    import pandas as pd
+
+    if not REGIME_STUDY.is_file():
+        raise FileNotFoundError(f"{REGIME_STUDY} is missing from this installation; reinstall the package, or run "
+                                "`python benchmarks/regime_study.py` and read its --out file instead")
+    return pd.read_json(REGIME_STUDY)

@@ -28,6 +28,7 @@ import functools
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -289,40 +290,48 @@ def standin_weights(model_name: str, recipe: StandInRecipe = StandInRecipe(), *,
         model_name: a registered model with a timm backbone (the cpu-demo models `test_vi_resnet`, `test_mm_vit`).
         force: pre-train again even when a valid cached file exists.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     with preserved_rng():  # issue 22: a cold build used to re-seed torch inside the run that asked for it
         path, key = _cache_entry(model_name, recipe)
-        with build_lock(path, "the stand-in weights"):  # two processes missing them: one pre-trains, one waits
-            if path.exists() and not force:
-                try:
-                    load_file(str(path))
-                    return path
-                except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-                    print(f"stand-in weights {path} are damaged ({exc}); pre-training them again")
-            return _pretrain_and_save(model_name, recipe, path, key, progress)
-
-
-def _pretrain_and_save(model_name: str, recipe: StandInRecipe, path: Path, key: str, progress: bool) -> Path:
-    """Pre-train the stand-in and write its weights and report atomically (the caller holds the build lock)."""
-    from safetensors.torch import save_file
-
-    folder = path.parent
-    report_path = path.with_suffix(".json")
-    print(f"pre-training the stand-in backbone of {model_name} on a synthetic attribute pool "
-          f"({recipe.pool_ids} people, {recipe.pool_ids * recipe.images_per_id} RGB images); cached as {path}")
-    state, report = pretrain_backbone(model_name, recipe, progress=progress)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata={"fingerprint": key})
-    tmp.replace(path)
-    tmp_report = report_path.with_name(f".{report_path.name}.tmp")
-    tmp_report.write_text(json.dumps(report | {"fingerprint": key}, indent=2))
-    tmp_report.replace(report_path)
-    print(f"stand-in ready in {report['total_s']:.0f} s: held-out attribute accuracy "
-          f"{report['mean_heldout_accuracy']:.3f} (majority class {report['mean_majority_rate']:.3f})")
+        report = cached_weights(
+            path, key, "the stand-in weights", lambda: pretrain_backbone(model_name, recipe, progress=progress),
+            announce=f"pre-training the stand-in backbone of {model_name} on a synthetic attribute pool "
+                     f"({recipe.pool_ids} people, {recipe.pool_ids * recipe.images_per_id} RGB images); "
+                     f"cached as {path}", force=force)
+    if report is not None:
+        print(f"stand-in ready in {report['total_s']:.0f} s: held-out attribute accuracy "
+              f"{report['mean_heldout_accuracy']:.3f} (majority class {report['mean_majority_rate']:.3f})")
     return path
+
+
+def cached_weights(path: Path, key: str, what: str, build: Callable[[], tuple[dict, dict]], *, announce: str,
+                   force: bool = False) -> dict | None:
+    """Make sure `path` holds loadable weights built by `build`, one process at a time (`build_lock`).
+
+    A valid file is kept (unless `force`); a missing or damaged one is rebuilt: `announce` is printed, `build()`
+    returns (state dict, report), and the weights (with `key` as their fingerprint) and the report (`path` with a
+    .json suffix) are written atomically. Returns the new report, or None when the cached file was valid.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, save_file
+
+    with build_lock(path, what):  # two processes missing the file: one builds, the other waits and reads it
+        if path.exists() and not force:
+            try:
+                load_file(str(path))
+                return None
+            except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+                print(f"{what}: {path} is damaged ({exc}); building it again")
+        print(announce)
+        state, report = build()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata={"fingerprint": key})
+        tmp.replace(path)
+        report_path = path.with_suffix(".json")
+        tmp_report = report_path.with_name(f".{report_path.name}.tmp")
+        tmp_report.write_text(json.dumps(report | {"fingerprint": key}, indent=2))
+        tmp_report.replace(report_path)
+        return report
 
 
 def _cache_entry(model_name: str, recipe: StandInRecipe) -> tuple[Path, str]:

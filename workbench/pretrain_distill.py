@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from workbench import pretrain
-from workbench.utils import build_lock, cache_dir, preserved_rng
+from workbench.utils import cache_dir, preserved_rng
 
 DISTILL_VERSION = 1  # bump when the training loop or the teacher features change
 STANDIN_SOURCES = ("synthetic", "synthetic-distilled")  # model.pretrained values that name a stand-in
@@ -237,37 +237,15 @@ def distilled_weights(model_name: str, recipe: DistillRecipe = DistillRecipe(), 
 
 
 def _distilled_weights(model_name: str, recipe: DistillRecipe, progress: bool, force: bool) -> Path:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     path, key = _cache_entry(model_name, recipe)
-    with build_lock(path, "the distilled stand-in"):  # two processes missing it: one distils, the other reads it
-        if path.exists() and not force:
-            try:
-                load_file(str(path))
-                return path
-            except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-                print(f"distilled stand-in {path} is damaged ({exc}); distilling it again")
-        return _distil_and_save(model_name, recipe, path, key, progress)
-
-
-def _distil_and_save(model_name: str, recipe: DistillRecipe, path: Path, key: str, progress: bool) -> Path:
-    from safetensors.torch import save_file
-
-    print(f"distilling ImageNet EfficientNet-Lite0 features into the backbone of {model_name} on the stand-in pool "
-          f"({recipe.standin.pool_ids} people, {recipe.standin.pool_ids * recipe.standin.images_per_id} RGB images); "
-          f"cached as {path}")
-    state, report = distill_backbone(model_name, recipe, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata={"fingerprint": key})
-    tmp.replace(path)
-    report_path = path.with_suffix(".json")
-    tmp_report = report_path.with_name(f".{report_path.name}.tmp")
-    tmp_report.write_text(json.dumps(report | {"fingerprint": key}, indent=2))
-    tmp_report.replace(report_path)
-    print(f"distilled stand-in ready in {report['total_s']:.0f} s: held-out cosine to the teacher "
-          f"{report['heldout_cosine']:.3f} (constant prediction {report['constant_cosine']:.3f})")
+    report = pretrain.cached_weights(
+        path, key, "the distilled stand-in", lambda: distill_backbone(model_name, recipe, progress=progress),
+        announce=f"distilling ImageNet EfficientNet-Lite0 features into the backbone of {model_name} on the stand-in "
+                 f"pool ({recipe.standin.pool_ids} people, {recipe.standin.pool_ids * recipe.standin.images_per_id} "
+                 f"RGB images); cached as {path}", force=force)
+    if report is not None:
+        print(f"distilled stand-in ready in {report['total_s']:.0f} s: held-out cosine to the teacher "
+              f"{report['heldout_cosine']:.3f} (constant prediction {report['constant_cosine']:.3f})")
     return path
 
 

@@ -97,20 +97,7 @@ def test_no_import_circles():
         if unit == "__init__":
             continue
         graph.setdefault(unit, set()).update(t for t in map(_top, _imports(path)) if t in FLOORS and t != unit)
-    circles, state = [], {}
-
-    def visit(node: str, trail: list[str]) -> None:
-        state[node] = "open"
-        for nxt in sorted(graph.get(node, ())):
-            if state.get(nxt) == "open":
-                circles.append(" -> ".join(trail[trail.index(nxt):] + [nxt]))
-            elif nxt not in state:
-                visit(nxt, trail + [nxt])
-        state[node] = "done"
-
-    for node in sorted(graph):
-        if node not in state:
-            visit(node, [node])
+    circles = _circles(graph)
     assert not circles, "import circles:\n" + "\n".join(circles)
 
 

@@ -65,6 +65,13 @@ def warm_caches(cfg) -> None:
     get_method(cfg.run.method).build_model(cfg, num_classes=2)
 
 
+def _score(row: dict) -> None:
+    """Add what the rule reads to a row: its best validation rank-1, whether that is in the band, per CPU minute."""
+    row["best_val_rank1"] = max(row["val_rank1"])
+    row["in_band"] = BAND[0] <= row["best_val_rank1"] <= BAND[1]
+    row["rank1_per_cpu_min"] = round(row["best_val_rank1"] / row["cpu_min"], 4)
+
+
 def run_regime(key: str, epochs: int, runs: Path) -> dict:
     from workbench.runs import load_run
     from workbench.train import fit
@@ -90,9 +97,7 @@ def run_regime(key: str, epochs: int, runs: Path) -> dict:
            "val_rank1": vals["val/rank1"].round(4).tolist(), "val_rank1_std": vals["val/rank1_std"].round(4).tolist(),
            "val_mAP": vals["val/mAP"].round(4).tolist(), "cpu_s_per_epoch": [round(c, 1) for c in cpu],
            "cpu_min": round(sum(cpu) / 60, 2), "best_epoch": run.best_epoch, "run": str(run.path)}
-    row["best_val_rank1"] = max(row["val_rank1"])
-    row["in_band"] = BAND[0] <= row["best_val_rank1"] <= BAND[1]
-    row["rank1_per_cpu_min"] = round(row["best_val_rank1"] / row["cpu_min"], 4)
+    _score(row)
     (path / "study.json").write_text(json.dumps(row, indent=1))
     return row
 
@@ -116,9 +121,7 @@ def partial_row(key: str, epochs: int, runs: Path) -> dict:
            "val_rank1_std": vals["val/rank1_std"].round(4).tolist(), "val_mAP": vals["val/mAP"].round(4).tolist(),
            "cpu_s_per_epoch": [round(w, 1) for w in wall], "cpu_min": round(sum(wall) / 60, 2),
            "best_epoch": None, "run": str(path)}
-    row["best_val_rank1"] = max(row["val_rank1"])
-    row["in_band"] = BAND[0] <= row["best_val_rank1"] <= BAND[1]
-    row["rank1_per_cpu_min"] = round(row["best_val_rank1"] / row["cpu_min"], 4)
+    _score(row)
     return row
 
 

@@ -56,8 +56,8 @@ CLAIMS_01 = [
 NB02 = "02_baselines"
 CLAIMS_02 = [
     Claim("no_regime_reaches_the_band", NB02, "No regime reaches the band",
-          "max(study_a_best_val_rank1, study_c3_best_val_rank1, study_c4_best_val_rank1, study_d_best_val_rank1, "
-          "study_e_best_val_rank1)", below(0.40)),
+          "max(study_a_best_val_rank1, study_b_best_val_rank1, study_c3_best_val_rank1, study_c4_best_val_rank1, "
+          "study_d_best_val_rank1, study_e_best_val_rank1)", below(0.40)),
     Claim("both_stand_ins_top_out_at_0_32", NB02, "to a best validation rank-1 of 0.32",
           "min(study_a_best_val_rank1, study_d_best_val_rank1)", rounds_to("0.32")),
     Claim("both_stand_ins_top_out_at_0_32_too", NB02, "to a best validation rank-1 of 0.32",
@@ -69,6 +69,12 @@ CLAIMS_02 = [
     Claim("longer_run_still_below_the_band", NB02, "still below 0.40", "study_e_best_val_rank1", below(0.40)),
     Claim("for_80pct_more_cpu", NB02, "for 80 % more CPU", "study_e_cpu_min / study_d_cpu_min - 1",
           about_fraction(0.8, rel=0.125)),
+    Claim("full_lite0_ends_at_0_26", NB02, "ends at 0.26", "study_b_best_val_rank1", rounds_to("0.26")),
+    Claim("full_lite0_below_the_tiny_cnn", NB02, "it stays below the tiny CNN",
+          "study_b_best_val_rank1 - study_a_best_val_rank1", below(0)),
+    Claim("full_lite0_after_27_cpu_minutes", NB02, "after 27 CPU minutes", "study_b_cpu_min", rounds_to("27")),
+    Claim("full_lite0_costs_seven_and_a_half_times_a", NB02, "about seven and a half times (a)'s cost",
+          "study_b_cpu_min / study_a_cpu_min", between(7.25, 7.75)),
     Claim("cheaper_lite0_forms_stay_near_0_1", NB02, "stay near 0.1 after 3 to 6 epochs",
           "max(study_c3_best_val_rank1, study_c4_best_val_rank1)", at_most(0.15)),
     Claim("the_fallback_keeps_a", NB02, "That is (a), the regime the demo already used", "study_chosen", equal(["a"])),
@@ -244,8 +250,96 @@ CLAIMS_07 = [
           "family_pairs_within_noise / family_pairs", at_least(0.5)),
 ]
 
-# -- 08: its author's ----------------------------------------------------------------------------------------------------
-CLAIMS_08: list[Claim] = []
+# -- 08 · vehicles -------------------------------------------------------------------------------------------------------
+NB08 = "08_vehicles"
+NIGHT = {m: f"veh_night_{m}_mAP_levels" for m in ("baseline", "sd2")}  # mAP at NIGHT_LEVELS 0, 0.25, 0.5, 0.75, 1
+STYLE = {m: f"veh_style_{m}_mAP_levels" for m in ("baseline", "sd2")}  # mAP at SHIFT_LEVELS 0, 0.5, 1
+CLAIMS_08 = [
+    Claim("vehicle_baseline_val_0_39", NB08, "it reaches rank-1 0.39", "veh_baseline_val_rank1", rounds_to("0.39")),
+    Claim("vehicle_baseline_just_under_the_band", NB08, "just under the 0.40-0.80 band", "veh_baseline_val_rank1",
+          between(0.35, 0.40)),
+    Claim("vehicle_sd2_val_0_45", NB08, "and SD2-ReID reaches 0.45", "veh_sd2_val_rank1", rounds_to("0.45")),
+    Claim("vehicle_baseline_rank1_0_060", NB08, "rank-1 0.060 and mAP 0.099 for the baseline", "veh_baseline_rank1",
+          rounds_to("0.060")),
+    Claim("vehicle_baseline_map_0_099", NB08, "rank-1 0.060 and mAP 0.099 for the baseline", "veh_baseline_mAP",
+          rounds_to("0.099")),
+    Claim("vehicle_sd2_rank1_0_089", NB08, "0.089 and 0.131 for SD2-ReID", "veh_sd2_rank1", rounds_to("0.089")),
+    Claim("vehicle_sd2_map_0_131", NB08, "0.089 and 0.131 for SD2-ReID", "veh_sd2_mAP", rounds_to("0.131")),
+    Claim("sd2_better_on_118", NB08, "It is better on 118 of the 168 test queries", "veh_paired_better", equal(118)),
+    Claim("sd2_worse_on_50", NB08, "and worse on 50", "veh_paired_worse", equal(50)),
+    Claim("vehicle_sign_test_p", NB08, "(sign test p = 1.6e-7)", "veh_paired_sign_p * 1e7", rounds_to("1.6")),
+    Claim("vehicle_delta_0_032", NB08, "The mAP difference is +0.032", "veh_paired_delta", rounds_to("0.032")),
+    Claim("vehicle_interval_low", NB08, "interval of [+0.019, +0.046]", "veh_paired_ci[0]", rounds_to("0.019")),
+    Claim("vehicle_interval_high", NB08, "interval of [+0.019, +0.046]", "veh_paired_ci[1]", rounds_to("0.046")),
+    Claim("night_gain_is_largest", NB08, "At night, in the rendered scenes, the gain is largest",
+          "(veh_night_sd2_mAP - veh_night_baseline_mAP) - max(veh_day_sd2_mAP - veh_day_baseline_mAP, "
+          "veh_dusk_sd2_mAP - veh_dusk_baseline_mAP)", above(0)),
+    Claim("night_baseline_0_052", NB08, "the baseline keeps 0.052 of its 0.127 day mAP", "veh_night_baseline_mAP",
+          rounds_to("0.052")),
+    Claim("day_baseline_0_127", NB08, "the baseline keeps 0.052 of its 0.127 day mAP", "veh_day_baseline_mAP",
+          rounds_to("0.127")),
+    Claim("night_sd2_0_100", NB08, "SD2-ReID 0.100 of its 0.156", "veh_night_sd2_mAP", rounds_to("0.100")),
+    Claim("day_sd2_0_156", NB08, "SD2-ReID 0.100 of its 0.156", "veh_day_sd2_mAP", rounds_to("0.156")),
+    Claim("night_gain_0_048", NB08, "SD2-ReID's gain is +0.048 at night", "veh_night_sd2_mAP - veh_night_baseline_mAP",
+          rounds_to("0.048")),
+    Claim("night_group_37", NB08, "37 queries", "veh_night_queries", equal(37)),
+    Claim("every_code_gives_the_modality_away", NB08, "A linear probe reads the modality from it perfectly",
+          "min(veh_sd2_semantic_modality_probe, veh_sd2_style_modality_probe, veh_baseline_cls_modality_probe)",
+          equal(1.0)),
+    Claim("semantic_silhouette_0_48", NB08, "silhouette by modality 0.48 against 0.99 for the baseline",
+          "veh_sd2_semantic_silhouette_modality", rounds_to("0.48")),
+    Claim("baseline_silhouette_0_99", NB08, "silhouette by modality 0.48 against 0.99 for the baseline",
+          "veh_baseline_cls_silhouette_modality", rounds_to("0.99")),
+    Claim("semantic_purity_0_083", NB08, "kNN purity 0.083 against 0.020", "veh_sd2_semantic_cross_modal_purity",
+          rounds_to("0.083")),
+    Claim("baseline_purity_0_020", NB08, "kNN purity 0.083 against 0.020", "veh_baseline_cls_cross_modal_purity",
+          rounds_to("0.020")),
+    Claim("semantic_identity_probe_0_09", NB08, "(0.09 semantic, 0.05 baseline", "veh_sd2_semantic_identity_probe",
+          rounds_to("0.09")),
+    Claim("baseline_identity_probe_0_05", NB08, "(0.09 semantic, 0.05 baseline", "veh_baseline_cls_identity_probe",
+          rounds_to("0.05")),
+    Claim("sd2_ahead_at_night_strengths_to_0_75", NB08, "SD2-ReID is ahead at night strengths 0 to 0.75",
+          "min(" + ", ".join(f"{NIGHT['sd2']}[{i}] - {NIGHT['baseline']}[{i}]" for i in range(4)) + ")",
+          above(0)),
+    Claim("full_night_sd2_0_047", NB08, "both fall to the same mAP (0.047 against 0.045)", f"{NIGHT['sd2']}[-1]",
+          rounds_to("0.047")),
+    Claim("full_night_baseline_0_045", NB08, "both fall to the same mAP (0.047 against 0.045)",
+          f"{NIGHT['baseline']}[-1]", rounds_to("0.045")),
+    Claim("sd2_trains_739_s", NB08, "739 s against 350 s", "veh_sd2_train_s", rounds_to("739")),
+    Claim("baseline_trains_350_s", NB08, "739 s against 350 s", "veh_baseline_train_s", rounds_to("350")),
+    Claim("about_twice_the_training_time", NB08, "It costs about twice the training time",
+          "veh_sd2_train_s / veh_baseline_train_s", about_fraction(2.0)),
+    Claim("tir_shift_sd2_keeps_0_045", NB08, "SD2-ReID keeps 0.045 of its 0.131 mAP", f"{STYLE['sd2']}[-1]",
+          rounds_to("0.045")),
+    Claim("tir_shift_baseline_keeps_0_026", NB08, "the baseline 0.026 of 0.099", f"{STYLE['baseline']}[-1]",
+          rounds_to("0.026")),
+    Claim("sd2_keeps_a_larger_share_under_tir_shift", NB08, "SD2-ReID keeps a larger share",
+          f"{STYLE['sd2']}[-1] / {STYLE['sd2']}[0] - {STYLE['baseline']}[-1] / {STYLE['baseline']}[0]", above(0)),
+    Claim("msvr_captures_per_query_6_8", NB08, "A test query has 6.8 gallery captures of its vehicle on average",
+          "msvr_same_vehicle_mean", rounds_to("6.8")),
+    Claim("msvr_rule_removes_2_75", NB08, "rule removes 2.75 of them", "msvr_same_scene_removed_mean",
+          rounds_to("2.75")),
+    Claim("msvr_52_queries", NB08, "1 of the 52", "msvr_queries", equal(52)),
+    Claim("msvr_baseline_first_for_1", NB08, "the baseline finds the right vehicle first for 1 of the 52",
+          "msvr_baseline_rank1 * msvr_queries", rounds_to("1")),
+    Claim("msvr_sd2_first_for_2", NB08, "SD2-ReID for 2", "msvr_sd2_rank1 * msvr_queries", rounds_to("2")),
+    Claim("msvr_baseline_map_0_043", NB08, "(mAP 0.043 and 0.044)", "msvr_baseline_mAP", rounds_to("0.043")),
+    Claim("msvr_sd2_map_0_044", NB08, "(mAP 0.043 and 0.044)", "msvr_sd2_mAP", rounds_to("0.044")),
+    Claim("msvr_better_on_32", NB08, "SD2-ReID is better on 32 queries", "msvr_paired_better", equal(32)),
+    Claim("msvr_worse_on_20", NB08, "worse on 20 (sign test p = 0.13)", "msvr_paired_worse", equal(20)),
+    Claim("msvr_sign_test_0_13", NB08, "(sign test p = 0.13)", "msvr_paired_sign_p", rounds_to("0.13")),
+    Claim("msvr_delta_0_001", NB08, "the mAP difference is +0.001", "msvr_paired_delta", rounds_to("0.001")),
+    Claim("msvr_interval_low", NB08, "an interval of [-0.013, +0.014]", "msvr_paired_ci[0]", rounds_to("-0.013")),
+    Claim("msvr_interval_high", NB08, "an interval of [-0.013, +0.014]", "msvr_paired_ci[1]", rounds_to("0.014")),
+    Claim("camera_rule_baseline_0_078", NB08, "the baseline's mAP is 0.078 instead of 0.043",
+          "msvr_camera_rule_baseline_mAP", rounds_to("0.078")),
+    Claim("almost_half_from_same_scene", NB08, "almost half its mAP from them",
+          "1 - msvr_baseline_mAP / msvr_camera_rule_baseline_mAP", between(0.4, 0.5)),
+    Claim("camera_rule_sd2_0_065", NB08, "Under the same-camera rule, SD2-ReID (0.065)", "msvr_camera_rule_sd2_mAP",
+          rounds_to("0.065")),
+    Claim("camera_rule_sd2_below_baseline", NB08, "Under the same-camera rule, SD2-ReID (0.065) is below the baseline",
+          "msvr_camera_rule_sd2_mAP - msvr_camera_rule_baseline_mAP", below(0)),
+]
 
 CLAIMS = CLAIMS_01 + CLAIMS_02 + CLAIMS_03 + CLAIMS_04 + CLAIMS_05 + CLAIMS_06 + CLAIMS_07 + CLAIMS_08
 
@@ -376,3 +470,7 @@ def test_bounds_follow_the_wording():
         Claim("bad", NB05, "q", "open('x')", equal(0))
     with pytest.raises(ValueError, match="uses Attribute"):
         Claim("bad", NB05, "q", "x.__class__", equal(0))
+    last = Claim("last_level", NB05, "q", "levels[-1] / levels[0]", equal(0.25))  # a recorded curve, by position
+    assert last.names == ["levels"] and last.evaluate({"levels": [0.4, 0.2, 0.1]}) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="uses Slice"):
+        Claim("bad", NB05, "q", "levels[1:]", equal(0))

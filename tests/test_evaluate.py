@@ -306,3 +306,31 @@ def test_an_interrupted_re_evaluation_is_not_read_as_complete(tmp_path, monkeypa
     with pytest.raises(OSError, match="disk full"):
         E.evaluate_and_store(run, model, dataset, cfg, method=method, progress=False)
     assert E.list_evaluations(run) == []
+
+
+def test_a_run_tested_on_another_dataset_keeps_that_evaluation_apart_from_its_default(tmp_path):
+    """Cross-dataset transfer (`test_on`): a vehicle model trained on RGBNT100's layout, tested on MSVR310's test
+    set, is scored with MSVR310's scene rule; the numbers are those of an independent evaluate() with the run's
+    config on that test set; the evaluation is stored under its own key, found again instead of recomputed, and never
+    taken for the run's default evaluation even when it is the oldest."""
+    from workbench.data import load_dataset
+
+    run, cfg, model, *_ = _untrained_run(tmp_path, "veh", "synthetic-rgbnt100")
+    other = get_config("baseline", "synthetic-msvr310", "smoke")
+    h = E.open_run(run.path)
+    cross = h.evaluation(test_on=other, device="cpu", progress=False)  # stored first: the oldest
+    assert cross.identity["dataset"] == "synthetic-msvr310" and cross.spec == PROTOCOLS["msvr310"]
+    assert cross.identity["data_options"] == dict(sorted(other.data.options.items()))
+    tested = E.tested_config(cfg, other)
+    assert (tested.data.height, tested.data.width) == (cfg.data.height, cfg.data.width)
+    ds = load_dataset(other.data.dataset, other.data.root, **other.data.options)
+    assert cross.mean == pytest.approx(E.evaluate(model, ds, cfg=tested, cache=False, progress=False).mean,
+                                       abs=1e-12)
+    default = h.test
+    assert default.identity["dataset"] == "synthetic-rgbnt100" and default.key != cross.key
+    assert default.spec == PROTOCOLS["rgbnt100"] and E.load_evaluation(run).key == default.key
+    assert h.evaluation(test_on=other).path == cross.path  # read back, not recomputed
+    again = h.evaluation(key=cross.key, recompute=True, device="cpu", progress=False)
+    assert again.identity == cross.identity and again.mean == cross.mean
+    assert E.identity_test_on(cfg, default.identity) is None
+    assert E.identity_test_on(cfg, cross.identity).data.dataset == "synthetic-msvr310"

@@ -62,11 +62,13 @@ SCORED_RUNS = {"02_baselines": {"vi", "mm", "vi_scratch", "mm_scratch"}, "03_dak
 
 
 def check_recorded_scores_are_run_results(records: dict, runs_dir) -> set[str]:
-    """Each recorded `<tag>_rank1/_mAP/_mINP` triple is the test result of one run the notebook wrote; returns
-    the tags."""
+    """Each recorded `<tag>_rank1/_mAP/_mINP` triple is the test result of one run the notebook wrote, or one of
+    the evaluations stored with a run (e.g. a cross-dataset test, notebook 08); returns the tags."""
+    from workbench.evaluate import list_evaluations
     from workbench.runs import load_run
 
     results = [load_run(p.parent).results["test"]["mean"] for p in runs_dir.glob("*/results.json")]
+    results += [ev.mean for p in runs_dir.glob("*/results.json") for ev in list_evaluations(p.parent)]
     tags = {name.removesuffix("_mINP") for name in records if name.endswith("_mINP")}
     for tag in tags:
         triple = tuple(records[f"{tag}_{m}"] for m in ("rank1", "mAP", "mINP"))

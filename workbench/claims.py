@@ -96,10 +96,11 @@ def about_fraction(fraction: float, rel: float = 0.2) -> Bound:
     return Bound(fraction * (1 - rel), fraction * (1 + rel))
 
 
-# What a claim's expression may use: arithmetic over record names and numbers, and these functions.
+# What a claim's expression may use: arithmetic over record names and numbers, an element of a recorded list by its
+# position (`levels[-1]`), and these functions.
 FUNCTIONS = {"abs": abs, "min": min, "max": max, "len": len, "sorted": sorted}
 _NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Name, ast.Load, ast.Constant, ast.Call, ast.List, ast.Tuple,
-          ast.Add, ast.Sub, ast.Mult, ast.Div, ast.USub, ast.UAdd)
+          ast.Subscript, ast.Add, ast.Sub, ast.Mult, ast.Div, ast.USub, ast.UAdd)
 
 
 def expression_names(expression: str) -> list[str]:

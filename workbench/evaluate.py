@@ -574,9 +574,39 @@ def list_evaluations(run: Run | str | Path) -> list[Evaluation]:
     return found
 
 
-def _is_default(ev: Evaluation) -> bool:
+def _is_default(ev: Evaluation, cfg: Config | None = None) -> bool:
+    """The default protocol: no split options, no re-ranking, the retrieval embedding, and (given the run's `cfg`)
+    the run's own test data, not another dataset it was tested on (`tested_config`)."""
     ident = ev.identity
-    return not ident["split_options"] and not ident["rerank"] and ident.get("branches", ["feats"]) == ["feats"]
+    own = cfg is None or _same_data(ident, cfg)
+    return (own and not ident["split_options"] and not ident["rerank"]
+            and ident.get("branches", ["feats"]) == ["feats"])
+
+
+def _same_data(ident: dict, cfg: Config) -> bool:
+    return (ident["dataset"] == cfg.data.dataset and ident["root"] == cfg.data.root
+            and ident["data_options"] == dict(sorted(cfg.data.options.items())))
+
+
+def tested_config(cfg: Config, other: Config | None) -> Config:
+    """The config a run is tested with: its own, or, for a cross-dataset test, its own with the test set of `other`
+    (dataset, root and loader options; the protocol follows that dataset's layout). Image size, preprocessing and
+    the model stay the run's, so the weights see the input they were trained on."""
+    if other is None:
+        return cfg
+    return _with_test_set(cfg, other.data.dataset, other.data.root, other.data.options)
+
+
+def _with_test_set(cfg: Config, dataset: str, root: str | None, options: dict) -> Config:
+    return cfg.override(**{"data.dataset": dataset, "data.root": root, "data.options": dict(options)})
+
+
+def identity_test_on(cfg: Config, identity: dict) -> Config | None:
+    """The `test_on` that recomputes a stored protocol `identity` for a run with config `cfg`: None when the
+    identity is on the run's own test data, else the run's config with that identity's test set."""
+    if _same_data(identity, cfg):
+        return None
+    return _with_test_set(cfg, identity["dataset"], identity["root"], identity["data_options"])
 
 
 def load_evaluation(run: Run | str | Path, key: str | None = None) -> Evaluation:
@@ -588,7 +618,13 @@ def load_evaluation(run: Run | str | Path, key: str | None = None) -> Evaluation
         raise FileNotFoundError(f"run {path} has no stored evaluation (no {EVALUATIONS}/*/protocol.json); evaluate "
                                 "it with workbench.evaluate.open_run(path).evaluation() or re-run fit")
     if key is None:
-        default = [e for e in evals if _is_default(e)]
+        cfg = run.config if isinstance(run, Run) else None
+        if cfg is None:
+            try:
+                cfg = load_run(path).config
+            except (OSError, ValueError, KeyError):  # a bare evaluation folder without a readable config
+                cfg = None
+        default = [e for e in evals if _is_default(e, cfg)]
         return (default or evals)[0]
     for e in evals:
         if e.key == key:
@@ -613,29 +649,34 @@ def comparable(a: Evaluation, b: Evaluation) -> tuple[bool, str]:
 
 
 def ensure_evaluation(run: Run | str | Path, *, key: str | None = None, split_options: dict | None = None,
-                      rerank: bool = False, branches=None, device: str = "auto", progress: bool = True,
-                      recompute: bool = False) -> Evaluation:
+                      rerank: bool = False, branches=None, test_on: Config | None = None, device: str = "auto",
+                      progress: bool = True, recompute: bool = False) -> Evaluation:
     """The run's stored evaluation under a protocol (by `key`, or by its options; default: the default protocol);
     computed once, with a progress bar, from the run's selected weights when it is missing (or when `recompute`).
+
+    `test_on`: a config whose data section names another test set (cross-dataset transfer, e.g. a model trained
+    on synthetic RGBNT100 tested on synthetic MSVR310 with MSVR310's scene rule; `tested_config`). Its evaluation
+    is stored with the run under its own key and is never taken for the run's default one.
     """
     from workbench.data import load_dataset
     from workbench.utils import get_device
 
     run = run if isinstance(run, Run) else load_run(run)
     wanted_branches = list(branches) if branches else ["feats"]
+    cfg = tested_config(run.config, test_on)
     if not recompute:
         if key is not None:
             return load_evaluation(run, key)
         for ev in list_evaluations(run):
             ident = ev.identity
-            if (ident["split_options"] == dict(sorted((split_options or {}).items())) and ident["rerank"] == rerank
-                    and ident.get("branches", ["feats"]) == wanted_branches):
+            if (_same_data(ident, cfg) and ident["split_options"] == dict(sorted((split_options or {}).items()))
+                    and ident["rerank"] == rerank and ident.get("branches", ["feats"]) == wanted_branches):
                 return ev
         print(f"evaluating {run.name} (no stored per-query results for this protocol yet)")
     elif key is not None:  # recompute a stored protocol: its options come from its identity
         ident = load_evaluation(run, key).identity
         split_options, rerank, branches = ident["split_options"] or None, ident["rerank"], ident["branches"]
-    cfg = run.config
+        cfg = tested_config(run.config, identity_test_on(run.config, ident))
     model = load_run_model(run, get_device(device))
     dataset = load_dataset(cfg.data.dataset, cfg.data.root, **cfg.data.options)
     return evaluate_and_store(run, model, dataset, cfg, method=get_method(cfg.run.method),
@@ -704,12 +745,12 @@ class RunHandle:
         return ensure_evaluation(self.run, progress=False)
 
     def evaluation(self, *, split_options: dict | None = None, rerank: bool = False, branches=None,
-                   key: str | None = None, device: str = "auto", progress: bool = True,
-                   recompute: bool = False) -> Evaluation:
+                   key: str | None = None, test_on: Config | None = None, device: str = "auto",
+                   progress: bool = True, recompute: bool = False) -> Evaluation:
         """The evaluation under a protocol: read if stored, else computed once from the selected weights and
-        stored (`ensure_evaluation`)."""
+        stored (`ensure_evaluation`; `test_on`: another dataset's test set, cross-dataset)."""
         return ensure_evaluation(self.run, key=key, split_options=split_options, rerank=rerank, branches=branches,
-                                 device=device, progress=progress, recompute=recompute)
+                                 test_on=test_on, device=device, progress=progress, recompute=recompute)
 
     def evaluations(self) -> list[Evaluation]:
         """Every stored evaluation, oldest first."""

@@ -240,9 +240,10 @@ class Dashboard:
         for n in self._names():  # the protocol's options, from a run that has it
             for ev in E.list_evaluations(self.runs[n]):
                 if ev.key == key:
-                    ident = ev.identity
-                    return E.open_run(run).evaluation(split_options=ident["split_options"] or None,
-                                                      rerank=ident["rerank"], branches=ident["branches"])
+                    ident, handle = ev.identity, E.open_run(run)
+                    return handle.evaluation(split_options=ident["split_options"] or None, rerank=ident["rerank"],
+                                             branches=ident["branches"],
+                                             test_on=E.identity_test_on(handle.config, ident))
         return E.load_evaluation(run, key)
 
     def _refresh_comparison(self) -> None:

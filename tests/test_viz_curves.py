@@ -26,6 +26,16 @@ def test_each_epoch_sits_at_the_cpu_minutes_spent_so_far():
     assert band, "the calibration band is not drawn"
 
 
+def test_only_a_stopped_row_is_labelled_stopped_also_after_a_pandas_round_trip():
+    """The stored table goes through pandas (`lab.regime_study()`): rows without `stopped_after` come back with NaN
+    there, and must not be labelled as stopped."""
+    import pandas as pd
+
+    rows = pd.DataFrame([ROWS[0], {**ROWS[1], "stopped_after": 2}]).to_dict("records")
+    labels = {line.get_label()[:3]: line.get_label() for line in plot_regime_study(rows).get_lines()}
+    assert "stopped" not in labels["(a)"] and "stopped after epoch 2;" in labels["(b)"]
+
+
 def test_a_row_whose_scores_and_costs_disagree_is_refused_by_name():
     bad = [{**ROWS[0], "cpu_s_per_epoch": [60, 60]}]
     with pytest.raises(ValueError, match="regime 'a'"):

@@ -69,8 +69,9 @@ def plot_regime_study(rows: list[dict], *, band: tuple[float, float] = (0.40, 0.
         std = np.asarray(row.get("val_rank1_std") or [0.0] * len(mean), dtype=float)
         width = 2.6 if row["regime"] == chosen else 1.4
         label = f"({row['regime']}) {row['what']}"
-        if row.get("stopped_after"):
-            label += f" [stopped after epoch {row['stopped_after']}; wall minutes]"
+        stopped = row.get("stopped_after")  # a table read with pandas has NaN where a row has no such field
+        if stopped is not None and not (isinstance(stopped, float) and np.isnan(stopped)):
+            label += f" [stopped after epoch {int(stopped)}; wall minutes]"
         if row["regime"] == chosen:
             label += " [chosen]"
         label = textwrap.fill(label, 52, subsequent_indent="   ")

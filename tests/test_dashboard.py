@@ -1,6 +1,7 @@
 """The dashboard's plain functions against oracles (varying keys, families, sign test, bootstrap, paired counts and
 the protocol mAP difference), its refusal across protocols, and the widgets app reacting to selections."""
 
+import dataclasses
 import html
 import io
 import json
@@ -165,7 +166,13 @@ def test_missing_results_are_recomputed_once_to_the_same_numbers(two_runs, tmp_p
 def test_static_figure_detail_view_and_table(two_runs):
     cmp = dashboard.compare(two_runs["a"].path, two_runs["b"].path)
     fig = dashboard.comparison_figure(cmp)
-    assert len(fig.axes) == 3
+    assert len(fig.axes) == 3  # ten gallery draws: the third panel spreads the difference over them
+    assert fig.axes[0].get_xlabel() == "AP of A" and fig.axes[0].get_ylabel() == "AP of B"  # names are too long
+    assert cmp.name_a in fig._suptitle.get_text() and cmp.name_b in fig._suptitle.get_text()
+    one = dataclasses.replace(cmp, per_trial=cmp.per_trial.iloc[:1])  # a protocol with one gallery
+    fig = dashboard.comparison_figure(one, labels=("wrt", "hard"))
+    assert len(fig.axes) == 2 and fig.axes[0].get_xlabel() == "AP of wrt"
+    assert "one gallery" in fig._suptitle.get_text() and f"A (wrt) = {cmp.name_a}" in fig._suptitle.get_text()
     sample = int(cmp.per_query["sample"].iloc[0])
     fig = dashboard.detail_view(cmp, sample, k=4)
     assert len(fig.axes) == 2 * 5

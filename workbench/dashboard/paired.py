@@ -187,22 +187,32 @@ def plot_paired(cmp: PairedComparison, *, ax=None, highlight: int | None = None,
     return ax
 
 
-def comparison_figure(cmp: PairedComparison):
+def comparison_figure(cmp: PairedComparison, *, labels: tuple[str, str] = ("A", "B")):
     """The static version of a comparison (for headless runs): per-query scatter, the distribution of per-query
-    differences with the bootstrap interval, and the mAP difference per gallery draw. Returns the Figure."""
-    fig, (ax_s, ax_h, ax_t) = plt.subplots(1, 3, figsize=(13, 3.8), gridspec_kw={"width_ratios": [1, 1.2, 1.2]})
+    differences with the bootstrap interval, and, when the protocol has several gallery draws, the mAP difference
+    per draw. The title names runs A and B in full; `labels` name them on the scatter's axes (run names are too long
+    for an axis). Returns the Figure."""
+    draws = len(cmp.per_trial) > 1
+    fig, axes = plt.subplots(1, 3 if draws else 2, figsize=(13, 3.8) if draws else (9, 3.8),
+                             gridspec_kw={"width_ratios": [1, 1.2, 1.2] if draws else [1, 1.2]})
+    ax_s, ax_h = axes[:2]
     plot_paired(cmp, ax=ax_s)
+    ax_s.set(xlabel=f"AP of {labels[0]}", ylabel=f"AP of {labels[1]}")
     ax_h.hist(cmp.per_query["diff"], bins=30, color="tab:blue", alpha=0.8)
     ax_h.axvline(0, color="k", lw=0.8)
     ax_h.axvline(cmp.delta, color="tab:orange", lw=1.5, label=f"mean {cmp.delta:+.3f}")
     ax_h.axvspan(*cmp.ci, color="tab:orange", alpha=0.25, label=f"{round(100 * cmp.level)} % interval")
     ax_h.set(xlabel="per-query AP difference (B - A)", ylabel="queries", title=f"sign test p = {cmp.sign_p:.3g}")
     ax_h.legend(fontsize=8)
-    pt = cmp.per_trial
-    ax_t.bar(pt["trial"].astype(str), pt["diff"], color=np.where(pt["diff"] >= 0, "tab:green", "tab:red"))
-    ax_t.axhline(0, color="k", lw=0.8)
-    ax_t.set(xlabel="gallery draw", ylabel="mAP difference (B - A)", title="spread over gallery draws")
-    fig.suptitle(f"A = {cmp.name_a}   vs   B = {cmp.name_b}   ({cmp.a.label})", fontsize=10)
+    if draws:
+        pt, ax_t = cmp.per_trial, axes[2]
+        ax_t.bar(pt["trial"].astype(str), pt["diff"], color=np.where(pt["diff"] >= 0, "tab:green", "tab:red"))
+        ax_t.axhline(0, color="k", lw=0.8)
+        ax_t.set(xlabel="gallery draw", ylabel="mAP difference (B - A)", title="spread over gallery draws")
+    names = [f"{ab} = {name}" if label == ab else f"{ab} ({label}) = {name}"  # the panels say A and B
+             for ab, label, name in (("A", labels[0], cmp.name_a), ("B", labels[1], cmp.name_b))]
+    fig.suptitle(f"{names[0]}   vs   {names[1]}\n{cmp.a.label}" + ("" if draws else "; one gallery, no draws to spread"),
+                 fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -574,13 +574,17 @@ def list_evaluations(run: Run | str | Path) -> list[Evaluation]:
     return found
 
 
-def _is_default(ev: Evaluation, cfg: Config | None = None) -> bool:
-    """The default protocol: no split options, no re-ranking, the retrieval embedding, and (given the run's `cfg`)
-    the run's own test data, not another dataset it was tested on (`tested_config`)."""
-    ident = ev.identity
-    own = cfg is None or _same_data(ident, cfg)
-    return (own and not ident["split_options"] and not ident["rerank"]
-            and ident.get("branches", ["feats"]) == ["feats"])
+def _protocol_matches(ident: dict, cfg: Config, split_options: dict | None, rerank: bool, branches) -> bool:
+    """Whether a stored protocol identity is the one these options ask for on the test set of `cfg`."""
+    return (_same_data(ident, cfg) and ident["split_options"] == dict(sorted((split_options or {}).items()))
+            and ident["rerank"] == rerank
+            and ident.get("branches", ["feats"]) == (list(branches) if branches else ["feats"]))
+
+
+def _is_default(ev: Evaluation, cfg: Config) -> bool:
+    """The default protocol of a run with config `cfg`: its own test data (not another dataset it was tested on,
+    `tested_config`), no split options, no re-ranking, the retrieval embedding."""
+    return _protocol_matches(ev.identity, cfg, None, False, None)
 
 
 def _same_data(ident: dict, cfg: Config) -> bool:
@@ -618,12 +622,9 @@ def load_evaluation(run: Run | str | Path, key: str | None = None) -> Evaluation
         raise FileNotFoundError(f"run {path} has no stored evaluation (no {EVALUATIONS}/*/protocol.json); evaluate "
                                 "it with workbench.evaluate.open_run(path).evaluation() or re-run fit")
     if key is None:
-        cfg = run.config if isinstance(run, Run) else None
-        if cfg is None:
-            try:
-                cfg = load_run(path).config
-            except (OSError, ValueError, KeyError):  # a bare evaluation folder without a readable config
-                cfg = None
+        if len(evals) == 1:
+            return evals[0]
+        cfg = (run if isinstance(run, Run) else load_run(path)).config  # which is the default depends on its data
         default = [e for e in evals if _is_default(e, cfg)]
         return (default or evals)[0]
     for e in evals:
@@ -662,21 +663,18 @@ def ensure_evaluation(run: Run | str | Path, *, key: str | None = None, split_op
     from workbench.utils import get_device
 
     run = run if isinstance(run, Run) else load_run(run)
-    wanted_branches = list(branches) if branches else ["feats"]
     cfg = tested_config(run.config, test_on)
     if not recompute:
         if key is not None:
             return load_evaluation(run, key)
         for ev in list_evaluations(run):
-            ident = ev.identity
-            if (_same_data(ident, cfg) and ident["split_options"] == dict(sorted((split_options or {}).items()))
-                    and ident["rerank"] == rerank and ident.get("branches", ["feats"]) == wanted_branches):
+            if _protocol_matches(ev.identity, cfg, split_options, rerank, branches):
                 return ev
         print(f"evaluating {run.name} (no stored per-query results for this protocol yet)")
-    elif key is not None:  # recompute a stored protocol: its options come from its identity
+    elif key is not None:  # recompute a stored protocol: its options and test set come from its identity
         ident = load_evaluation(run, key).identity
         split_options, rerank, branches = ident["split_options"] or None, ident["rerank"], ident["branches"]
-        cfg = tested_config(run.config, identity_test_on(run.config, ident))
+        cfg = _with_test_set(run.config, ident["dataset"], ident["root"], ident["data_options"])
     model = load_run_model(run, get_device(device))
     dataset = load_dataset(cfg.data.dataset, cfg.data.root, **cfg.data.options)
     return evaluate_and_store(run, model, dataset, cfg, method=get_method(cfg.run.method),

@@ -398,8 +398,8 @@ FAKE_TRUE = Claim("half_is_kept", "05_sd2reid", "keeps about half", "kept / star
 FAKE_FALSE = Claim("most_is_kept", "05_sd2reid", "keeps most of its mAP", "kept / start", above(0.5))
 
 
-def _write(path: Path, smoke=False, profile="cpu-demo", records=None) -> Path:
-    write_records_file(path, {"05_sd2reid": {"smoke": smoke, "profile": profile,
+def _write(path: Path, smoke=False, profile="cpu-demo", records=None, threads=1) -> Path:
+    write_records_file(path, {"05_sd2reid": {"smoke": smoke, "profile": profile, "threads": threads, "seconds": 9.0,
                                              "records": records or {"kept": 0.25, "start": 0.5}}})
     return path
 
@@ -427,6 +427,14 @@ def test_smoke_unknown_and_other_profile_entries_are_skipped(tmp_path, smoke, pr
     path = _write(tmp_path / "records.json", smoke=smoke, profile=profile)
     with pytest.raises(pytest.skip.Exception, match=reason):
         check_claim(FAKE_FALSE, path)
+
+
+def test_records_from_another_thread_count_are_skipped_and_unknown_counts_checked(tmp_path):
+    with pytest.raises(pytest.skip.Exception, match="ran on 2 threads.*OMP_NUM_THREADS=1"):
+        check_claim(FAKE_FALSE, _write(tmp_path / "two.json", threads=2))
+    with pytest.raises(pytest.fail.Exception, match="most_is_kept"):  # no thread count (an older runner): checked
+        check_claim(FAKE_FALSE, _write(tmp_path / "unknown.json", threads=None))
+    check_claim(FAKE_TRUE, _write(tmp_path / "one.json", threads=1))
 
 
 def test_a_missing_file_or_notebook_entry_is_skipped(tmp_path):

@@ -5,8 +5,10 @@ themselves are not executed here (`execute` is replaced by a stand-in that retur
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
+import torch
 
 from workbench import notebooks
 
@@ -36,15 +38,16 @@ def test_run_merges_entries_and_marks_smoke(tmp_path, fake_execute):
     assert notebooks.main(["run", "--out", str(tmp_path), "--only", "1", "5"]) == 0
     first = _entries(tmp_path)
     assert list(first) == ["01_data_tour", "05_sd2reid"]
-    assert first["05_sd2reid"] == {"smoke": False, "profile": "cpu-demo",
-                                   "records": {"ran": "05_sd2reid", "was_smoke": False}}
+    assert first["05_sd2reid"]["records"] == {"ran": "05_sd2reid", "was_smoke": False}
+    assert (first["05_sd2reid"]["smoke"], first["05_sd2reid"]["profile"]) == (False, "cpu-demo")
+    assert first["05_sd2reid"]["threads"] == torch.get_num_threads() and first["05_sd2reid"]["seconds"] >= 0
 
     # A SMOKE run of 05 alone replaces 05's entry and keeps 01's, untouched.
     assert notebooks.main(["run", "--out", str(tmp_path), "--only", "05", "--smoke"]) == 0
     second = _entries(tmp_path)
     assert second["01_data_tour"] == first["01_data_tour"]
-    assert second["05_sd2reid"] == {"smoke": True, "profile": "smoke",
-                                    "records": {"ran": "05_sd2reid", "was_smoke": True}}
+    assert second["05_sd2reid"]["records"] == {"ran": "05_sd2reid", "was_smoke": True}
+    assert (second["05_sd2reid"]["smoke"], second["05_sd2reid"]["profile"]) == (True, "smoke")
     assert [stem for stem, _ in calls] == ["01_data_tour", "05_sd2reid", "05_sd2reid"]
     assert not list(tmp_path.glob("*.tmp*")) and not list(tmp_path.glob(".*"))  # no temp file left behind
 
@@ -64,7 +67,8 @@ def test_a_failing_notebook_drops_its_old_entry_and_keeps_the_ones_before(tmp_pa
 def test_older_flat_records_are_read_with_unknown_smoke(tmp_path, fake_execute):
     (tmp_path / "records.json").write_text(json.dumps({"07_ablation_dashboard": {"paired_queries": 25}}))
     assert notebooks.read_records_file(tmp_path / "records.json") == {
-        "07_ablation_dashboard": {"smoke": None, "profile": None, "records": {"paired_queries": 25}}}
+        "07_ablation_dashboard": {"smoke": None, "profile": None, "records": {"paired_queries": 25},
+                                  "threads": None, "seconds": None}}
     assert notebooks.main(["run", "--out", str(tmp_path), "--only", "1"]) == 0
     entries = _entries(tmp_path)
     assert entries["07_ablation_dashboard"]["records"] == {"paired_queries": 25}
@@ -79,3 +83,81 @@ def test_a_damaged_records_file_stops_the_run_before_any_notebook(tmp_path, fake
     err = capsys.readouterr().err
     assert str(tmp_path / "records.json") in err and "move" in err
     assert calls == [] and (tmp_path / "records.json").read_text() == text  # nothing ran, nothing overwritten
+
+
+@pytest.fixture
+def logged_execute(monkeypatch, tmp_path):
+    """Replace `execute` for --jobs runs in forked workers: each call appends "start NN" and "end NN" lines to a
+    log file (the workers' memory is their own), sleeping between them so that overlaps show; stems in `fail`
+    raise."""
+    log, fail = tmp_path / "log.txt", set()
+
+    def execute(nb, out_dir, parameters=None, timeout=3600):
+        with open(log, "a") as f:
+            f.write(f"start {nb.name[:2]}\n")
+        time.sleep(0.3)
+        with open(log, "a") as f:
+            f.write(f"end {nb.name[:2]}\n")
+        if nb.stem in fail:
+            raise RuntimeError(f"{nb.stem} failed")
+        return {"ran": nb.stem}
+
+    monkeypatch.setattr(notebooks, "execute", execute)
+    monkeypatch.setattr(notebooks, "runner_profile", lambda smoke: "cpu-demo")
+    monkeypatch.setattr(notebooks, "POOL_CONTEXT", "fork")  # the workers inherit the replaced `execute`
+    return log, fail
+
+
+def _events(log):
+    return [tuple(line.split()) for line in log.read_text().splitlines()]
+
+
+def test_jobs_run_notebooks_side_by_side_each_after_what_it_needs(tmp_path, logged_execute):
+    log, _ = logged_execute
+    out = tmp_path / "out"
+    assert notebooks.main(["run", "--out", str(out), "--jobs", "2"]) == 0
+    events = _events(log)
+    position = {event: i for i, event in enumerate(events)}
+    stems = [nb.name[:2] for nb in notebooks.list_notebooks()]
+    assert sorted(n for kind, n in events if kind == "start") == stems  # each notebook once
+    for nb, needs in notebooks.NEEDS.items():
+        for need in needs:
+            assert position[("end", need)] < position[("start", nb)], (nb, need, events)
+    running, most = 0, 0
+    for kind, _ in events:
+        running += 1 if kind == "start" else -1
+        most = max(most, running)
+    assert most == 2  # two at once, never three
+    assert events[:2] == [("start", "02"), ("start", "08")] or events[:2] == [("start", "08"), ("start", "02")]
+    entries = _entries(out)
+    assert sorted(entries) == sorted(nb.stem for nb in notebooks.list_notebooks())
+    assert all(e["records"] == {"ran": stem} and e["threads"] >= 1 for stem, e in entries.items())
+
+
+def test_a_failure_under_jobs_stops_what_waits_and_keeps_what_finished(tmp_path, logged_execute, capsys):
+    log, fail = logged_execute
+    out = tmp_path / "out"
+    assert notebooks.main(["run", "--out", str(out), "--only", "2", "3", "6", "8", "--jobs", "2"]) == 0
+    fail.add("03_dakd")
+    assert notebooks.main(["run", "--out", str(out), "--only", "2", "3", "6", "8", "--jobs", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "RuntimeError: 03_dakd failed" in err and "not started: 06_failure_analysis" in err
+    entries = _entries(out)
+    assert "03_dakd" not in entries                        # its numbers would describe the failed copy
+    assert entries["06_failure_analysis"]["records"] == {"ran": "06_failure_analysis"}  # from the first run: kept
+    started = [n for kind, n in _events(log)[8:] if kind == "start"]  # the second run's
+    assert sorted(started) == ["02", "03", "08"]           # 06 needs 03: never started
+
+
+def test_schedule_prefers_what_most_notebooks_wait_for():
+    by_number = {nb.name[:2]: nb for nb in notebooks.list_notebooks()}
+    everything = list(by_number.values())
+    ready = [by_number[n] for n in ("01", "02", "08")]
+    assert [nb.name[:2] for nb in notebooks.schedule_order(ready, everything)] == ["02", "08", "01"]
+    ready = [by_number[n] for n in ("05", "04", "03")]  # each unblocks 06 and 07: by number
+    assert [nb.name[:2] for nb in notebooks.schedule_order(ready, everything)] == ["03", "04", "05"]
+
+
+def test_jobs_below_one_is_refused(tmp_path, logged_execute, capsys):
+    assert notebooks.main(["run", "--out", str(tmp_path), "--only", "1", "--jobs", "0"]) == 2
+    assert "--jobs 0" in capsys.readouterr().err

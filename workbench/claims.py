@@ -23,6 +23,10 @@ from workbench.notebooks import read_records_file
 
 # The profile whose numbers the notebooks' prose describes (`make demo` on a CPU).
 CLAIMED_PROFILE = "cpu-demo"
+# The intra-op threads of the run the prose was written from. The thread count changes the order of float sums, and
+# hundreds of training steps carry that to the size of the training noise: on two threads about half the statements
+# miss their bounds although nothing is wrong (the VI baseline's test rank-1 is 0.186 there, 0.212 on one thread).
+CLAIMED_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -183,7 +187,8 @@ def _short(value: Any) -> str:
 
 def claim_records(entries: dict[str, dict], notebook: str, source: str | Path = "records.json") -> tuple[dict | None, str]:
     """The records a notebook's claims are checked against, from the runner's entries (`read_records_file`), or
-    None and the reason they cannot be: no entry, a SMOKE run, an unknown run, or another profile."""
+    None and the reason they cannot be: no entry, a SMOKE run, an unknown run, another profile, or another thread
+    count (an entry from before the runner recorded threads is checked)."""
     rerun = f"run `python -m workbench.notebooks run --only {notebook[:2]}` (no --smoke) on a CPU"
     entry = entries.get(notebook)
     if entry is None:
@@ -195,6 +200,11 @@ def claim_records(entries: dict[str, dict], notebook: str, source: str | Path = 
     if entry["profile"] != CLAIMED_PROFILE:
         return None, (f"{notebook} ran with the {entry['profile']!r} profile; its prose describes the "
                       f"{CLAIMED_PROFILE} numbers: {rerun}")
+    threads = entry.get("threads")
+    if threads is not None and threads != CLAIMED_THREADS:
+        return None, (f"{notebook} ran on {threads} threads; its prose describes the numbers of {CLAIMED_THREADS} "
+                      f"(the thread count moves trained numbers by about their noise): run `make demo`, which pins "
+                      f"OMP_NUM_THREADS={CLAIMED_THREADS}")
     return entry["records"], ""
 
 

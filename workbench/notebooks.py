@@ -1,16 +1,22 @@
 """Execute the workbench notebooks headless (papermill), for `make demo` and the notebook tests.
 
-    python -m workbench.notebooks run [--out outputs] [--smoke] [--only 01 02]
+    python -m workbench.notebooks run [--out outputs] [--smoke] [--only 01 02] [--jobs 2]
     python -m workbench.notebooks handouts [--out outputs] [--reader]
 
 Each notebook has a cell tagged `parameters` (SMOKE, seeds, sizes); papermill injects overrides after it. Executed
 copies go to `<out>/notebooks/`, and the values each notebook records with `workbench.utils.record()` are collected
-into `<out>/records.json`, one entry per notebook: `{"smoke": ..., "profile": ..., "records": {name: value}}`. A run
+into `<out>/records.json`, one entry per notebook: `{"smoke": ..., "profile": ..., "records": {name: value},
+"threads": ..., "seconds": ...}` (the intra-op threads its kernel ran on, and how long it took). A run
 replaces the entries of the notebooks it ran and keeps the others, so `--only 05` after `make demo` leaves the other
 notebooks' numbers in place; `tests/test_claims.py` checks the notebooks' prose against the cpu-demo entries. Figures that notebooks save with `workbench.viz.savefig` land in `<out>/figures/`
 (the notebook reads `WORKBENCH_FIGURES`). `<out>` defaults to the project's outputs folder
 (`workbench.utils.outputs_dir()`), whatever the working directory. `handouts` then writes each executed copy as
 one self-contained HTML page, and an index, into `<out>/handouts/` (`workbench.handouts`).
+
+`--jobs N` runs up to N notebooks at once, each in its own process and kernel, in an order that respects `NEEDS`
+(a notebook that reuses another's runs starts after it). A notebook's numbers depend on its kernel's thread count
+(the order of float sums), not on what runs beside it, so two one-thread jobs on two cores give exactly the numbers
+of one job after another on one thread, in about half the time (`make demo`).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from workbench.utils import RECORD_PREFIX, outputs_dir, read_records  # noqa: F401  (read_records: public here too)
@@ -48,6 +55,27 @@ def notebook_parameters(notebook: Path) -> set[str]:
             source = "".join(cell.get("source", []))
             names |= set(re.findall(r"^([A-Za-z_][A-Za-z0-9_]*)\s*=", source, flags=re.MULTILINE))
     return names
+
+
+# Which notebooks a notebook waits for under --jobs > 1: those that train the runs it reuses (notebooks 03-05 reuse
+# 02's baselines; 06 dissects the runs of 02-05), and, for 07's dashboard, every notebook that trains, so the runs it
+# finds do not depend on timing. A dependency outside the selection (--only) is taken as done already. 01 and 08 wait
+# for nothing: the synthetic exports and stand-in weights they share with 02 are built once under a file lock.
+NEEDS = {"03": ("02",), "04": ("02",), "05": ("02",), "06": ("02", "03", "04", "05"),
+         "07": ("02", "03", "04", "05", "08")}
+
+
+def schedule_order(ready: list[Path], pending: list[Path]) -> list[Path]:
+    """The ready notebooks, best first: the one that most of the pending notebooks wait for (directly or through
+    others) first, as it unblocks the most work; ties by number."""
+    def waiting_on(nb: Path) -> int:
+        blocked, frontier = set(), {nb.name[:2]}
+        while frontier:
+            frontier = {p.name[:2] for p in pending if set(NEEDS.get(p.name[:2], ())) & frontier} - blocked
+            blocked |= frontier
+        return len(blocked)
+
+    return sorted(ready, key=lambda nb: (-waiting_on(nb), nb.name))
 
 
 def select_notebooks(only: list[str] | None, notebooks: list[Path] | None = None) -> list[Path]:
@@ -143,6 +171,7 @@ def stamp_provenance(executed: Path, provenance: dict) -> None:
 
 RECORDS_FILE = "records.json"
 ENTRY_KEYS = ("smoke", "profile", "records")
+OPTIONAL_KEYS = ("threads", "seconds")  # absent from entries written before the runner kept them
 
 
 def runner_profile(smoke: bool) -> str:
@@ -155,7 +184,8 @@ def runner_profile(smoke: bool) -> str:
 
 def read_records_file(path: Path) -> dict[str, dict]:
     """The entries of a `records.json` the runner wrote: `{notebook stem: {"smoke": bool, "profile": str,
-    "records": {name: value}}}`; {} when the file does not exist.
+    "records": {name: value}, "threads": int, "seconds": float}}`; {} when the file does not exist. Entries from
+    before the runner kept `threads` and `seconds` read them as None.
 
     A file from before the entries had a `smoke` flag (`{stem: {name: value}}`) is read with `smoke` and `profile`
     None: nothing tells whether those numbers came from a SMOKE run.
@@ -176,10 +206,10 @@ def read_records_file(path: Path) -> dict[str, dict]:
         raise ValueError(f"{path} should map each notebook to its entry, got {type(raw).__name__}; {fix}")
     entries = {}
     for stem, entry in raw.items():
-        if set(entry) == set(ENTRY_KEYS) and isinstance(entry["records"], dict):
-            entries[stem] = entry
+        if set(ENTRY_KEYS) <= set(entry) <= set(ENTRY_KEYS + OPTIONAL_KEYS) and isinstance(entry["records"], dict):
+            entries[stem] = {key: None for key in OPTIONAL_KEYS} | entry
         else:  # the older flat form: the records alone
-            entries[stem] = {"smoke": None, "profile": None, "records": entry}
+            entries[stem] = {"smoke": None, "profile": None, "records": entry} | {key: None for key in OPTIONAL_KEYS}
     return entries
 
 
@@ -199,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
                      help="folder for executed copies, figures and records.json (default: the project's outputs/)")
     run.add_argument("--smoke", action="store_true", help="run with SMOKE=True (seconds per notebook)")
     run.add_argument("--only", nargs="*", default=None, help="notebooks to run, by number or name, e.g. 1 02 03_dakd")
+    run.add_argument("--jobs", type=int, default=1,
+                     help="notebooks run at once, each in its own kernel, in an order that respects NEEDS (default 1)")
     run.add_argument("--runs", default=None, help="the notebooks' RUNS_DIR (default: the project's runs/, or "
                                                   "<out>/runs with --smoke); a fresh folder trains every run again")
     handouts = sub.add_parser("handouts", help="write each executed notebook as one self-contained HTML page, and "
@@ -228,24 +260,106 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     profile = runner_profile(args.smoke)
-    for nb in notebooks:
-        start = time.perf_counter()
-        print(f"[{nb.name}] running{' (SMOKE)' if args.smoke else ''} ...", flush=True)
-        params = {"RUNS_DIR": str(out / "runs")} if args.smoke else {}
-        if args.runs is not None:
-            params["RUNS_DIR"] = str(Path(args.runs).resolve())
-        try:
-            records = execute(nb, out / "notebooks", parameters=params | ({"SMOKE": True} if args.smoke else {}))
-        except BaseException:
-            # Its old numbers no longer describe its executed copy (now the failing one): drop them.
+    params = {"RUNS_DIR": str(out / "runs")} if args.smoke else {}
+    if args.runs is not None:
+        params["RUNS_DIR"] = str(Path(args.runs).resolve())
+    params |= {"SMOKE": True} if args.smoke else {}
+
+    def finished(nb: Path, records: dict | None, threads: int | None, seconds: float) -> None:
+        """Keep a notebook's entry (None: it failed, so its old numbers no longer describe its executed copy)."""
+        if records is None:
             if entries.pop(nb.stem, None) is not None:
                 write_records_file(records_path, entries)
-            raise
-        entries[nb.stem] = {"smoke": bool(args.smoke), "profile": profile, "records": records}
+            return
+        entries[nb.stem] = {"smoke": bool(args.smoke), "profile": profile, "records": records,
+                            "threads": threads, "seconds": round(seconds, 1)}
         write_records_file(records_path, entries)  # after each notebook: a later failure keeps these
-        print(f"[{nb.name}] done in {time.perf_counter() - start:.0f} s: {records}", flush=True)
+        print(f"[{nb.name}] done in {seconds:.0f} s: {records}", flush=True)
+
+    smoke_note = " (SMOKE)" if args.smoke else ""
+    if args.jobs < 1:
+        print(f"error: --jobs {args.jobs}: give at least 1", file=sys.stderr)
+        return 2
+    if args.jobs == 1:
+        for nb in notebooks:
+            start = time.perf_counter()
+            print(f"[{nb.name}] running{smoke_note} ...", flush=True)
+            try:
+                records = execute(nb, out / "notebooks", parameters=params)
+            except BaseException:
+                finished(nb, None, None, 0.0)
+                raise
+            finished(nb, records, kernel_threads(), time.perf_counter() - start)
+    else:
+        failed = run_parallel(notebooks, out / "notebooks", params, args.jobs, finished, smoke_note)
+        if failed:
+            return 1
     print(f"executed notebooks in {out / 'notebooks'}, figures in {out / 'figures'}, records in {records_path}")
     return 0
+
+
+def kernel_threads() -> int:
+    """The intra-op threads a notebook's kernel computes with: torch's count in this process, which reads the same
+    OMP_NUM_THREADS the kernel inherits."""
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _execute_caught(nb: Path, out_dir: Path, parameters: dict) -> tuple[dict | None, int, str]:
+    """`execute` in a worker process: (records, threads, "") or (None, threads, the error's traceback); the error
+    comes back as text, since papermill's errors do not survive pickling."""
+    import traceback
+
+    try:
+        return execute(nb, out_dir, parameters=parameters), kernel_threads(), ""
+    except BaseException:  # noqa: BLE001  (reported by the parent, which stops scheduling)
+        return None, kernel_threads(), traceback.format_exc()
+
+
+# How worker processes start: "spawn" gives each a fresh interpreter (the runner's own state stays out of it).
+POOL_CONTEXT = "spawn"
+
+
+def run_parallel(notebooks: list[Path], out_dir: Path, parameters: dict, jobs: int,
+                 finished: Callable[[Path, dict | None, int | None, float], None], note: str = "") -> list[Path]:
+    """Execute `notebooks`, up to `jobs` at once in worker processes, each after the notebooks it `NEEDS` among
+    them (`schedule_order` picks among the ready ones). `finished(nb, records or None, threads, seconds)` is
+    called in this process as each one ends. After a failure no further notebook starts; the running ones finish.
+    Returns the notebooks that failed (their tracebacks are printed to stderr) or were not started because of one.
+    """
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    selected = {nb.name[:2] for nb in notebooks}
+    pending, running, done, failed = list(notebooks), {}, set(), []
+    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context(POOL_CONTEXT)) as pool:
+        while pending or running:
+            if not failed:
+                ready = [nb for nb in pending
+                         if all(d in done or d not in selected for d in NEEDS.get(nb.name[:2], ()))]
+                if not ready and not running:
+                    raise RuntimeError(f"NEEDS has a cycle among {[nb.name for nb in pending]}")
+                for nb in schedule_order(ready, pending)[: jobs - len(running)]:
+                    pending.remove(nb)
+                    print(f"[{nb.name}] running{note} ...", flush=True)
+                    running[pool.submit(_execute_caught, nb, out_dir, parameters)] = (nb, time.perf_counter())
+            if not running:
+                break
+            ended, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for future in ended:
+                nb, start = running.pop(future)
+                records, threads, error = future.result()
+                finished(nb, records, threads, time.perf_counter() - start)
+                if records is None:
+                    failed.append(nb)
+                    print(f"[{nb.name}] failed:\n{error}", file=sys.stderr, flush=True)
+                else:
+                    done.add(nb.name[:2])
+    if failed:
+        print(f"error: {', '.join(nb.name for nb in failed)} failed; not started: "
+              f"{', '.join(nb.name for nb in pending) or 'none'}", file=sys.stderr)
+    return failed + pending
 
 
 def write_handouts(out: Path, *, reader: bool = False) -> int:

@@ -305,8 +305,6 @@ CLAIMS_08 = [
           rounds_to("0.047")),
     Claim("full_night_baseline_0_045", NB08, "both fall to the same mAP (0.047 against 0.045)",
           f"{NIGHT['baseline']}[-1]", rounds_to("0.045")),
-    Claim("sd2_trains_739_s", NB08, "739 s against 350 s", "veh_sd2_train_s", rounds_to("739")),
-    Claim("baseline_trains_350_s", NB08, "739 s against 350 s", "veh_baseline_train_s", rounds_to("350")),
     Claim("about_twice_the_training_time", NB08, "It costs about twice the training time",
           "veh_sd2_train_s / veh_baseline_train_s", about_fraction(2.0)),
     Claim("tir_shift_sd2_keeps_0_045", NB08, "SD2-ReID keeps 0.045 of its 0.131 mAP", f"{STYLE['sd2']}[-1]",

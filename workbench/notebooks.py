@@ -334,28 +334,33 @@ def run_parallel(notebooks: list[Path], out_dir: Path, parameters: dict, jobs: i
     selected = {nb.name[:2] for nb in notebooks}
     pending, running, done, failed = list(notebooks), {}, set(), []
     with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context(POOL_CONTEXT)) as pool:
-        while pending or running:
-            if not failed:
-                ready = [nb for nb in pending
-                         if all(d in done or d not in selected for d in NEEDS.get(nb.name[:2], ()))]
-                if not ready and not running:
-                    raise RuntimeError(f"NEEDS has a cycle among {[nb.name for nb in pending]}")
-                for nb in schedule_order(ready, pending)[: jobs - len(running)]:
-                    pending.remove(nb)
-                    print(f"[{nb.name}] running{note} ...", flush=True)
-                    running[pool.submit(_execute_caught, nb, out_dir, parameters)] = (nb, time.perf_counter())
-            if not running:
-                break
-            ended, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-            for future in ended:
-                nb, start = running.pop(future)
-                records, threads, error = future.result()
-                finished(nb, records, threads, time.perf_counter() - start)
-                if records is None:
-                    failed.append(nb)
-                    print(f"[{nb.name}] failed:\n{error}", file=sys.stderr, flush=True)
-                else:
-                    done.add(nb.name[:2])
+        try:
+            while pending or running:
+                if not failed:
+                    ready = [nb for nb in pending
+                             if all(d in done or d not in selected for d in NEEDS.get(nb.name[:2], ()))]
+                    if not ready and not running:
+                        raise RuntimeError(f"NEEDS has a cycle among {[nb.name for nb in pending]}")
+                    for nb in schedule_order(ready, pending)[: jobs - len(running)]:
+                        pending.remove(nb)
+                        print(f"[{nb.name}] running{note} ...", flush=True)
+                        running[pool.submit(_execute_caught, nb, out_dir, parameters)] = (nb, time.perf_counter())
+                if not running:
+                    break
+                ended, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                for future in ended:
+                    nb, start = running.pop(future)
+                    records, threads, error = future.result()
+                    finished(nb, records, threads, time.perf_counter() - start)
+                    if records is None:
+                        failed.append(nb)
+                        print(f"[{nb.name}] failed:\n{error}", file=sys.stderr, flush=True)
+                    else:
+                        done.add(nb.name[:2])
+        except KeyboardInterrupt:  # Ctrl-C reaches the workers too: their notebooks stop where they are
+            for nb, _ in running.values():
+                finished(nb, None, None, 0.0)  # their old numbers no longer describe their executed copies
+            raise
     if failed:
         print(f"error: {', '.join(nb.name for nb in failed)} failed; not started: "
               f"{', '.join(nb.name for nb in pending) or 'none'}", file=sys.stderr)

@@ -176,3 +176,22 @@ def test_schedule_prefers_what_most_notebooks_wait_for():
 def test_jobs_below_one_is_refused(tmp_path, logged_execute, capsys):
     assert notebooks.main(["run", "--out", str(tmp_path), "--only", "1", "--jobs", "0"]) == 2
     assert "--jobs 0" in capsys.readouterr().err
+
+
+def test_the_schedule_replay_follows_the_runner_on_known_times():
+    """benchmarks/demo_schedule.py replays --jobs 2 with the runner's NEEDS and order; hand-worked times: 02 and 08
+    first (0-10), then 03 (10-40) and 04 (10-20), 05 (20-30), 01 (30-31); 06 and 07 wait for 03 (40-41)."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "demo_schedule.py"
+    spec = importlib.util.spec_from_file_location("demo_schedule", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    seconds = {"01": 1, "02": 10, "03": 30, "04": 10, "05": 10, "06": 1, "07": 1, "08": 10}
+    wall, plan = module.replay(seconds, jobs=2)
+    assert wall == 41
+    assert {n: (s, e) for n, s, e in plan} == {"02": (0, 10), "08": (0, 10), "03": (10, 40), "04": (10, 20),
+                                               "05": (20, 30), "01": (30, 31), "06": (40, 41), "07": (40, 41)}
+    assert module.replay({k: v for k, v in seconds.items() if k != "08"}, jobs=2)[0] == 41  # 08 off the path
+    assert module.replay(seconds, jobs=1)[0] == sum(seconds.values())

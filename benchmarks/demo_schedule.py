@@ -26,8 +26,7 @@ def replay(seconds: dict[str, float], jobs: int) -> tuple[float, list[tuple[str,
     selected = {nb.name[:2] for nb in notebooks}
     clock, pending, done, running, plan = 0.0, list(notebooks), set(), {}, []
     while pending or running:
-        ready = [nb for nb in pending
-                 if all(d in done or d not in selected for d in nbs.NEEDS.get(nb.name[:2], ()))]
+        ready = nbs.ready_notebooks(pending, done, selected)
         for nb in nbs.schedule_order(ready, pending)[: jobs - len(running)]:
             pending.remove(nb)
             running[nb.name[:2]] = (clock, clock + seconds[nb.name[:2]])

@@ -65,6 +65,11 @@ NEEDS = {"03": ("02",), "04": ("02",), "05": ("02",), "06": ("02", "03", "04", "
          "07": ("02", "03", "04", "05", "08")}
 
 
+def ready_notebooks(pending: list[Path], done: set[str], selected: set[str]) -> list[Path]:
+    """The pending notebooks whose `NEEDS` are met: each is done, or outside the selection (taken as done)."""
+    return [nb for nb in pending if all(d in done or d not in selected for d in NEEDS.get(nb.name[:2], ()))]
+
+
 def schedule_order(ready: list[Path], pending: list[Path]) -> list[Path]:
     """The ready notebooks, best first: the one that most of the pending notebooks wait for (directly or through
     others) first, as it unblocks the most work; ties by number."""
@@ -207,9 +212,9 @@ def read_records_file(path: Path) -> dict[str, dict]:
     entries = {}
     for stem, entry in raw.items():
         if set(ENTRY_KEYS) <= set(entry) <= set(ENTRY_KEYS + OPTIONAL_KEYS) and isinstance(entry["records"], dict):
-            entries[stem] = {key: None for key in OPTIONAL_KEYS} | entry
+            entries[stem] = dict.fromkeys(OPTIONAL_KEYS) | entry
         else:  # the older flat form: the records alone
-            entries[stem] = {"smoke": None, "profile": None, "records": entry} | {key: None for key in OPTIONAL_KEYS}
+            entries[stem] = dict.fromkeys(OPTIONAL_KEYS) | {"smoke": None, "profile": None, "records": entry}
     return entries
 
 
@@ -244,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "handouts":
         return write_handouts(outputs_dir(args.out), reader=args.reader)
 
+    if args.jobs < 1:
+        print(f"error: --jobs {args.jobs}: give at least 1", file=sys.stderr)
+        return 2
     try:
         notebooks = select_notebooks(args.only)
     except ValueError as exc:
@@ -277,9 +285,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{nb.name}] done in {seconds:.0f} s: {records}", flush=True)
 
     smoke_note = " (SMOKE)" if args.smoke else ""
-    if args.jobs < 1:
-        print(f"error: --jobs {args.jobs}: give at least 1", file=sys.stderr)
-        return 2
     if args.jobs == 1:
         for nb in notebooks:
             start = time.perf_counter()
@@ -337,8 +342,7 @@ def run_parallel(notebooks: list[Path], out_dir: Path, parameters: dict, jobs: i
         try:
             while pending or running:
                 if not failed:
-                    ready = [nb for nb in pending
-                             if all(d in done or d not in selected for d in NEEDS.get(nb.name[:2], ()))]
+                    ready = ready_notebooks(pending, done, selected)
                     if not ready and not running:
                         raise RuntimeError(f"NEEDS has a cycle among {[nb.name for nb in pending]}")
                     for nb in schedule_order(ready, pending)[: jobs - len(running)]:

@@ -189,9 +189,60 @@ def test_the_schedule_replay_follows_the_runner_on_known_times():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     seconds = {"01": 1, "02": 10, "03": 30, "04": 10, "05": 10, "06": 1, "07": 1, "08": 10}
-    wall, plan = module.replay(seconds, jobs=2)
+    wall, plan = module.replay(seconds, jobs=2, planned=False)
     assert wall == 41
     assert {n: (s, e) for n, s, e in plan} == {"02": (0, 10), "08": (0, 10), "03": (10, 40), "04": (10, 20),
                                                "05": (20, 30), "01": (30, 31), "06": (40, 41), "07": (40, 41)}
-    assert module.replay({k: v for k, v in seconds.items() if k != "08"}, jobs=2)[0] == 41  # 08 off the path
-    assert module.replay(seconds, jobs=1)[0] == sum(seconds.values())
+    without_08 = {k: v for k, v in seconds.items() if k != "08"}
+    assert module.replay(without_08, jobs=2, planned=False)[0] == 41  # 08 off the path
+    assert module.replay(seconds, jobs=1, planned=False)[0] == sum(seconds.values())
+    assert module.replay(seconds, jobs=2, expected=seconds)[0] == 41  # the rule was already best here
+    # The demo's shape: 08 long, 03 longer. The rule starts 03 when 02 ends (two notebooks wait for it) and queues
+    # 04 and 05 behind 08: 02 0-10, 03 10-28, 01 28-29 | 08 0-14, 04 14-25, 05 25-38; 06, 07 38-39. The plan puts
+    # 03 behind 08 instead: 02 0-10, 04 10-21, 05 21-34 | 08 0-14, 03 14-32, 01 32-33; 06, 07 34-35.
+    seconds = {"01": 1, "02": 10, "03": 18, "04": 11, "05": 13, "06": 1, "07": 1, "08": 14}
+    assert module.replay(seconds, jobs=2, planned=False)[0] == 39
+    wall, plan = module.replay(seconds, jobs=2, expected=seconds)
+    assert wall == 35
+    assert {n: (s, e) for n, s, e in plan} == {"02": (0, 10), "08": (0, 14), "04": (10, 21), "03": (14, 32),
+                                               "05": (21, 34), "01": (32, 33), "06": (34, 35), "07": (34, 35)}
+
+
+def _list_schedule_wall(order: list[str], seconds: dict[str, float], jobs: int) -> float:
+    """Brute-force oracle: the wall time of starting, whenever a lane is free, the first ready notebook of `order`."""
+    pending, done, running, clock = list(order), set(), [], 0.0
+    while pending or running:
+        for n in [n for n in pending if all(d in done or d not in order for d in notebooks.NEEDS.get(n, ()))]:
+            if len(running) < jobs:
+                pending.remove(n)
+                running.append((clock + seconds[n], n))
+        clock, n = min(running)
+        running.remove((clock, n))
+        done.add(n)
+    return clock
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_plan_is_as_short_as_the_best_of_every_start_order(seed):
+    """`plan_order` against every permutation of the notebooks as a priority list (each list schedule is one of
+    them), on random costs: the plan's wall time is the minimum, and its order respects NEEDS."""
+    import itertools
+    import random
+
+    rng = random.Random(seed)
+    by_number = {nb.name[:2]: nb for nb in notebooks.list_notebooks()}
+    numbers = sorted(by_number) if seed == 0 else sorted(rng.sample(sorted(by_number), 6))
+    seconds = {n: rng.randint(1, 40) for n in numbers}
+    for jobs in (2, 3):
+        plan = notebooks.plan_order([by_number[n] for n in numbers], jobs, seconds)
+        planned = [nb.name[:2] for nb in plan]
+        assert sorted(planned) == numbers
+        best = min(_list_schedule_wall(list(p), seconds, jobs) for p in itertools.permutations(numbers))
+        assert _list_schedule_wall(planned, seconds, jobs) == best, (seconds, jobs, planned)
+
+
+def test_without_an_estimate_for_every_notebook_the_rule_orders():
+    everything = notebooks.list_notebooks()
+    assert notebooks.plan_order(everything, 2, {"02": 5, "03": 5}) is None
+    assert notebooks.plan_order(everything, 2) is not None  # the shipped estimates cover every notebook
+    assert sorted(notebooks.EXPECTED_SECONDS) == sorted(nb.name[:2] for nb in everything)

@@ -14,7 +14,8 @@ notebooks' numbers in place; `tests/test_claims.py` checks the notebooks' prose 
 one self-contained HTML page, and an index, into `<out>/handouts/` (`workbench.handouts`).
 
 `--jobs N` runs up to N notebooks at once, each in its own process and kernel, in an order that respects `NEEDS`
-(a notebook that reuses another's runs starts after it). A notebook's numbers depend on its kernel's thread count
+(a notebook that reuses another's runs starts after it) and that `plan_order` chose to finish soonest, from each
+notebook's usual share of the time (`EXPECTED_SECONDS`). A notebook's numbers depend on its kernel's thread count
 (the order of float sums), not on what runs beside it, so two one-thread jobs on two cores give exactly the numbers
 of one job after another on one thread, in about half the time (`make demo`).
 """
@@ -70,9 +71,67 @@ def ready_notebooks(pending: list[Path], done: set[str], selected: set[str]) -> 
     return [nb for nb in pending if all(d in done or d not in selected for d in NEEDS.get(nb.name[:2], ()))]
 
 
-def schedule_order(ready: list[Path], pending: list[Path]) -> list[Path]:
-    """The ready notebooks, best first: the one that most of the pending notebooks wait for (directly or through
-    others) first, as it unblocks the most work; ties by number."""
+# Wall seconds each notebook took in `make demo` (cpu-demo, two one-thread notebooks side by side, clean runs/ and
+# cache) on the 2-core reference machine; `plan_order` reads them as relative costs, so a faster or slower machine
+# gets the same plan. Measured 2026-12-04 (records.json `seconds`); 03 less the teacher-memory study it no longer
+# trains (475 s). Update them from a new demo's records.json when the notebooks change what they train.
+EXPECTED_SECONDS = {"01": 12, "02": 1010, "03": 1781, "04": 1073, "05": 1334, "06": 47, "07": 16, "08": 1396}
+
+# Beyond this many notebooks `plan_order` gives up its exhaustive search and the runner keeps `schedule_order`'s rule.
+PLAN_LIMIT = 10
+
+
+def plan_order(notebooks: list[Path], jobs: int, expected: dict[str, float] | None = None) -> list[Path] | None:
+    """The start order of `notebooks` on `jobs` lanes that finishes soonest if each takes its `expected` seconds
+    (keyed by number, "03"; default `EXPECTED_SECONDS`), or None when one has no estimate (or there are more than
+    `PLAN_LIMIT`).
+
+    Every list schedule is tried: whenever a lane is free, each ready notebook (its `NEEDS` met) in turn, never a
+    lane left idle while one is ready. A branch stops once it cannot beat the best found (its running ends, or
+    the remaining work spread over the lanes). Branches are tried in `schedule_order`'s order and only a shorter
+    plan replaces the best, so among equally short plans the rule's wins. With two lanes the rule alone can lose
+    minutes: it starts 03 as soon as 02 ends, because two notebooks wait for it, while the long 08 holds the
+    other lane and 04 and 05 queue behind it.
+    """
+    expected = EXPECTED_SECONDS if expected is None else expected
+    numbers = [nb.name[:2] for nb in notebooks]
+    if len(notebooks) > PLAN_LIMIT or any(n not in expected for n in numbers):
+        return None
+    by_number = dict(zip(numbers, notebooks))
+    selected = set(numbers)
+    best: list = [float("inf"), []]
+
+    def search(clock: float, running: tuple, pending: tuple, done: frozenset, order: tuple) -> None:
+        remaining = sum(expected[n] for n in pending) + sum(end - clock for end, _ in running)
+        bound = max([clock + remaining / jobs] + [end for end, _ in running])
+        if bound >= best[0]:
+            return
+        pending_paths = [by_number[n] for n in pending]
+        ready = ready_notebooks(pending_paths, done, selected) if len(running) < jobs else []
+        if ready:
+            for nb in schedule_order(ready, pending_paths):
+                n = nb.name[:2]
+                search(clock, running + ((clock + expected[n], n),), tuple(p for p in pending if p != n), done,
+                       order + (n,))
+            return
+        if not running:
+            best[:] = [clock, list(order)]
+            return
+        end, n = min(running)
+        search(end, tuple(r for r in running if r != (end, n)), pending, done | {n}, order)
+
+    search(0.0, (), tuple(numbers), frozenset(), ())
+    return [by_number[n] for n in best[1]]
+
+
+def schedule_order(ready: list[Path], pending: list[Path], plan: list[Path] | None = None) -> list[Path]:
+    """The ready notebooks, best first: in the order of `plan` (`plan_order`'s) when given; otherwise the one that
+    most of the pending notebooks wait for (directly or through others) first, as it unblocks the most work; ties
+    by number."""
+    if plan is not None:
+        position = {nb.name: i for i, nb in enumerate(plan)}
+        return sorted(ready, key=lambda nb: (position.get(nb.name, len(plan)), nb.name))
+
     def waiting_on(nb: Path) -> int:
         blocked, frontier = set(), {nb.name[:2]}
         while frontier:
@@ -329,7 +388,7 @@ POOL_CONTEXT = "spawn"
 def run_parallel(notebooks: list[Path], out_dir: Path, parameters: dict, jobs: int,
                  finished: Callable[[Path, dict | None, int | None, float], None], note: str = "") -> list[Path]:
     """Execute `notebooks`, up to `jobs` at once in worker processes, each after the notebooks it `NEEDS` among
-    them (`schedule_order` picks among the ready ones). `finished(nb, records or None, threads, seconds)` is
+    them, in the start order `plan_order` finds from `EXPECTED_SECONDS` (`schedule_order`'s rule without one). `finished(nb, records or None, threads, seconds)` is
     called in this process as each one ends. After a failure no further notebook starts; the running ones finish.
     Returns the notebooks that failed (their tracebacks are printed to stderr) or were not started because of one.
     """
@@ -337,6 +396,7 @@ def run_parallel(notebooks: list[Path], out_dir: Path, parameters: dict, jobs: i
     import multiprocessing as mp
 
     selected = {nb.name[:2] for nb in notebooks}
+    plan = plan_order(notebooks, jobs)
     pending, running, done, failed = list(notebooks), {}, set(), []
     with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context(POOL_CONTEXT)) as pool:
         try:
@@ -345,7 +405,7 @@ def run_parallel(notebooks: list[Path], out_dir: Path, parameters: dict, jobs: i
                     ready = ready_notebooks(pending, done, selected)
                     if not ready and not running:
                         raise RuntimeError(f"NEEDS has a cycle among {[nb.name for nb in pending]}")
-                    for nb in schedule_order(ready, pending)[: jobs - len(running)]:
+                    for nb in schedule_order(ready, pending, plan)[: jobs - len(running)]:
                         pending.remove(nb)
                         print(f"[{nb.name}] running{note} ...", flush=True)
                         running[pool.submit(_execute_caught, nb, out_dir, parameters)] = (nb, time.perf_counter())

@@ -123,6 +123,9 @@ CLAIMS_03 = [
           "teacher_memory_train_val_rank1 - teacher_val_rank1", below(0.0)),
     Claim("memory_switch_mAP_within_0_005", NB03, "mAP 0.214 against 0.213",
           "abs(teacher_memory_train_val_mAP - teacher_val_mAP)", at_most(0.005)),
+    Claim("stored_published_teacher_is_this_teacher", NB03, "to the last digit (same code, one thread)",
+          "abs(teacher_memory_study_published_val_rank1 - teacher_val_rank1) + "
+          "abs(teacher_memory_study_published_val_mAP - teacher_val_mAP)", equal(0.0)),
 ]
 NB04 = "04_icre"
 CLAIMS_04 = [

@@ -38,3 +38,52 @@ def test_live_batch_is_what_fit_trains_its_first_step_on(method, dataset, tmp_pa
     again = lab.live_batch(cfg, seed=cfg.run.seed)  # the model's start is the seed's, whatever ran before
     for (name, a), b in zip(live.model.named_parameters(), again.model.parameters()):  # (buffers: BN ran once)
         assert torch.equal(a, b), name
+
+
+def _study_script():
+    import importlib.util
+
+    script = utils.project_dir() / "benchmarks" / "teacher_memory_study.py"
+    spec = importlib.util.spec_from_file_location("teacher_memory_study", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_shipped_teacher_memory_study_is_notebook_03s_recipe(tmp_path):
+    """The stored study is only read for the recipe it trained: each shipped row must still be what notebook 03
+    configures (a changed cpu-demo default would otherwise make the demo train the switch again, silently slow)."""
+    configs = _study_script().study_configs(str(tmp_path))
+    runs = lab.stored_runs()
+    assert [r.config.method_options.get("memory_images", "test") for r in runs] == ["test", "train"]
+    for run, (label, cfg) in zip(runs, configs.items()):
+        assert lab.stored_or_trained(cfg) == run, label
+        assert run.val["rank1"] > 0 and {"rank1", "mAP"} <= set(run.test.mean) and run.train_time_s > 0
+
+
+def test_a_stored_run_is_read_only_for_its_own_recipe(tmp_path, monkeypatch):
+    """Same recipe (another runs folder): the stored scores; another seed or train=True: `train.fit` runs."""
+    import json
+
+    from workbench import evaluate, train
+
+    cfg = get_config("dakd_teacher", "synthetic-vi", "cpu-demo").override(**{"run.out_dir": str(tmp_path / "a")})
+    row = {"label": "x", "name": "run-1", "config": cfg.override(**{"run.out_dir": "runs"}).to_dict(),
+           "best_epoch": 4, "val": {"rank1": 0.25, "rank1_std": 0.01}, "test_mean": {"rank1": 0.125},
+           "test_std": {"rank1": 0.02}, "train_time_s": 12.0}
+    study = tmp_path / "study.json"
+    study.write_text(json.dumps({"command": "python make_it.py", "runs": [row]}))
+    fitted = []
+    monkeypatch.setattr(train, "fit", lambda c, **kw: fitted.append(c) or "folder")
+    monkeypatch.setattr(evaluate, "open_run", lambda folder: ("opened", folder))
+
+    elsewhere = cfg.override(**{"run.out_dir": str(tmp_path / "b")})
+    got = lab.stored_or_trained(elsewhere, study=study)
+    assert isinstance(got, lab.StoredRun) and not fitted
+    assert (got.val["rank1"], got.test.mean["rank1"], got.test.std["rank1"], got.best_epoch) == (0.25, 0.125, 0.02, 4)
+    assert "make_it.py" in got.source
+    assert lab.stored_or_trained(elsewhere.override(**{"run.seed": 1}), study=study) == ("opened", "folder")
+    assert lab.stored_or_trained(elsewhere, train=True, study=study) == ("opened", "folder")
+    assert len(fitted) == 2
+    with pytest.raises(FileNotFoundError, match="teacher_memory_study.py"):
+        lab.stored_or_trained(elsewhere, study=tmp_path / "missing.json")

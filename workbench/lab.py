@@ -111,3 +111,78 @@ def regime_study():
         raise FileNotFoundError(f"{REGIME_STUDY} is missing from this installation; reinstall the package, or run "
                                 "`python benchmarks/regime_study.py` and read its --out file instead")
     return pd.read_json(REGIME_STUDY)
+
+
+TEACHER_MEMORY_STUDY = Path(__file__).parent / "results" / "teacher_memory_study.json"
+
+
+@dataclass(frozen=True)
+class StoredScores:
+    """A test evaluation as a stored study keeps it: metric -> mean and std over the gallery draws."""
+
+    mean: dict[str, float]
+    std: dict[str, float]
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """A finished run's scores as a stored study keeps them (no weights, so no features or CAMs): what a table of
+    runs reads from a `RunHandle` (`val`, `test.mean`, `test.std`, `train_time_s`, `best_epoch`), plus where it came
+    from.
+
+    Attributes:
+        name: the run folder's name on the machine that trained it.
+        config: the config it was trained with.
+        source: the study file, and the command that writes it again.
+    """
+
+    name: str
+    config: Config
+    val: dict[str, float]
+    test: StoredScores
+    train_time_s: float
+    best_epoch: int | None
+    source: str
+
+
+def stored_runs(path: str | Path = TEACHER_MEMORY_STUDY) -> list[StoredRun]:
+    """The runs of a stored study file (`benchmarks/teacher_memory_study.py` writes one); `FileNotFoundError` naming
+    the script when it is missing."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; run `python benchmarks/teacher_memory_study.py --store` to train "
+                                "its runs and write it again")
+    study = json.loads(path.read_text())
+    source = f"{path.name} ({study['command']})"
+    return [StoredRun(row["name"], Config.from_dict(row["config"]), row["val"],
+                      StoredScores(row["test_mean"], row["test_std"]), row["train_time_s"], row["best_epoch"], source)
+            for row in study["runs"]]
+
+
+def stored_or_trained(cfg: Config, *, train: bool = False, study: str | Path = TEACHER_MEMORY_STUDY):
+    """The run of `cfg` as a stored study holds it (a `StoredRun`) when the study trained exactly this recipe, else
+    trained here, or reused from the runs folder (`train.fit(cfg, reuse=True)`, opened as a `RunHandle`).
+
+    For runs a notebook reports but does not dissect, when the cpu-demo minutes are better spent elsewhere (notebook
+    03's teacher-memory switch: about eight minutes of one core). `train=True` always trains (or reuses). The recipe
+    must match in every setting but the runs folder (`runs.same_recipe`), so another seed, profile or size trains
+    it here."""
+    from workbench import evaluate
+    from workbench import train as training
+    from workbench.runs import same_recipe
+
+    if not train:
+        for run in stored_runs(study):
+            if same_recipe(run.config.override(**{"run.out_dir": cfg.run.out_dir}), cfg):
+                print(f"{cfg.run.method} with {_differences(cfg)}: read from the stored study {run.source}; "
+                      "pass train=True to train it here")
+                return run
+    return evaluate.open_run(training.fit(cfg, reuse=True, progress=False))
+
+
+def _differences(cfg: Config) -> str:
+    """The method options of `cfg`, for a one-line message."""
+    options = cfg.method_options or {}
+    return ", ".join(f"{k}={v!r}" for k, v in sorted(options.items())) or "its default options"

@@ -45,7 +45,8 @@ def row(label: str, cfg: config.Config) -> dict:
             "val": {k: float(v) for k, v in run.val.items()},
             "test_mean": {k: float(v) for k, v in test.mean.items()},
             "test_std": {k: float(v) for k, v in test.std.items()},
-            "train_time_s": round(run.train_time_s, 1)}
+            "train_time_s": round(run.train_time_s, 1),
+            "threads": run.run.environment.get("threads")}  # None: trained before runs recorded it
 
 
 def main() -> None:

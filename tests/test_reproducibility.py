@@ -163,7 +163,9 @@ def test_environment_json_is_json(tmp_path):
 
     cfg = _smoke(tmp_path / "runs", "e")
     run = Run.create(cfg, start={"weights": "w" * 40, "data": "d" * 40})
-    assert json.loads((run.path / "environment.json").read_text())["start"]["data"] == "d" * 40
+    env = json.loads((run.path / "environment.json").read_text())
+    assert env["start"]["data"] == "d" * 40
+    assert env["threads"] == torch.get_num_threads()  # the trained numbers depend on it
     with pytest.raises(ValueError, match="initial weights"):
         run.check_start({"weights": "x" * 40, "data": "d" * 40})
     run.check_start({"weights": "w" * 40, "data": "d" * 40})

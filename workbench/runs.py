@@ -181,6 +181,7 @@ def environment_info() -> dict[str, Any]:
         "torch": torch.__version__,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),  # intra-op threads: the float sums' order, so the trained numbers, depend on it
         "time": _dt.datetime.now().isoformat(timespec="seconds"),
     }
     try:

@@ -46,8 +46,10 @@ test-fast: venv
 claims: venv
 	WORKBENCH_CLAIMS_RECORDS=$(OUT)/records.json $(PY) -m pytest -q -rs -m claims tests/test_claims.py
 
+# JupyterLab's kernels on the demo's thread count, so what a notebook trains there matches its prose (lab.setup
+# warns a kernel on another count).
 lab: venv
-	$(VENV)/bin/jupyter lab --notebook-dir=.
+	OMP_NUM_THREADS=$(DEMO_THREADS) $(VENV)/bin/jupyter lab --notebook-dir=.
 
 lint: venv
 	$(VENV)/bin/ruff check workbench tests benchmarks

@@ -20,6 +20,27 @@ def test_setup_gives_the_profile_overrides_and_runs_folder(monkeypatch, tmp_path
     assert lab.setup(False, "cpu-demo", "elsewhere").runs_dir == utils.project_dir() / "elsewhere"
 
 
+
+def test_setup_warns_when_the_kernel_trains_on_another_thread_count_than_the_prose(monkeypatch, tmp_path):
+    """The prose quotes one-thread numbers (claims.CLAIMED_THREADS); a JupyterLab kernel takes every core. Only a
+    cpu-demo notebook on another count is told, with the fix; smoke and paper runs have no prose numbers."""
+    import warnings
+
+    from workbench.claims import CLAIMED_THREADS
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: CLAIMED_THREADS + 3)
+    with pytest.warns(lab.ThreadCountWarning, match=f"trains on {CLAIMED_THREADS + 3} threads") as caught:
+        lab.setup(False, "cpu-demo", tmp_path, 0)
+    assert f"OMP_NUM_THREADS={CLAIMED_THREADS}" in str(caught[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lab.setup(True, "cpu-demo", tmp_path, 0)   # smoke
+        lab.setup(False, "paper", tmp_path, 0)     # the published recipe
+        monkeypatch.setattr(torch, "get_num_threads", lambda: CLAIMED_THREADS)
+        lab.setup(False, "cpu-demo", tmp_path, 0)  # the prose's own count
+    assert lab.thread_note("cpu-demo", CLAIMED_THREADS) == "" and lab.thread_note("cpu-demo", 2 * CLAIMED_THREADS + 1)
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method,dataset", [("baseline", "synthetic-vi"), ("sd2reid", "synthetic-rgbnt")])
 def test_live_batch_is_what_fit_trains_its_first_step_on(method, dataset, tmp_path):

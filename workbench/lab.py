@@ -10,6 +10,7 @@ without re-assembling the engine's preparation by hand.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -48,7 +49,38 @@ def setup(smoke: bool, profile: str = "cpu-demo", runs: str | Path | None = None
     overrides {"run.out_dir": the runs folder, "run.seed": seed}, and the runs folder (`utils.runs_dir`: relative
     paths are taken from the project folder, None is the project's runs/)."""
     root = runs_dir(runs)
-    return Setup(notebook_profile(smoke, profile), {"run.out_dir": str(root), "run.seed": seed}, root)
+    resolved = notebook_profile(smoke, profile)
+    note = thread_note(resolved)
+    if note:
+        warnings.warn(note, ThreadCountWarning, stacklevel=2)
+    return Setup(resolved, {"run.out_dir": str(root), "run.seed": seed}, root)
+
+
+class ThreadCountWarning(UserWarning):
+    """This kernel trains on another thread count than the run the notebooks' prose quotes."""
+
+
+def thread_note(profile: str, threads: int | None = None) -> str:
+    """Why this kernel's training will not give the prose's numbers, or "" when it will.
+
+    The prose quotes `make demo`'s cpu-demo run on `claims.CLAIMED_THREADS` intra-op threads; the thread count changes
+    the order of float sums, and hundreds of training steps carry that to the size of the training noise. JupyterLab's
+    kernels take every core by default. Runs reused from the runs folder keep their numbers whatever the count.
+
+    Args:
+        profile: the profile the notebook trains with (`notebook_profile`); only cpu-demo has prose numbers.
+        threads: the kernel's intra-op thread count; None reads torch's.
+    """
+    from workbench.claims import CLAIMED_PROFILE, CLAIMED_THREADS
+
+    threads = torch.get_num_threads() if threads is None else threads
+    if profile != CLAIMED_PROFILE or threads == CLAIMED_THREADS:
+        return ""
+    return (f"This kernel trains on {threads} threads; the prose quotes the numbers `make demo` trained on "
+            f"{CLAIMED_THREADS}. Runs reused from the runs folder keep those numbers, but what trains here will differ "
+            f"by about its training noise (the VI baseline's test rank-1: 0.212 on one thread, 0.186 on two). For the "
+            f"prose's numbers, start JupyterLab with OMP_NUM_THREADS={CLAIMED_THREADS} (`make lab` does) or call "
+            f"torch.set_num_threads({CLAIMED_THREADS}) before training; training is then slower.")
 
 
 @dataclass

@@ -76,7 +76,7 @@ def test_vehicle_presets_have_their_own_size_split_and_recipe(method):
     assert [c.data.val_ids for c in demo.values()] == [10, 20]
     for dataset, cfg in demo.items():
         assert (cfg.data.height, cfg.data.width) == (64, 128) and cfg.loss.mm_heads == "per_modality"
-        assert cfg.data.batches_per_epoch * cfg.optim.epochs == 720  # twice the people demo's step count
+        assert cfg.data.batches_per_epoch * cfg.optim.epochs == 960  # 160 steps an epoch, the calibrated count
         assert cfg.optim.lr == 2e-3 and cfg.optim.milestones == (4,) and cfg.optim.warmup_epochs == 1
         assert cfg.model.name == "test_mm_vit" and cfg.model.sie_camera
         kwargs = get_method(method).model_kwargs(cfg)

@@ -574,9 +574,11 @@ VEHICLE_SIZE = {"smoke": (32, 64), "cpu-demo": (64, 128), "paper": (128, 256)}
 # the baseline untrained (validation rank-1 0.01, data_cards/synthetic.md). The schedule keeps the people demo's
 # shape (1 warm-up epoch, x0.1 after 4). Calibrated on the 10 validation vehicles of synthetic-rgbnt100 with the
 # cpu-demo baseline, seed 0 (validation rank-1, mean of the 10 draws): 60 batches (the people demo's 360 steps) 0.18
-# on "default", 0.22 on "easy"; 120 batches 0.30; 120 batches and lr 2e-3 0.33; the same on "easy" 0.39 (chosen:
-# about 6 minutes of training at one core; the loss still falls when the lr drops, so longer runs would do better).
-VEHICLE_DEMO_BATCHES = 120
+# on "default", 0.22 on "easy"; 120 batches 0.30; 120 batches and lr 2e-3 0.33; the same on "easy" 0.39, 140
+# batches 0.37, 160 batches 0.42 (chosen: the fewest steps tried whose baseline lies in the 0.40-0.80 band; with 10
+# validation vehicles 0.39 / 0.37 / 0.42 are within a few points of noise). 160 was first left out for the demo's
+# time; since the runner plans its start order, notebook 08 runs beside 02 and 03 and adds no wall time.
+VEHICLE_DEMO_BATCHES = 160
 VEHICLE_DEMO_LR = 2e-3
 
 

@@ -73,9 +73,9 @@ def ready_notebooks(pending: list[Path], done: set[str], selected: set[str]) -> 
 
 # Wall seconds each notebook took in `make demo` (cpu-demo, two one-thread notebooks side by side, clean runs/ and
 # cache) on the 2-core reference machine; `plan_order` reads them as relative costs, so a faster or slower machine
-# gets the same plan. Measured 2026-12-04 (records.json `seconds`); 03 less the teacher-memory study it no longer
-# trains (475 s). Update them from a new demo's records.json when the notebooks change what they train.
-EXPECTED_SECONDS = {"01": 12, "02": 1010, "03": 1781, "04": 1073, "05": 1334, "06": 47, "07": 16, "08": 1396}
+# gets the same plan. Measured 2026-12-04 (records.json `seconds` of the demo of 6bdeae8 plus the 160-step vehicle
+# recipe). Update them from a new demo's records.json when the notebooks change what they train.
+EXPECTED_SECONDS = {"01": 15, "02": 971, "03": 1745, "04": 1011, "05": 1345, "06": 40, "07": 14, "08": 1621}
 
 # Beyond this many notebooks `plan_order` gives up its exhaustive search and the runner keeps `schedule_order`'s rule.
 PLAN_LIMIT = 10

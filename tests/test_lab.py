@@ -22,11 +22,11 @@ def test_setup_gives_the_profile_overrides_and_runs_folder(monkeypatch, tmp_path
 
 
 def test_setup_warns_when_the_kernel_trains_on_another_thread_count_than_the_prose(monkeypatch, tmp_path):
-    """The prose quotes one-thread numbers (claims.CLAIMED_THREADS); a JupyterLab kernel takes every core. Only a
+    """The prose quotes one-thread numbers (utils.CLAIMED_THREADS); a JupyterLab kernel takes every core. Only a
     cpu-demo notebook on another count is told, with the fix; smoke and paper runs have no prose numbers."""
     import warnings
 
-    from workbench.claims import CLAIMED_THREADS
+    from workbench.utils import CLAIMED_THREADS
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch, "get_num_threads", lambda: CLAIMED_THREADS + 3)

@@ -20,7 +20,7 @@ from torch import nn
 
 from workbench.config import Config
 from workbench.methods import Method, get_method
-from workbench.utils import runs_dir
+from workbench.utils import CLAIMED_PROFILE, CLAIMED_THREADS, runs_dir
 
 
 class Setup(NamedTuple):
@@ -63,7 +63,7 @@ class ThreadCountWarning(UserWarning):
 def thread_note(profile: str, threads: int | None = None) -> str:
     """Why this kernel's training will not give the prose's numbers, or "" when it will.
 
-    The prose quotes `make demo`'s cpu-demo run on `claims.CLAIMED_THREADS` intra-op threads; the thread count changes
+    The prose quotes `make demo`'s cpu-demo run on `utils.CLAIMED_THREADS` intra-op threads; the thread count changes
     the order of float sums, and hundreds of training steps carry that to the size of the training noise. JupyterLab's
     kernels take every core by default. Runs reused from the runs folder keep their numbers whatever the count.
 
@@ -71,8 +71,6 @@ def thread_note(profile: str, threads: int | None = None) -> str:
         profile: the profile the notebook trains with (`notebook_profile`); only cpu-demo has prose numbers.
         threads: the kernel's intra-op thread count; None reads torch's.
     """
-    from workbench.claims import CLAIMED_PROFILE, CLAIMED_THREADS
-
     threads = torch.get_num_threads() if threads is None else threads
     if profile != CLAIMED_PROFILE or threads == CLAIMED_THREADS:
         return ""

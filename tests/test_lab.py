@@ -20,7 +20,6 @@ def test_setup_gives_the_profile_overrides_and_runs_folder(monkeypatch, tmp_path
     assert lab.setup(False, "cpu-demo", "elsewhere").runs_dir == utils.project_dir() / "elsewhere"
 
 
-
 def test_setup_warns_when_the_kernel_trains_on_another_thread_count_than_the_prose(monkeypatch, tmp_path):
     """The prose quotes one-thread numbers (utils.CLAIMED_THREADS); a JupyterLab kernel takes every core. Only a
     cpu-demo notebook on another count is told, with the fix; smoke and paper runs have no prose numbers."""
@@ -40,6 +39,7 @@ def test_setup_warns_when_the_kernel_trains_on_another_thread_count_than_the_pro
         monkeypatch.setattr(torch, "get_num_threads", lambda: CLAIMED_THREADS)
         lab.setup(False, "cpu-demo", tmp_path, 0)  # the prose's own count
     assert lab.thread_note("cpu-demo", CLAIMED_THREADS) == "" and lab.thread_note("cpu-demo", 2 * CLAIMED_THREADS + 1)
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method,dataset", [("baseline", "synthetic-vi"), ("sd2reid", "synthetic-rgbnt")])

@@ -73,7 +73,7 @@ def ready_notebooks(pending: list[Path], done: set[str], selected: set[str]) -> 
 
 # Wall seconds each notebook took in `make demo` (cpu-demo, two one-thread notebooks side by side, clean runs/ and
 # cache) on the 2-core reference machine; `plan_order` reads them as relative costs, so a faster or slower machine
-# gets the same plan. Measured 2026-12-04 (records.json `seconds` of the demo of 6bdeae8 plus the 160-step vehicle
+# gets the same plan. Measured 2026-12-04 (records.json `seconds` of that day's clean demo with the 160-step vehicle
 # recipe). Update them from a new demo's records.json when the notebooks change what they train.
 EXPECTED_SECONDS = {"01": 15, "02": 971, "03": 1745, "04": 1011, "05": 1345, "06": 40, "07": 14, "08": 1621}
 

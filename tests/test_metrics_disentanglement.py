@@ -108,3 +108,56 @@ def test_cross_modal_centre_ratio_against_a_loop():
         cross_modal_centre_ratio(x[pids < 3], pids[pids < 3], mods[pids < 3]))
     with pytest.raises(ValueError, match="at least 2 identities"):
         cross_modal_centre_ratio(x[pids == 0], pids[pids == 0], mods[pids == 0])
+
+
+def test_camera_pair_rank1_against_a_loop():
+    """Oracle: for every ordered camera pair, a plain loop over queries that scans the pair's gallery by hand."""
+    from scipy.spatial.distance import cosine
+
+    from workbench.metrics.disentanglement import camera_pair_rank1
+
+    rng = np.random.default_rng(3)
+    n = 90
+    pids, cams = rng.integers(0, 9, n), rng.integers(1, 5, n)
+    x = rng.standard_normal((n, 6))
+    table = camera_pair_rank1(x, pids, cams).set_index(["query_cam", "gallery_cam"])
+    expected = {}
+    for a in range(1, 5):
+        for b in range(1, 5):
+            shared = set(pids[cams == a]) & set(pids[cams == b])
+            if a == b or not shared:
+                continue
+            gallery = [j for j in range(n) if cams[j] == b and pids[j] in shared]
+            hits = []
+            for i in range(n):
+                if cams[i] == a and pids[i] in shared:
+                    best = min(gallery, key=lambda j: (cosine(x[i], x[j]), j))
+                    hits.append(pids[best] == pids[i])
+            expected[a, b] = (float(np.mean(hits)), len(hits), len(gallery), len(shared))
+    assert set(table.index) == set(expected)
+    for key, (rank1, queries, images, ids) in expected.items():
+        row = table.loc[key]
+        assert row["rank1"] == pytest.approx(rank1)
+        assert (row["queries"], row["gallery_images"], row["gallery_ids"]) == (queries, images, ids)
+
+
+def test_camera_pair_rank1_separates_a_camera_cluster_from_a_lost_identity():
+    """Features = identity code + a large per-camera offset: a mixed gallery would match the camera, but every single
+    camera pair still finds the identity (rank-1 exactly 1); pure noise in camera 3 makes every pair that touches
+    camera 3 miss exactly when the nearest image is another identity."""
+    from workbench.metrics.disentanglement import camera_pair_rank1
+
+    ids = np.eye(5)
+    pids = np.tile(np.arange(5), 3)
+    cams = np.repeat([1, 2, 3], 5)
+    x = np.concatenate([ids[pids], 10.0 * np.eye(3)[cams - 1]], axis=1)
+    table = camera_pair_rank1(x, pids, cams, metric="euclidean")
+    assert len(table) == 6 and (table["rank1"] == 1.0).all()
+    assert (table["gallery_ids"] == 5).all() and (table["queries"] == 5).all()
+    x_lost = x.copy()
+    x_lost[cams == 3, :5] = 0.0  # camera 3 keeps no identity: its images are all equally far from every identity
+    pairs = camera_pair_rank1(x_lost, pids, cams, metric="euclidean").set_index(["query_cam", "gallery_cam"])
+    assert pairs.loc[(1, 2), "rank1"] == 1.0
+    assert pairs.loc[(3, 1), "rank1"] == pytest.approx(1 / 5)  # ties go to the first gallery image: identity 0 only
+    with pytest.raises(ValueError, match="at least 2 cameras"):
+        camera_pair_rank1(x, pids, np.ones_like(cams))

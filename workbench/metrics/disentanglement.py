@@ -12,6 +12,8 @@ these scores; the choices below are ours [INFERRED], picked to be standard and e
   that have its identity.
 * ``modality_centroid_gap``: mean distance between the modality centroids of one identity, divided by the mean
   distance between identity centroids: near 0 when modality leaves no trace, large when it dominates.
+* ``camera_pair_rank1``: rank-1 from each camera into each other camera alone (is the identity kept across that
+  pair, whatever the other cameras do).
 * ``cross_modal_centre_ratio``: for two modalities, the mean squared distance between the two modality centres of
   the *same* identity divided by that between the centres of *different* identities (the alignment ICRE's centre
   loss asks for: below 1 when an identity's two modalities are closer to each other than to other identities).
@@ -25,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import torch
 from scipy.spatial.distance import cdist, pdist
 from sklearn.linear_model import LogisticRegression
@@ -153,6 +156,52 @@ def cross_modal_knn_purity(
     kk = int(min(k, (m[None, :] != m[:, None]).sum(axis=1).min()))
     nn = np.argsort(d, axis=1, kind="stable")[:, :kk]  # (N, kk)
     return float((p[nn] == p[:, None]).mean())
+
+
+def camera_pair_rank1(
+    feats: np.ndarray | torch.Tensor,
+    pids: np.ndarray,
+    camids: np.ndarray,
+    *,
+    metric: str = "cosine",
+) -> pd.DataFrame:
+    """Rank-1 of retrieval from each camera into each other camera, one pair at a time.
+
+    For a pair (query camera a, gallery camera b), the gallery is every image of camera b whose identity camera a
+    also saw, and the queries are camera a's images of identities camera b saw; a query scores 1 when its nearest
+    gallery image (`metric`, ties to the first) has its identity. Restricting the gallery to one camera separates
+    "this camera pair keeps the identity" from "each camera forms its own cluster": an embedding whose images sit
+    nearest to other people of their own camera fails a mixed gallery while its single-camera pairs still score
+    well. The chance level of a pair is about 1 / `gallery_ids`. [INFERRED: a diagnostic of ours, not a protocol of
+    the papers.]
+
+    Args:
+        feats: (N, D). pids: (N,). camids: (N,).
+        metric: any scipy ``cdist`` metric.
+
+    Returns:
+        One row per ordered camera pair with at least one shared identity: `query_cam`, `gallery_cam`, `rank1`,
+        `queries`, `gallery_images`, `gallery_ids`.
+    """
+    x, (p, c) = _prep(feats, ("pids", pids), ("camids", camids))
+    cams = np.unique(c)
+    if len(cams) < 2:
+        raise ValueError(f"camids must hold at least 2 cameras for camera pairs, got {len(cams)}")
+    rows = []
+    for a in cams:
+        for b in cams:
+            if a == b:
+                continue
+            shared = np.intersect1d(p[c == a], p[c == b])
+            q = np.where((c == a) & np.isin(p, shared))[0]
+            g = np.where((c == b) & np.isin(p, shared))[0]
+            if len(shared) == 0:
+                continue
+            nearest = g[np.argmin(cdist(x[q], x[g], metric=metric), axis=1)]
+            rows.append({"query_cam": a.item(), "gallery_cam": b.item(), "rank1": float((p[nearest] == p[q]).mean()),
+                         "queries": len(q), "gallery_images": len(g), "gallery_ids": len(shared)})
+    return pd.DataFrame(rows, columns=["query_cam", "gallery_cam", "rank1", "queries", "gallery_images",
+                                       "gallery_ids"])
 
 
 @dataclass(frozen=True)

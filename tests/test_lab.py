@@ -108,3 +108,53 @@ def test_a_stored_run_is_read_only_for_its_own_recipe(tmp_path, monkeypatch):
     assert len(fitted) == 2
     with pytest.raises(FileNotFoundError, match="teacher_memory_study.py"):
         lab.stored_or_trained(elsewhere, study=tmp_path / "missing.json")
+
+
+def test_held_out_ids_are_the_ids_holdout_identities_holds_out():
+    from workbench.data import load_dataset
+    from workbench.data.validation import held_out_ids, holdout_identities
+
+    train = load_dataset("synthetic-vi", None, ids=60, seed=0).train
+    for seed in (0, 3):
+        kept, query, gallery = holdout_identities(train, 7, seed=seed)
+        held = held_out_ids(train, 7, seed=seed)
+        assert {s.pid for s in query} | {s.pid for s in gallery} == held and len(held) == 7
+        assert not held & {s.pid for s in kept}
+
+
+@pytest.mark.slow
+def test_camera_diagnosis_reads_the_held_out_identities_of_a_vi_run(tmp_path):
+    """Every camera of the held-out images appears, each with its layout's modality; the by-modality means are the
+    means of the camera pairs; one probe per (modality, factor), its chance the majority rate; clear errors for a
+    multi-modal run and for a run that held out nobody."""
+    import numpy as np
+
+    from workbench.data import load_dataset
+    from workbench.data.validation import held_out_ids
+    from workbench.train import fit
+
+    cfg = get_config("baseline", "synthetic-vi", "smoke").override(
+        **{"run.out_dir": str(tmp_path), "run.max_steps": 2, "run.device": "cpu"})
+    run = fit(cfg, progress=False)
+    diag = lab.camera_diagnosis(run.path)
+    train = load_dataset(cfg.data.dataset, cfg.data.root, **cfg.data.options).train
+    held = held_out_ids(train, cfg.data.val_ids, seed=cfg.run.seed)
+    images = [s for s in train if s.pid in held]
+    assert set(diag.pairs["query_cam"]) == {s.camid for s in images}
+    assert all(m == ("ir" if c in (3, 6) else "rgb") for c, m in zip(diag.pairs["query_cam"], diag.pairs["query_modality"]))
+    for r in diag.by_modality.itertuples():
+        same = diag.pairs[(diag.pairs["query_modality"] == r.query_modality)
+                          & (diag.pairs["gallery_modality"] == r.gallery_modality)]
+        assert r.camera_pairs == len(same) and r.rank1 == pytest.approx(same["rank1"].mean())
+    assert list(zip(diag.probes["features"], diag.probes["factor"])) == [
+        ("rgb", "camera"), ("rgb", "identity"), ("ir", "camera"), ("ir", "identity")]
+    assert diag.probes["accuracy"].between(0, 1).all() and (diag.probes["chance"] < 1).all()
+    ir_cams = np.array([s.camid for s in images if s.modality == "ir"])
+    assert diag.probes.loc[2, "classes"] == len(set(ir_cams))
+    mm = fit(get_config("baseline", "synthetic-rgbnt", "smoke").override(
+        **{"run.out_dir": str(tmp_path), "run.max_steps": 1, "run.device": "cpu"}), progress=False)
+    with pytest.raises(ValueError, match="visible-infrared runs"):
+        lab.camera_diagnosis(mm.path)
+    nobody = fit(cfg.override(**{"data.val_ids": 0, "run.name": "no-validation"}), progress=False)
+    with pytest.raises(ValueError, match="data.val_ids=0"):
+        lab.camera_diagnosis(nobody.path)

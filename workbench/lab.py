@@ -128,6 +128,78 @@ def live_batch(cfg: Config, *, seed: int | None = None, device: str = "cpu") -> 
     return LiveBatch(model, method, next(iter(loader)), train_samples, dataset)
 
 
+@dataclass(frozen=True)
+class CameraDiagnosis:
+    """Where a visible-infrared run keeps or loses identity, on its held-out validation identities (`camera_diagnosis`).
+
+    Attributes:
+        pairs: `metrics.disentanglement.camera_pair_rank1` with each camera's modality added (`query_modality`,
+            `gallery_modality`): one row per ordered camera pair.
+        by_modality: the mean rank-1 of the camera pairs of each (query modality, gallery modality), and how many
+            pairs it averages.
+        probes: one row per (features of one modality, factor "camera" or "identity"): a linear probe's held-out
+            accuracy and chance (`metrics.linear_probe`).
+    """
+
+    pairs: Any
+    by_modality: Any
+    probes: Any
+
+
+def camera_diagnosis(run, *, seed: int = 0) -> CameraDiagnosis:
+    """Camera-pair retrieval and camera / identity probes of a visible-infrared run's features on the identities it held
+    out for validation (`data.val_ids`, every image of both modalities; the test split is not read).
+
+    The run's own protocol scores infrared queries against a visible gallery of all cameras; this splits that number
+    by camera pair and asks what the features of each modality encode (its camera, its identity), so a reader can
+    see whether a weak score comes from the modality gap or from cameras that each form their own cluster.
+
+    Args:
+        run: a finished run (`evaluate.open_run` handle, `Run` or path) on visible-infrared data.
+        seed: the probes' split seed.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from workbench.data import load_dataset
+    from workbench.data.validation import held_out_ids
+    from workbench.evaluate import open_run
+    from workbench.features import extract_features
+    from workbench.metrics.disentanglement import camera_pair_rank1, linear_probe
+
+    handle = open_run(run)
+    cfg = handle.config
+    if cfg.data.val_ids < 1:
+        raise ValueError(f"run {handle.name} held out no validation identities (data.val_ids=0): camera_diagnosis "
+                         "reads only held-out identities; train with data.val_ids > 0")
+    dataset = load_dataset(cfg.data.dataset, cfg.data.root, **cfg.data.options)
+    modalities = {s.modality for s in dataset.train}
+    if not modalities <= {"rgb", "ir"}:
+        raise ValueError(f"camera_diagnosis is for visible-infrared runs; {handle.name} trained on "
+                         f"{cfg.data.dataset} (modalities {sorted(modalities)})")
+    held = held_out_ids(dataset.train, cfg.data.val_ids, seed=cfg.run.seed)
+    samples = [s for s in dataset.train if s.pid in held]
+    feats = extract_features(handle.model(), samples, cfg, method=handle.method, progress=False)
+    x = np.asarray(feats.feats["feats"] if isinstance(feats.feats, dict) else feats.feats)
+    pids = np.array([s.pid for s in samples])
+    cams = np.array([s.camid for s in samples])
+    mods = np.array([s.modality for s in samples])
+    cam_modality = {int(c): m for c, m in zip(cams, mods)}
+    pairs = camera_pair_rank1(x, pids, cams, metric="cosine")  # the VI protocols' distance
+    pairs.insert(2, "query_modality", pairs["query_cam"].map(cam_modality))
+    pairs.insert(3, "gallery_modality", pairs["gallery_cam"].map(cam_modality))
+    by_modality = (pairs.groupby(["query_modality", "gallery_modality"])["rank1"].agg(["mean", "count"])
+                   .rename(columns={"mean": "rank1", "count": "camera_pairs"}).reset_index())
+    probes = []
+    for modality in ("rgb", "ir"):
+        keep = mods == modality
+        for factor, labels in (("camera", cams), ("identity", pids)):
+            result = linear_probe(x[keep], labels[keep], seed=seed)
+            probes.append({"features": modality, "factor": factor, "accuracy": result.accuracy,
+                           "chance": result.chance, "classes": result.num_classes})
+    return CameraDiagnosis(pairs, by_modality, pd.DataFrame(probes))
+
+
 REGIME_STUDY = Path(__file__).parent / "results" / "regime_study.json"
 
 

@@ -53,7 +53,7 @@ def holdout_identities(
         raise ValueError(
             f"num_ids must be between 1 and {len(pids) - 1} (the training set has {len(pids)} identities), got {num_ids}"
         )
-    held = set(random.Random(seed).sample(pids, num_ids))
+    held = held_out_ids(train, num_ids, seed=seed)
     kept = relabel(s for s in train if s.pid not in held)
     val = unlabel(s for s in train if s.pid in held)
     modalities = {s.modality for s in val}
@@ -71,6 +71,12 @@ def holdout_identities(
     ordered = [sorted(groups[k], key=lambda s: s.paths["rgb"]) for k in sorted(groups)]
     gallery = draw_gallery(ordered, seed, shot=1)
     return kept, query, gallery
+
+
+def held_out_ids(train: Sequence[Sample], num_ids: int, *, seed: int = 0) -> set:
+    """The identities `holdout_identities(train, num_ids, seed=seed)` holds out: `num_ids` of the sorted training
+    pids, drawn with `random.Random(seed)` (the one place the choice is made)."""
+    return set(random.Random(seed).sample(sorted({s.pid for s in train}), num_ids))
 
 
 def draw_seed(seed: int, draw: int) -> int:

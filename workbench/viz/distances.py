@@ -115,3 +115,42 @@ def plot_distance_distributions(distances: pd.DataFrame, *, axes=None, bins: int
         ax.legend(fontsize=6)
     axes[0].set_ylabel("density")
     return axes
+
+
+MODALITY_NAMES = {"rgb": "visible", "ir": "infrared", "nir": "NIR", "tir": "TIR"}
+
+
+def plot_camera_pairs(pairs: pd.DataFrame, *, ax=None, title: str = ""):
+    """Heat map of `lab.camera_diagnosis(...).pairs`: rank-1 from each query camera (rows) into each gallery camera
+    alone (columns), the value written in every cell, each camera labelled with its modality, chance (1 / the pair's
+    gallery identities) in a small second line. Returns the Axes."""
+    if pairs.empty:
+        raise ValueError("pairs is empty: no two cameras share an identity")
+    cams = sorted(set(pairs["query_cam"]) | set(pairs["gallery_cam"]))
+    modality = dict(zip(pairs["query_cam"], pairs["query_modality"])) | dict(zip(pairs["gallery_cam"],
+                                                                                 pairs["gallery_modality"]))
+    grid = np.full((len(cams), len(cams)), np.nan)
+    chance = np.full_like(grid, np.nan)
+    at = {c: i for i, c in enumerate(cams)}
+    for r in pairs.itertuples():
+        grid[at[r.query_cam], at[r.gallery_cam]] = r.rank1
+        chance[at[r.query_cam], at[r.gallery_cam]] = 1 / r.gallery_ids
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.0 * len(cams) + 2.2, 0.85 * len(cams) + 1.2))
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", vmin=0, vmax=1)
+    for i in range(len(cams)):
+        for j in range(len(cams)):
+            if np.isnan(grid[i, j]):
+                continue
+            colour = "black" if grid[i, j] > 0.6 else "white"
+            ax.text(j, i - 0.1, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=9, color=colour)
+            ax.text(j, i + 0.25, f"chance {chance[i, j]:.2f}", ha="center", va="center", fontsize=6, color=colour)
+    labels = [f"cam {c}\n{MODALITY_NAMES.get(modality[c], modality[c])}" for c in cams]
+    ax.set_xticks(range(len(cams)), labels, fontsize=8)
+    ax.set_yticks(range(len(cams)), labels, fontsize=8)
+    ax.set_xlabel("gallery: that camera's images only")
+    ax.set_ylabel("query camera")
+    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="rank-1")
+    ax.set_title(title or "rank-1 by camera pair (held-out identities)", fontsize=10)
+    ax.figure.tight_layout()
+    return ax

@@ -334,3 +334,50 @@ def test_a_run_tested_on_another_dataset_keeps_that_evaluation_apart_from_its_de
     assert again.identity == cross.identity and again.mean == cross.mean
     assert E.identity_test_on(cfg, default.identity) is None
     assert E.identity_test_on(cfg, cross.identity).data.dataset == "synthetic-msvr310"
+
+
+def test_an_evaluation_of_weights_that_changed_since_is_computed_again(tmp_path, capsys):
+    """A stored evaluation names the weights file it scored and its SHA-1: read back while the file is unchanged,
+    computed again (with the reason said) once the run's weights change, by options or by key; evaluations stored
+    before the stamp are read as they are."""
+    import hashlib
+
+    import torch
+
+    from workbench.runs import save_weights
+
+    run, cfg, model, method, _ = _untrained_run(tmp_path, "moving")
+    h = E.open_run(run.path)
+    first = h.evaluation(device="cpu", progress=False)
+    assert first.meta["weights"] == {"file": run.best_weights.name,
+                                     "sha1": hashlib.sha1(run.best_weights.read_bytes()).hexdigest()}
+    written = (first.path / "protocol.json").stat().st_mtime_ns
+    assert h.evaluation(device="cpu", progress=False).mean == first.mean
+    assert (first.path / "protocol.json").stat().st_mtime_ns == written  # read, not recomputed
+    capsys.readouterr()
+
+    torch.manual_seed(1)  # the run "trains on": other weights in the same file
+    save_weights(method.build_model(cfg, 12).eval().state_dict(), run.best_weights)
+    again = h.evaluation(device="cpu", progress=False)
+    assert "out of date" in capsys.readouterr().out
+    oracle = E.evaluate(run, device="cpu", cache=False, progress=False)  # the new weights, scored without storing
+    assert again.key == first.key and again.mean == pytest.approx(oracle.mean, abs=1e-12)
+    assert again.mean != first.mean and E.open_run(run.path).test.mean == again.mean
+    assert again.meta["weights"]["sha1"] == hashlib.sha1(run.best_weights.read_bytes()).hexdigest()
+
+    torch.manual_seed(2)
+    save_weights(method.build_model(cfg, 12).eval().state_dict(), run.best_weights)
+    by_key = h.evaluation(key=again.key, device="cpu", progress=False)
+    assert by_key.mean == pytest.approx(E.evaluate(run, device="cpu", cache=False, progress=False).mean, abs=1e-12)
+    assert E.stale_reason(by_key, run) == ""
+    moved = run.best_weights.rename(run.best_weights.with_suffix(".bak"))
+    assert h.evaluation(device="cpu", progress=False).mean == by_key.mean  # copied without its weights: as stored
+    moved.rename(run.best_weights)
+
+    meta = json.loads((by_key.path / "protocol.json").read_text())
+    del meta["weights"]  # as stored before the stamp existed
+    (by_key.path / "protocol.json").write_text(json.dumps(meta))
+    torch.manual_seed(3)
+    save_weights(method.build_model(cfg, 12).eval().state_dict(), run.best_weights)
+    assert h.evaluation(device="cpu", progress=False).mean == by_key.mean  # unstamped: taken as it is
+    assert E.stale_reason(E.load_evaluation(run), run) == ""

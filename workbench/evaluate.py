@@ -14,8 +14,10 @@ function (`evaluate_and_store`) and written in one place: its evaluation folder.
 
     runs/<name>/evaluations/<key>/
         protocol.json   the protocol identity (dataset, layout, root, data options, split options, rerank, branches,
-                        the metric spec) and fingerprints of the query and gallery lists; <key> hashes the identity.
-                        Written last: a folder without it is incomplete and ignored.
+                        the metric spec), fingerprints of the query and gallery lists and of the run's weights file
+                        it scored (`weights_stamp`); <key> hashes the identity. Written last: a folder without it is
+                        incomplete and ignored. A stored evaluation whose weights file has changed since (a run
+                        evaluated while it trained, then trained on) is computed again, not read.
         summary.json    mean, std and per-trial metrics (the spread over gallery draws), mean CMC
         per_query.csv   one row per (trial, query): trial, query, sample, pid, camid, valid, first_match_rank,
                         cmc_rank, AP, INP
@@ -249,7 +251,7 @@ def evaluate_and_store(run: Run | str | Path, model: nn.Module, dataset, cfg: Co
             "query_fingerprint": _features.samples_fingerprint([unique[i] for q, _ in rows_of for i in q]),
             "gallery_fingerprint": _features.samples_fingerprint([unique[i] for _, g in rows_of for i in g]),
             "num_trials": len(splits), "split_names": [sp.name for sp in splits],
-            "trial_ids": [sp.trial for sp in splits]}
+            "trial_ids": [sp.trial for sp in splits], "weights": weights_stamp(run_path)}
     per_query = []
     for t, (res, (q_rows, _)) in enumerate(zip(result.trials, rows_of)):
         pq = res.per_query.copy()
@@ -562,6 +564,48 @@ class Evaluation:
         return table
 
 
+_SHA1_BY_STAT: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> SHA-1: each file is hashed once
+
+
+def _file_sha1(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _SHA1_BY_STAT:
+        digest = hashlib.sha1()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _SHA1_BY_STAT[key] = digest.hexdigest()
+    return _SHA1_BY_STAT[key]
+
+
+def weights_stamp(run: Run | str | Path) -> dict | None:
+    """Which weights a run's evaluation scores: the file `Run.weights_path()` names (the validation-selected weights,
+    else the last checkpoint) and its SHA-1; None when the run has no weights file yet. `fit` and
+    `ensure_evaluation` both evaluate exactly that file's weights. None too for a folder that is not a run's (a
+    model scored into a plain folder)."""
+    try:
+        path = (run if isinstance(run, Run) else load_run(run)).weights_path()
+    except FileNotFoundError:
+        return None
+    return {"file": path.name, "sha1": _file_sha1(path)}
+
+
+def stale_reason(ev: Evaluation, run: Run | str | Path) -> str:
+    """Why a stored evaluation no longer scores the run's weights ("" when it does): the weights file it scored
+    has changed or another one is selected now. Evaluations stored before weights were stamped are taken as they
+    are, and so are those of a run folder copied without its weights (nothing could score them again)."""
+    stored = ev.meta.get("weights")
+    now = weights_stamp(run) if stored is not None else None
+    if now is None:
+        return ""
+    if now["file"] != stored["file"]:
+        return f"it scored {stored['file']}, and the run's weights are now {now['file']}"
+    if now["sha1"] != stored["sha1"]:
+        return f"{now['file']} has changed since it was evaluated (the run trained on, or its weights were replaced)"
+    return ""
+
+
 def list_evaluations(run: Run | str | Path) -> list[Evaluation]:
     """Every complete stored evaluation of a run (those with a protocol.json), oldest first."""
     root = Path(run.path if isinstance(run, Run) else run) / EVALUATIONS
@@ -666,12 +710,22 @@ def ensure_evaluation(run: Run | str | Path, *, key: str | None = None, split_op
     cfg = tested_config(run.config, test_on)
     if not recompute:
         if key is not None:
-            return load_evaluation(run, key)
-        for ev in list_evaluations(run):
-            if _protocol_matches(ev.identity, cfg, split_options, rerank, branches):
-                return ev
-        print(f"evaluating {run.name} (no stored per-query results for this protocol yet)")
-    elif key is not None:  # recompute a stored protocol: its options and test set come from its identity
+            found = load_evaluation(run, key)
+        else:
+            found = next((ev for ev in list_evaluations(run)
+                          if _protocol_matches(ev.identity, cfg, split_options, rerank, branches)), None)
+        why = stale_reason(found, run) if found is not None else ""
+        if found is not None and not why:
+            return found
+        if found is None:
+            print(f"evaluating {run.name} (no stored per-query results for this protocol yet)")
+        else:
+            print(f"evaluating {run.name} again: its stored evaluation {found.key} is out of date ({why})")
+            recompute = key is not None  # a stored protocol asked for by key: recompute it with its own options
+    if run.status == "running":
+        print(f"note: {run.name} is still training; this scores the weights it has selected so far "
+              f"({run.weights_path().name}), and is computed again once they change")
+    if recompute and key is not None:  # recompute a stored protocol: its options and test set come from its identity
         ident = load_evaluation(run, key).identity
         split_options, rerank, branches = ident["split_options"] or None, ident["rerank"], ident["branches"]
         cfg = _with_test_set(run.config, ident["dataset"], ident["root"], ident["data_options"])

@@ -43,7 +43,11 @@ REGIMES: dict[str, tuple[str, dict]] = {
 # (e): more epochs for a regime whose validation still climbed at the end of 6: key -> (regime it extends, epochs)
 REGIMES["e"] = ("test_resnet from the distilled stand-in (d), 10 epochs, lr step after 7",
                 REGIMES["d"][1])
-LONGER = {"e": ("d", 10)}
+REGIMES["f"] = ("test_resnet from the synthetic stand-in (a), 16 epochs, lr step after 11",
+                REGIMES["a"][1])
+REGIMES["g"] = ("test_resnet from the synthetic stand-in, DAKD's channel augmentation (erasing on both streams, "
+                "adaptive gray on infrared) on top of AGW's pad, crop and flip", {"data.train_recipe": "channel_aug"})
+LONGER = {"e": ("d", 10), "f": ("a", 16)}
 BAND = (0.40, 0.80)
 
 
@@ -191,6 +195,10 @@ def main(argv=None) -> int:
         return 0
     from workbench.runs import load_run
 
+    if not (Path(chosen["run"]) / "config.json").is_file():
+        print(f"chosen: ({chosen['regime']}) ({why}); its run folder {chosen['run']} is not on this machine (a row "
+              f"kept from --out), so no test numbers: train it again with --only {chosen['regime']}")
+        return 0
     test = load_run(chosen["run"]).test  # read for the chosen regime only, after the choice
     print(f"chosen: ({chosen['regime']}) {chosen['what']} ({why}): best validation rank-1 "
           f"{chosen['best_val_rank1']:.3f} in {chosen['cpu_min']:.1f} CPU min; its test numbers: "

@@ -22,6 +22,8 @@ def test_each_epoch_sits_at_the_cpu_minutes_spent_so_far():
     np.testing.assert_allclose(lines["(b)"].get_xdata(), [5, 9])
     np.testing.assert_allclose(lines["(b)"].get_ydata(), [0.45, 0.6])
     assert lines["(b)"].get_linewidth() > lines["(a)"].get_linewidth()  # the chosen regime stands out
+    assert lines["(b)"].get_zorder() > lines["(a)"].get_zorder()  # and is drawn over regimes that share its epochs
+    assert ax.get_xscale() == "log"
     band = [p for p in ax.patches if np.allclose([p.get_y(), p.get_y() + p.get_height()], [0.40, 0.80])]
     assert band, "the calibration band is not drawn"
 

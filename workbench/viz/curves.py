@@ -45,7 +45,8 @@ def plot_regime_study(rows: list[dict], *, band: tuple[float, float] = (0.40, 0.
     """Validation rank-1 against the CPU minutes spent, one line per regime of `benchmarks/regime_study.py`.
 
     Each marker is one epoch: x = CPU minutes used so far (training and validation), y = validation rank-1, the mean
-    over the gallery draws, with their spread as a band. The shaded strip is the calibration band. Returns the Axes.
+    over the gallery draws, with their spread as a band. The shaded strip is the calibration band; minutes are on a log
+    scale, and the chosen regime is drawn thicker and over the others. Returns the Axes.
 
     Args:
         rows: the study's rows (its JSON): "regime", "what", "val_rank1", "val_rank1_std", "cpu_s_per_epoch".
@@ -54,6 +55,7 @@ def plot_regime_study(rows: list[dict], *, band: tuple[float, float] = (0.40, 0.
     import textwrap
 
     import numpy as np
+    from matplotlib.ticker import FuncFormatter, LogLocator
 
     if ax is None:
         _, ax = plt.subplots(figsize=(9, 4.2), layout="constrained")
@@ -75,10 +77,15 @@ def plot_regime_study(rows: list[dict], *, band: tuple[float, float] = (0.40, 0.
         if row["regime"] == chosen:
             label += " [chosen]"
         label = textwrap.fill(label, 52, subsequent_indent="   ")
-        (line,) = ax.plot(minutes, mean, marker="o", ms=4, lw=width, label=label)
-        ax.fill_between(minutes, mean - std, mean + std, color=line.get_color(), alpha=0.15, lw=0)
-    ax.set(xlabel="CPU minutes (one process, training + validation)", ylabel="validation rank-1 (mean of draws)",
-           ylim=(0, 1), title="VI baseline per regime: one marker per epoch")
+        on_top = 4 if row["regime"] == chosen else 2  # regimes that share the chosen one's first epochs hide it
+        (line,) = ax.plot(minutes, mean, marker="o", ms=4, lw=width, label=label, zorder=on_top)
+        ax.fill_between(minutes, mean - std, mean + std, color=line.get_color(), alpha=0.15, lw=0, zorder=on_top - 1)
+    # log minutes: the tiny-CNN regimes crowd the first ten minutes, the full ImageNet run takes thirty
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set(xlabel="CPU minutes, log scale (one process, training + validation)",
+           ylabel="validation rank-1 (mean of draws)", ylim=(0, 1), title="VI baseline per regime: one marker per epoch")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return ax
 

@@ -577,7 +577,8 @@ VEHICLE_SIZE = {"smoke": (32, 64), "cpu-demo": (64, 128), "paper": (128, 256)}
 # on "default", 0.22 on "easy"; 120 batches 0.30; 120 batches and lr 2e-3 0.33; the same on "easy" 0.39, 140
 # batches 0.37, 160 batches 0.42 (chosen: the fewest steps tried whose baseline lies in the 0.40-0.80 band; with 10
 # validation vehicles 0.39 / 0.37 / 0.42 are within a few points of noise). 160 was first left out for the demo's
-# time; since the runner plans its start order, notebook 08 runs beside 02 and adds 0.7 minutes to the demo.
+# time; since the runner plans its start order, notebook 08 runs beside 02 and adds under a minute to the demo (0.7
+# and 0.3 in two measured runs).
 VEHICLE_DEMO_BATCHES = 160
 VEHICLE_DEMO_LR = 2e-3
 

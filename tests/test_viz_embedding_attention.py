@@ -131,3 +131,27 @@ def test_a_umap_map_leaves_torch_on_the_threads_it_was_given():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_camera_pair_grid_writes_each_pair_where_its_cameras_meet():
+    """Row = query camera, column = gallery camera; every pair's rank-1 and chance written in its cell, the diagonal
+    left empty, each camera labelled with its modality; an empty table is refused."""
+    import pandas as pd
+
+    from workbench.viz.distances import plot_camera_pairs
+
+    pairs = pd.DataFrame([
+        {"query_cam": 1, "gallery_cam": 3, "query_modality": "rgb", "gallery_modality": "ir", "rank1": 0.25,
+         "queries": 8, "gallery_images": 8, "gallery_ids": 4},
+        {"query_cam": 3, "gallery_cam": 1, "query_modality": "ir", "gallery_modality": "rgb", "rank1": 0.75,
+         "queries": 8, "gallery_images": 8, "gallery_ids": 5}])
+    ax = plot_camera_pairs(pairs)
+    grid = ax.get_images()[0].get_array()
+    assert grid.mask[0, 0] and grid.mask[1, 1]
+    assert grid[0, 1] == 0.25 and grid[1, 0] == 0.75
+    cells = {(round(t.get_position()[0]), round(t.get_position()[1] + 0.1, 1)): t.get_text() for t in ax.texts}
+    assert cells[(1, 0.0)] == "0.25" and cells[(0, 1.0)] == "0.75"
+    assert {t.get_text() for t in ax.texts} >= {"chance 0.25", "chance 0.20"}
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["cam 1\nvisible", "cam 3\ninfrared"]
+    with pytest.raises(ValueError, match="pairs is empty"):
+        plot_camera_pairs(pairs.iloc[:0])

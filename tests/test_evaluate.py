@@ -337,7 +337,7 @@ def test_a_run_tested_on_another_dataset_keeps_that_evaluation_apart_from_its_de
 
 
 def test_an_evaluation_of_weights_that_changed_since_is_computed_again(tmp_path, capsys):
-    """A stored evaluation names the weights file it scored and its SHA-1: read back while the file is unchanged,
+    """A stored evaluation names the weights file it scored and its SHA-256: read back while the file is unchanged,
     computed again (with the reason said) once the run's weights change, by options or by key; evaluations stored
     before the stamp are read as they are."""
     import hashlib
@@ -350,7 +350,7 @@ def test_an_evaluation_of_weights_that_changed_since_is_computed_again(tmp_path,
     h = E.open_run(run.path)
     first = h.evaluation(device="cpu", progress=False)
     assert first.meta["weights"] == {"file": run.best_weights.name,
-                                     "sha1": hashlib.sha1(run.best_weights.read_bytes()).hexdigest()}
+                                     "sha256": hashlib.sha256(run.best_weights.read_bytes()).hexdigest()}
     written = (first.path / "protocol.json").stat().st_mtime_ns
     assert h.evaluation(device="cpu", progress=False).mean == first.mean
     assert (first.path / "protocol.json").stat().st_mtime_ns == written  # read, not recomputed
@@ -363,7 +363,7 @@ def test_an_evaluation_of_weights_that_changed_since_is_computed_again(tmp_path,
     oracle = E.evaluate(run, device="cpu", cache=False, progress=False)  # the new weights, scored without storing
     assert again.key == first.key and again.mean == pytest.approx(oracle.mean, abs=1e-12)
     assert again.mean != first.mean and E.open_run(run.path).test.mean == again.mean
-    assert again.meta["weights"]["sha1"] == hashlib.sha1(run.best_weights.read_bytes()).hexdigest()
+    assert again.meta["weights"]["sha256"] == hashlib.sha256(run.best_weights.read_bytes()).hexdigest()
 
     torch.manual_seed(2)
     save_weights(method.build_model(cfg, 12).eval().state_dict(), run.best_weights)

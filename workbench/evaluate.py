@@ -69,6 +69,7 @@ from workbench.metrics import (
     with_rerank,
 )
 from workbench.runs import Run, atomic_write_bytes, load_run
+from workbench.utils import file_sha256
 
 EVALUATIONS = "evaluations"
 TOP_K = 20  # ranked (non-junk) gallery items of a query in `Evaluation.ranked_list`
@@ -251,7 +252,7 @@ def evaluate_and_store(run: Run | str | Path, model: nn.Module, dataset, cfg: Co
             "query_fingerprint": _features.samples_fingerprint([unique[i] for q, _ in rows_of for i in q]),
             "gallery_fingerprint": _features.samples_fingerprint([unique[i] for _, g in rows_of for i in g]),
             "num_trials": len(splits), "split_names": [sp.name for sp in splits],
-            "trial_ids": [sp.trial for sp in splits], "weights": weights_stamp(run_path)}
+            "trial_ids": [sp.trial for sp in splits], "weights": weights_stamp(run)}
     per_query = []
     for t, (res, (q_rows, _)) in enumerate(zip(result.trials, rows_of)):
         pq = res.per_query.copy()
@@ -564,31 +565,27 @@ class Evaluation:
         return table
 
 
-_SHA1_BY_STAT: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> SHA-1: each file is hashed once
+_DIGEST_BY_STAT: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> SHA-256: each state hashed once
 
 
-def _file_sha1(path: Path) -> str:
+def _weights_digest(path: Path) -> str:
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _SHA1_BY_STAT:
-        digest = hashlib.sha1()
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        _SHA1_BY_STAT[key] = digest.hexdigest()
-    return _SHA1_BY_STAT[key]
+    if key not in _DIGEST_BY_STAT:
+        _DIGEST_BY_STAT[key] = file_sha256(path)
+    return _DIGEST_BY_STAT[key]
 
 
 def weights_stamp(run: Run | str | Path) -> dict | None:
     """Which weights a run's evaluation scores: the file `Run.weights_path()` names (the validation-selected weights,
-    else the last checkpoint) and its SHA-1; None when the run has no weights file yet. `fit` and
+    else the last checkpoint) and its SHA-256; None when the run has no weights file yet. `fit` and
     `ensure_evaluation` both evaluate exactly that file's weights. None too for a folder that is not a run's (a
     model scored into a plain folder)."""
     try:
         path = (run if isinstance(run, Run) else load_run(run)).weights_path()
     except FileNotFoundError:
         return None
-    return {"file": path.name, "sha1": _file_sha1(path)}
+    return {"file": path.name, "sha256": _weights_digest(path)}
 
 
 def stale_reason(ev: Evaluation, run: Run | str | Path) -> str:
@@ -601,7 +598,7 @@ def stale_reason(ev: Evaluation, run: Run | str | Path) -> str:
         return ""
     if now["file"] != stored["file"]:
         return f"it scored {stored['file']}, and the run's weights are now {now['file']}"
-    if now["sha1"] != stored["sha1"]:
+    if now["sha256"] != stored["sha256"]:
         return f"{now['file']} has changed since it was evaluated (the run trained on, or its weights were replaced)"
     return ""
 
@@ -708,6 +705,7 @@ def ensure_evaluation(run: Run | str | Path, *, key: str | None = None, split_op
 
     run = run if isinstance(run, Run) else load_run(run)
     cfg = tested_config(run.config, test_on)
+    found = None  # the stored evaluation of this protocol, when one was read
     if not recompute:
         if key is not None:
             found = load_evaluation(run, key)
@@ -726,7 +724,7 @@ def ensure_evaluation(run: Run | str | Path, *, key: str | None = None, split_op
         print(f"note: {run.name} is still training; this scores the weights it has selected so far "
               f"({run.weights_path().name}), and is computed again once they change")
     if recompute and key is not None:  # recompute a stored protocol: its options and test set come from its identity
-        ident = load_evaluation(run, key).identity
+        ident = (found or load_evaluation(run, key)).identity
         split_options, rerank, branches = ident["split_options"] or None, ident["rerank"], ident["branches"]
         cfg = _with_test_set(run.config, ident["dataset"], ident["root"], ident["data_options"])
     model = load_run_model(run, get_device(device))

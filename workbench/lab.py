@@ -180,7 +180,7 @@ def camera_diagnosis(run, *, seed: int = 0) -> CameraDiagnosis:
     held = held_out_ids(dataset.train, cfg.data.val_ids, seed=cfg.run.seed)
     samples = [s for s in dataset.train if s.pid in held]
     feats = extract_features(handle.model(), samples, cfg, method=handle.method, progress=False)
-    x = np.asarray(feats.feats["feats"] if isinstance(feats.feats, dict) else feats.feats)
+    x = np.asarray(feats.branches["feats"])
     pids = np.array([s.pid for s in samples])
     cams = np.array([s.camid for s in samples])
     mods = np.array([s.modality for s in samples])

@@ -132,6 +132,17 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def cache_dir() -> Path:
     """Where derived data (synthetic exports, feature caches) live: `$WORKBENCH_CACHE` or ~/.cache/reid-workbench."""
     root = os.environ.get("WORKBENCH_CACHE")

